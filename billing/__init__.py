@@ -1,0 +1,1 @@
+"""Billing: rate cards, prices and statements from metered usage."""

@@ -1,0 +1,35 @@
+"""Typed errors of the billing domain; the admin API maps them to 4xx responses.
+
+Hierarchy::
+
+    BillingError                 base of every billing rule violation
+    ├── InvalidAmount            a money value that is not a finite decimal (also a ValueError)
+    ├── InvalidQuantity          a usage quantity below zero (also a ValueError)
+    ├── InvalidRateCard          tiers, bounds, prices or currency break the rate-card rules
+    └── InvalidStatement         an unknown line kind or status, or an amount not to the cent
+
+Passing a ``float`` where money is expected is a programming error, not domain data,
+and raises a plain ``TypeError`` instead.
+"""
+
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    """Base class of every billing rule violation."""
+
+
+class InvalidAmount(BillingError, ValueError):
+    """A money value could not be read as a finite decimal."""
+
+
+class InvalidQuantity(BillingError, ValueError):
+    """A usage quantity to be priced is negative."""
+
+
+class InvalidRateCard(BillingError, ValueError):
+    """A tier, rate or rate card breaks the rate-card rules."""
+
+
+class InvalidStatement(BillingError, ValueError):
+    """A statement or statement line breaks the statement rules."""

@@ -1,0 +1,1 @@
+"""The ``fanmeter`` command: the entry points that wire metering, billing and the broker together."""

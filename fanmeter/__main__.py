@@ -1,0 +1,3 @@
+from fanmeter.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""`fanmeter ingest`: stream event files through the real Celery pipeline and wait for the result."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+
+from fanmeter.reader import iter_event_texts
+from metering import service
+from metering.tasks import ingest_batch, rollup
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    run_id: str
+    batches: int
+    events: int
+
+
+def send_files(paths: Iterable[Path], batch_size: int, show_progress: bool = True) -> IngestRun:
+    """Send the events of ``paths`` as Celery batches; return the run to wait for."""
+    paths = list(paths)
+    run_id = uuid.uuid4().hex[:16]
+    batches = events = 0
+    total = sum(p.stat().st_size for p in paths)
+    with click.progressbar(length=total, label="sending ", show_pos=True, hidden=not show_progress) as bar:
+        for batch in _batches(_texts(paths, bar.update), batch_size):
+            ingest_batch.apply_async(args=[f"{run_id}-{batches:08d}", batch])
+            batches += 1
+            events += len(batch)
+    return IngestRun(run_id, batches, events)
+
+
+def _texts(paths: list[Path], advance: object) -> Iterator[str]:
+    for path in paths:
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            for text in iter_event_texts(stream):
+                advance(len(text) + 1)  # type: ignore[operator]
+                yield text
+
+
+def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bool = True) -> service.IngestProgress:
+    """Block until every batch of ``run`` is ingested and rolled up; nudge the rollup when it lags."""
+    deadline = time.monotonic() + timeout_s
+    last_nudge = time.monotonic()
+    with click.progressbar(length=run.batches, label="processing", show_pos=True, hidden=not show_progress) as bar:
+        while True:
+            progress = service.ingest_progress(engine, run.run_id)
+            bar.update(progress.batches_done - bar.pos)
+            if progress.batches_done >= run.batches and progress.dirty_left == 0:
+                return progress
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"gave up after {timeout_s:.0f} s: {progress.batches_done} of {run.batches} batches ingested, "
+                    f"{progress.dirty_left} connections waiting for rollup. Is a worker running (`fanmeter worker`)?"
+                )
+            if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
+                rollup.delay()  # a lost trigger must not leave us waiting forever
+                last_nudge = time.monotonic()
+            time.sleep(0.2)
+
+
+def report(progress: service.IngestProgress, run: IngestRun) -> str:
+    """Human summary: counts, then rejection reasons grouped, most frequent first."""
+    lines = [
+        f"events read: {run.events} in {run.batches} batches",
+        f"accepted:    {progress.accepted}",
+        f"duplicates:  {progress.duplicates}",
+        f"rejected:    {progress.rejected}",
+    ]
+    for reason, count in progress.rejection_reasons:
+        lines.append(f"  {count:>8}  {reason}")
+    return "\n".join(lines)

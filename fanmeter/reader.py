@@ -1,0 +1,90 @@
+"""Stream CloudEvents out of files without holding a file in memory.
+
+A file is either JSON lines (one event, or one batch array, per line) or a single
+batch array (``application/cloudevents-batch+json``). Each event is yielded as its
+original JSON text so that the worker, not the reader, decides what is malformed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO
+
+CHUNK = 1 << 20
+_decoder = json.JSONDecoder()
+_WHITESPACE = " \t\r\n"
+
+
+def iter_event_texts(stream: IO[str]) -> Iterator[str]:
+    """Yield the JSON text of each event in a JSON-lines or batch-array stream."""
+    first = _peek_non_space(stream)
+    if first == "[":
+        yield from _iter_array(stream)
+    else:
+        for line in stream:
+            text = line.strip()
+            if text.startswith("["):
+                yield from _split_array_line(text)
+            elif text:
+                yield text
+
+
+def _peek_non_space(stream: IO[str]) -> str:
+    position = stream.tell()
+    while True:
+        char = stream.read(1)
+        if not char or char not in _WHITESPACE:
+            stream.seek(position)
+            return char
+        position = stream.tell()
+
+
+def _split_array_line(text: str) -> Iterator[str]:
+    """A line holding a whole batch array: each element's text, or the line itself if it is malformed."""
+    try:
+        elements = json.loads(text)
+    except ValueError:
+        yield text
+        return
+    for element in elements:
+        yield json.dumps(element)
+
+
+def _iter_array(stream: IO[str]) -> Iterator[str]:
+    """Yield each element of one top-level JSON array, reading the stream in chunks."""
+    buffer = stream.read(CHUNK).lstrip()[1:]  # drop "["
+    position = 0
+    while True:
+        buffer, position = _refill(stream, buffer, position)
+        position = _skip(buffer, position, _WHITESPACE + ",")
+        if position < len(buffer) and buffer[position] == "]":
+            return
+        if position >= len(buffer):
+            if buffer:
+                yield buffer  # unterminated array: the rest is reported malformed
+            return
+        try:
+            _, end = _decoder.raw_decode(buffer, position)
+        except ValueError:
+            more = stream.read(CHUNK)
+            if more:
+                buffer = buffer[position:] + more
+                position = 0
+                continue
+            yield buffer[position:]
+            return
+        yield buffer[position:end]
+        position = end
+
+
+def _refill(stream: IO[str], buffer: str, position: int) -> tuple[str, int]:
+    if len(buffer) - position < CHUNK // 2:
+        return buffer[position:] + stream.read(CHUNK), 0
+    return buffer, position
+
+
+def _skip(buffer: str, position: int, chars: str) -> int:
+    while position < len(buffer) and buffer[position] in chars:
+        position += 1
+    return position

@@ -1,0 +1,62 @@
+"""`fanmeter up`: the whole pipeline on one machine, fed with simulated traffic."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from billing import service as billing_service
+from fanmeter import demo
+from fanmeter import ingest as ingest_cli
+from metering import migrate
+from metering import service as metering_service
+from metering.bootstrap import bootstrap
+from metering.celery_app import configure
+from metering.domain.instants import Month, to_micros
+
+
+def run(once: bool, events: int) -> None:
+    """Migrate, start a worker, send demo traffic across the last month boundary, print the results."""
+    runtime = bootstrap()
+    configure(runtime.settings)
+    migrate.upgrade(runtime.engine.url.render_as_string(hide_password=False))
+    now = datetime.now(UTC)
+    this_month = Month.of(to_micros(now))
+    previous = Month(this_month.year - 1, 12) if this_month.month == 1 else Month(this_month.year, this_month.month - 1)
+    worker = subprocess.Popen([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"])
+    try:
+        path = runtime.settings.data_dir / "demo-events.jsonl"
+        demo.write_demo_file(str(path), this_month.start_us, events)
+        click.echo(f"sending {events} simulated events around {this_month.first_day} 00:00 UTC from {path}")
+        sent = ingest_cli.send_files([path], runtime.settings.ingest_batch_size)
+        click.echo(ingest_cli.report(ingest_cli.wait_for(runtime.engine, sent, timeout_s=600), sent))
+        for account in sorted(demo.ACCOUNTS):
+            for month in (previous, this_month):
+                usage = metering_service.usage_for_month(runtime.engine, account, month)
+                statement = billing_service.statement_for_month(runtime.engine, account, month, now)
+                click.echo(f"\n== {account} {month} ==")
+                click.echo(json.dumps({"usage": usage.to_json(), "statement": statement.to_json()}, indent=2))
+        click.echo(f"\ndatabase: {runtime.engine.url.render_as_string(hide_password=True)}")
+        if not once:
+            click.echo("worker running; try `fanmeter usage acme " + str(this_month) + "`. Ctrl-C stops.")
+            _serve_until_interrupted()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _serve_until_interrupted() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("stopping")

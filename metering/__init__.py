@@ -1,0 +1,1 @@
+"""Metering: CloudEvents in, exact connection minutes, messages and bytes out."""

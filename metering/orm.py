@@ -1,0 +1,126 @@
+"""Tables of the metering pipeline: raw events, rejections, batches, sessions, rollups.
+
+Hot columns hold instants as integer UTC microseconds (``*_us``) because the
+pipeline computes on them; human-facing instants (``*_at``) use ``UtcDateTime``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from metering.db import Base, BigId, UtcDateTime
+
+ID = 256  # longest account, service, connection, source or event id the contract allows
+
+
+class RawEvent(Base):
+    """Every accepted event, once: the unique (source, event_id) is the dedup claim."""
+
+    __tablename__ = "raw_event"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_raw_event_connection", "account_id", "service_id", "connection_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(ID))
+    event_id: Mapped[str] = mapped_column(String(ID))
+    type: Mapped[str] = mapped_column(String(40))
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str] = mapped_column(String(ID))
+    service_id: Mapped[str] = mapped_column(String(ID))
+    connection_id: Mapped[str | None] = mapped_column(String(ID))
+    transport: Mapped[str | None] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(ID))
+    count: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(String(ID))
+    batch_id: Mapped[str] = mapped_column(String(64))
+
+
+class RejectedEvent(Base):
+    """An event that broke the contract, kept with its reason for operators."""
+
+    __tablename__ = "rejected_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str | None] = mapped_column(String(ID))
+    event_id: Mapped[str | None] = mapped_column(String(ID))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IngestBatch(Base):
+    """One ingested batch; its row makes a redelivered batch a no-op."""
+
+    __tablename__ = "ingest_batch"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    accepted: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    # Highest raw_event.id this batch wrote: rollups are done for the batch once no
+    # dirty connection marked at or before it is left.
+    max_event_id: Mapped[int] = mapped_column(BigInteger)
+    ingested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DirtyConnection(Base):
+    """A connection whose session and rollups must be recomputed from its raw events."""
+
+    __tablename__ = "dirty_connection"
+
+    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    first_mark: Mapped[int] = mapped_column(BigInteger, index=True)
+    last_mark: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConnectionSession(Base):
+    """A connection's start and end as the metering rules define them."""
+
+    __tablename__ = "connection_session"
+
+    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    transport: Mapped[str | None] = mapped_column(String(20))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    closed: Mapped[bool] = mapped_column(Boolean)
+    billable_minutes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConnectionDay(Base):
+    """One connection's minutes (by minute start) and bytes out on one UTC day."""
+
+    __tablename__ = "connection_day"
+
+    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    connection_minutes: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageDaily(Base):
+    """The rollup: usage per account, service and UTC day."""
+
+    __tablename__ = "usage_daily"
+
+    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    connection_minutes: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages_published: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages_delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)

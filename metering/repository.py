@@ -1,0 +1,342 @@
+"""SQL for the metering pipeline, on SQLite and PostgreSQL alike.
+
+Writes go through a staging table so that both dialects share one statement shape:
+stage the rows (COPY on PostgreSQL, executemany on SQLite), then merge them with
+``INSERT … SELECT … ON CONFLICT``. Rows are merged in key order so that concurrent
+transactions lock them in the same order and never deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, Date, String, bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from metering.domain.events import MeteringEvent, Rejection
+from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
+from metering.domain.sessions import ConnectionKey
+from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
+
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
+ROLLUP_LOCK_ID = 0x66616E6D
+
+EVENT_COLUMNS = (
+    "source", "event_id", "type", "time_us", "account_id", "service_id", "connection_id",
+    "transport", "channel", "count", "bytes_out", "bytes_in", "reason", "batch_id",
+)  # fmt: skip
+_EVENT_COLUMN_TYPES = (
+    "VARCHAR(256)", "VARCHAR(256)", "VARCHAR(40)", "BIGINT", "VARCHAR(256)", "VARCHAR(256)",
+    "VARCHAR(256)", "VARCHAR(20)", "VARCHAR(256)", "BIGINT", "BIGINT", "BIGINT", "VARCHAR(256)",
+    "VARCHAR(64)",
+)  # fmt: skip
+_KEY_COLUMNS = ("account_id", "service_id", "connection_id")
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _temp_table(conn: Connection, name: str, columns: Sequence[str], types: Sequence[str]) -> None:
+    """Create (or empty) a per-transaction staging table."""
+    body = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
+    if is_postgres(conn):
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body}) ON COMMIT DELETE ROWS"))
+    else:
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body})"))
+    conn.execute(text(f"DELETE FROM {name}"))
+
+
+def _stage(conn: Connection, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Load rows into a staging table: COPY on PostgreSQL, executemany on SQLite."""
+    if is_postgres(conn):
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    placeholders = ", ".join("?" for _ in columns)
+    conn.connection.driver_connection.executemany(  # type: ignore[union-attr]
+        f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({placeholders})", list(rows)
+    )
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+def batch_counts(conn: Connection, batch_id: str) -> tuple[int, int, int] | None:
+    """Return (accepted, duplicates, rejected) of a batch already ingested, else None."""
+    row = conn.execute(
+        text("SELECT accepted, duplicates, rejected FROM ingest_batch WHERE batch_id = :b"), {"b": batch_id}
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEvent]) -> tuple[int, int, int]:
+    """Insert events not seen before; return (inserted count, lowest id, highest id) of this batch."""
+    _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
+    _stage(conn, "stage_event", EVENT_COLUMNS, (_event_row(e, batch_id) for e in events))
+    columns = ", ".join(EVENT_COLUMNS)
+    conn.execute(
+        text(
+            f"INSERT INTO raw_event ({columns}) SELECT {columns} FROM stage_event WHERE true "
+            "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING"
+        )
+    )
+    row = conn.execute(
+        text("SELECT count(*), min(id), max(id) FROM raw_event WHERE batch_id = :b"), {"b": batch_id}
+    ).one()
+    return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+
+
+def _event_row(event: MeteringEvent, batch_id: str) -> tuple[Any, ...]:
+    return (
+        event.source, event.id, event.type.value, event.time_us, event.account_id, event.service_id,
+        event.connection_id, event.transport, event.channel, event.count, event.bytes_out,
+        event.bytes_in, event.reason, batch_id,
+    )  # fmt: skip
+
+
+def insert_rejections(
+    conn: Connection, batch_id: str, rejections: Sequence[tuple[Rejection, str]], now: datetime
+) -> None:
+    """Store each rejected event with its reason and its original text."""
+    if not rejections:
+        return
+    conn.execute(
+        text(
+            "INSERT INTO rejected_event (batch_id, source, event_id, reason, payload, rejected_at) "
+            "VALUES (:batch_id, :source, :event_id, :reason, :payload, :rejected_at)"
+        ),
+        [
+            {
+                "batch_id": batch_id,
+                "source": rejection.source,
+                "event_id": rejection.id,
+                "reason": rejection.reason,
+                "payload": payload[:65536],
+                "rejected_at": to_micros(now),
+            }
+            for rejection, payload in rejections
+        ],
+    )
+
+
+def add_message_usage(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
+    """Add the message counts this batch inserted to the daily rollup (sums are order-free)."""
+    rows = conn.execute(
+        text(
+            "SELECT account_id, service_id, time_us / :day AS day_number, "
+            "sum(CASE WHEN type = 'fanout.message.published' THEN count ELSE 0 END), "
+            "sum(CASE WHEN type = 'fanout.message.delivered' THEN count ELSE 0 END) "
+            "FROM raw_event WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NULL "
+            "GROUP BY account_id, service_id, time_us / :day ORDER BY 1, 2, 3"
+        ),
+        {"day": MICROS_PER_DAY, "low": low_id, "high": high_id, "b": batch_id},
+    ).all()
+    add_usage(
+        conn,
+        [
+            {
+                "account_id": r[0],
+                "service_id": r[1],
+                "day": day_of(int(r[2]) * MICROS_PER_DAY),
+                "connection_minutes": 0,
+                "messages_published": int(r[3]),
+                "messages_delivered": int(r[4]),
+                "bytes_out": 0,
+            }
+            for r in rows
+        ],
+    )
+
+
+def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
+    """Add increments (which may be negative) to usage_daily rows, creating missing rows."""
+    if not increments:
+        return
+    table = UsageDaily.__table__
+    insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+    summed = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
+    statement = insert.on_conflict_do_update(
+        index_elements=["account_id", "service_id", "day"],
+        set_={name: table.c[name] + insert.excluded[name] for name in summed},
+    )
+    conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
+
+
+def mark_dirty_connections(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
+    """Mark every connection this batch added events to for recomputation, stamped with its high id."""
+    conn.execute(
+        text(
+            "INSERT INTO dirty_connection (account_id, service_id, connection_id, first_mark, last_mark) "
+            "SELECT DISTINCT account_id, service_id, connection_id, :high, :high FROM raw_event "
+            "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL "
+            "ORDER BY 1, 2, 3 "
+            "ON CONFLICT (account_id, service_id, connection_id) DO UPDATE SET last_mark = excluded.last_mark"
+        ),
+        {"low": low_id, "high": high_id, "b": batch_id},
+    )
+
+
+def record_batch(conn: Connection, batch_id: str, counts: tuple[int, int, int], high_id: int, now: datetime) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO ingest_batch (batch_id, accepted, duplicates, rejected, max_event_id, ingested_at) "
+            "VALUES (:b, :a, :d, :r, :m, :t)"
+        ),
+        {"b": batch_id, "a": counts[0], "d": counts[1], "r": counts[2], "m": high_id, "t": to_micros(now)},
+    )
+
+
+# --- rollups -----------------------------------------------------------------------------------
+
+
+def try_lock_rollups(conn: Connection) -> bool:
+    """Serialise rollup passes. SQLite's BEGIN IMMEDIATE already did; PostgreSQL takes an advisory lock."""
+    if not is_postgres(conn):
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ROLLUP_LOCK_ID}).scalar())
+
+
+def claim_dirty(conn: Connection, limit: int) -> list[tuple[ConnectionKey, int]]:
+    """Pick up to ``limit`` dirty connections (oldest first) and stage their keys."""
+    rows = conn.execute(
+        text(
+            "SELECT account_id, service_id, connection_id, last_mark FROM dirty_connection "
+            "ORDER BY first_mark, account_id, service_id, connection_id LIMIT :n"
+        ),
+        {"n": limit},
+    ).all()
+    _temp_table(conn, "stage_key", _KEY_COLUMNS, ("VARCHAR(256)",) * 3)
+    _stage(conn, "stage_key", _KEY_COLUMNS, (tuple(r[:3]) for r in rows))
+    return [(ConnectionKey(r[0], r[1], r[2]), int(r[3])) for r in rows]
+
+
+_JOIN_KEYS = (
+    "JOIN stage_key k ON k.account_id = t.account_id AND k.service_id = t.service_id "
+    "AND k.connection_id = t.connection_id"
+)
+
+
+def load_connection_events(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every raw event of the staged connections, as plain rows for the rollup."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            text(
+                "SELECT t.account_id, t.service_id, t.connection_id, t.type, t.time_us, t.event_id, "
+                f"t.source, t.bytes_out, t.transport FROM raw_event t {_JOIN_KEYS}"
+            )
+        )
+    ]
+
+
+def load_connection_days(conn: Connection) -> list[tuple[Any, ...]]:
+    """The staged connections' current per-day contributions."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            text(
+                "SELECT t.account_id, t.service_id, t.connection_id, t.day, t.connection_minutes, t.bytes_out "
+                f"FROM connection_day t {_JOIN_KEYS}"
+            ).columns(
+                account_id=String,
+                service_id=String,
+                connection_id=String,
+                day=Date,
+                connection_minutes=BigInteger,
+                bytes_out=BigInteger,
+            )
+        )
+    ]
+
+
+def replace_connection_rollups(
+    conn: Connection, sessions: Sequence[dict[str, Any]], days: Sequence[dict[str, Any]]
+) -> None:
+    """Swap the staged connections' sessions and per-day rows for freshly computed ones."""
+    for table in ("connection_session", "connection_day"):
+        conn.execute(
+            text(
+                f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM stage_key k WHERE "
+                f"k.account_id = {table}.account_id AND k.service_id = {table}.service_id "
+                f"AND k.connection_id = {table}.connection_id)"
+            )
+        )
+    if sessions:
+        conn.execute(ConnectionSession.__table__.insert(), list(sessions))
+    if days:
+        conn.execute(ConnectionDay.__table__.insert(), list(days))
+
+
+def clear_dirty(conn: Connection, claimed: Sequence[tuple[ConnectionKey, int]]) -> None:
+    """Forget dirty marks that were not renewed while the pass ran."""
+    conn.execute(
+        text(
+            "DELETE FROM dirty_connection WHERE account_id = :a AND service_id = :s "
+            "AND connection_id = :c AND last_mark = :m"
+        ),
+        [{"a": k.account_id, "s": k.service_id, "c": k.connection_id, "m": mark} for k, mark in claimed],
+    )
+
+
+def dirty_marked_up_to(conn: Connection, mark: int) -> int:
+    """How many dirty connections carry a mark at or before ``mark`` (0: all of it rolled up)."""
+    return int(
+        conn.execute(text("SELECT count(*) FROM dirty_connection WHERE first_mark <= :m"), {"m": mark}).scalar() or 0
+    )
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def usage_rows(conn: Connection, account_id: str, first_day: date, last_day: date) -> list[tuple[Any, ...]]:
+    """An account's daily rollup rows in ``[first_day, last_day]``."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            text(
+                "SELECT account_id, service_id, day, connection_minutes, messages_published, "
+                "messages_delivered, bytes_out FROM usage_daily WHERE account_id = :a "
+                "AND day >= :first AND day <= :last ORDER BY service_id, day"
+            )
+            .bindparams(bindparam("first", type_=Date), bindparam("last", type_=Date))
+            .columns(
+                account_id=String,
+                service_id=String,
+                day=Date,
+                connection_minutes=BigInteger,
+                messages_published=BigInteger,
+                messages_delivered=BigInteger,
+                bytes_out=BigInteger,
+            ),
+            {"a": account_id, "first": first_day, "last": last_day},
+        )
+    ]
+
+
+def batch_totals(conn: Connection, batch_prefix: str) -> tuple[int, int, int, int, int]:
+    """(batches, accepted, duplicates, rejected, highest event id) over batches with this id prefix."""
+    row = conn.execute(
+        text(
+            "SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), "
+            "coalesce(sum(rejected), 0), coalesce(max(max_event_id), 0) FROM ingest_batch WHERE batch_id LIKE :p"
+        ),
+        {"p": batch_prefix + "%"},
+    ).one()
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+
+
+def rejection_reasons(conn: Connection, batch_prefix: str) -> list[tuple[str, int]]:
+    """Rejection reasons of batches with this id prefix, most frequent first."""
+    rows = conn.execute(
+        text(
+            "SELECT reason, count(*) FROM rejected_event WHERE batch_id LIKE :p "
+            "GROUP BY reason ORDER BY count(*) DESC, reason"
+        ),
+        {"p": batch_prefix + "%"},
+    ).all()
+    return [(r[0], int(r[1])) for r in rows]

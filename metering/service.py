@@ -1,0 +1,124 @@
+"""The metering pipeline's stages as services: ingest a batch, run a rollup pass, read usage.
+
+Each stage loads rows (repository), calls pure rules (``metering.domain``,
+``metering.rollups``) and writes the result in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from metering import repository, rollups
+from metering.domain.events import MeteringEvent, Rejection, decode_event
+from metering.domain.instants import Month
+from metering.domain.usage import DailyUsage, UsageReport, usage_report
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    accepted: int
+    duplicates: int
+    rejected: int
+    connections_touched: bool = False
+
+
+def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: datetime) -> BatchResult:
+    """Validates, dedupes and stores one batch of event texts; a batch seen before changes nothing.
+
+    Storing an event and claiming its (source, id) key is one INSERT in one transaction
+    with the batch record, so a failure followed by a retry meters each event exactly once.
+    """
+    events, rejections, repeats_in_batch = _decode(payloads)
+    with engine.begin() as conn:
+        done = repository.batch_counts(conn, batch_id)
+        if done is not None:
+            return BatchResult(batch_id, *done)
+        inserted, low, high = repository.insert_events(conn, batch_id, events) if events else (0, 0, 0)
+        repository.insert_rejections(conn, batch_id, rejections, now)
+        if inserted:
+            repository.add_message_usage(conn, batch_id, low, high)
+            repository.mark_dirty_connections(conn, batch_id, low, high)
+        counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
+        repository.record_batch(conn, batch_id, counts, high, now)
+    touched = inserted > 0 and any(e.connection_id is not None for e in events)
+    return BatchResult(batch_id, *counts, connections_touched=touched)
+
+
+def _decode(payloads: Sequence[str]) -> tuple[list[MeteringEvent], list[tuple[Rejection, str]], int]:
+    """Split payloads into distinct valid events and rejections; count in-batch repeats."""
+    events: dict[tuple[str, str], MeteringEvent] = {}
+    rejections: list[tuple[Rejection, str]] = []
+    repeats = 0
+    for payload in payloads:
+        parsed = decode_event(payload)
+        if isinstance(parsed, Rejection):
+            rejections.append((parsed, payload))
+        elif parsed.key in events:
+            repeats += 1
+        else:
+            events[parsed.key] = parsed
+    return list(events.values()), rejections, repeats
+
+
+@dataclass(frozen=True)
+class PassResult:
+    connections: int
+    locked_out: bool = False
+
+
+def rollup_pass(engine: Engine, limit: int) -> PassResult:
+    """Recomputes sessions and daily rollups of up to ``limit`` dirty connections from their raw events."""
+    with engine.begin() as conn:
+        if not repository.try_lock_rollups(conn):
+            return PassResult(0, locked_out=True)
+        claimed = repository.claim_dirty(conn, limit)
+        if not claimed:
+            return PassResult(0)
+        sessions, days = rollups.connection_rollup(repository.load_connection_events(conn))
+        deltas = rollups.usage_deltas(repository.load_connection_days(conn), days)
+        # usage_daily before dirty_connection: ingest locks them in the same order.
+        repository.add_usage(conn, deltas)
+        repository.replace_connection_rollups(conn, sessions, days)
+        repository.clear_dirty(conn, claimed)
+    return PassResult(len(claimed))
+
+
+def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
+    """Runs rollup passes until no dirty connection is left (or another pass holds the lock)."""
+    total = 0
+    while True:
+        result = rollup_pass(engine, limit)
+        total += result.connections
+        if result.locked_out or result.connections == 0:
+            return PassResult(total, locked_out=result.locked_out)
+
+
+def usage_for_month(engine: Engine, account_id: str, month: Month) -> UsageReport:
+    """Returns an account's usage for a UTC month from the daily rollups."""
+    with engine.connect() as conn:
+        rows = repository.usage_rows(conn, account_id, month.first_day, month.last_day)
+    return usage_report(account_id, month, (DailyUsage(*row) for row in rows))
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    batches_done: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    dirty_left: int
+    rejection_reasons: tuple[tuple[str, int], ...]
+
+
+def ingest_progress(engine: Engine, batch_prefix: str) -> IngestProgress:
+    """Reports how far the batches whose ids start with ``batch_prefix`` have got through the pipeline."""
+    with engine.begin() as conn:
+        batches, accepted, duplicates, rejected, high = repository.batch_totals(conn, batch_prefix)
+        dirty = repository.dirty_marked_up_to(conn, high) if batches else 0
+        reasons = repository.rejection_reasons(conn, batch_prefix)
+    return IngestProgress(batches, accepted, duplicates, rejected, dirty, tuple(reasons))

@@ -1,0 +1,48 @@
+"""Celery tasks: thin adapters over ``metering.service``; each has an undecorated twin.
+
+Arguments are batch ids and event texts, nothing stateful; every task is safe to redeliver.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from metering import service
+from metering.bootstrap import bootstrap
+from metering.celery_app import app
+
+# Lock contention and deadlock victims are transient: retry them.
+RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": 0.5, "retry_backoff_max": 10, "max_retries": 20}
+
+
+def ingest_batch_inner(batch_id: str, payloads: list[str]) -> service.BatchResult:
+    """Ingest one batch, then ask for a rollup pass once the batch is committed."""
+    runtime = bootstrap()
+    result = service.ingest_batch(runtime.engine, batch_id, payloads, datetime.now(UTC))
+    if result.connections_touched:
+        rollup.delay()
+    return result
+
+
+@app.task(name="metering.tasks.ingest_batch", **RETRY)
+def ingest_batch(batch_id: str, payloads: list[str]) -> dict[str, Any]:
+    result = ingest_batch_inner(batch_id, payloads)
+    return {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+
+
+def rollup_inner() -> service.PassResult:
+    """Roll up every dirty connection; if another pass holds the lock, report it."""
+    runtime = bootstrap()
+    return service.rollup_until_clean(runtime.engine, runtime.settings.rollup_pass_size)
+
+
+@app.task(name="metering.tasks.rollup", bind=True, **RETRY)
+def rollup(self: Any) -> int:
+    result = rollup_inner()
+    if result.locked_out:
+        # Another pass is running; come back so marks made after its last look are not stranded.
+        raise self.retry(countdown=1, max_retries=None)
+    return result.connections

@@ -1,0 +1,1 @@
+"""Alembic migrations: the one way fanmeter's schema changes."""

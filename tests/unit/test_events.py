@@ -1,0 +1,329 @@
+"""The event contract: every violation becomes a Rejection with a clear reason; valid events parse exactly."""
+
+import copy
+from datetime import UTC, datetime
+
+import pytest
+
+from metering.domain.events import MAX_BYTES, MAX_COUNT, EventType, MeteringEvent, Rejection, parse_event
+from metering.domain.instants import Month
+from tests.strategies import alive_event, close_event, delivered_event, open_event, published_event
+
+T = "2026-01-31T23:59:30Z"
+
+VALID = {
+    EventType.CONNECTION_OPEN: open_event(T, id="e-open", source="broker/node-1", service="svc-1"),
+    EventType.CONNECTION_ALIVE: alive_event(T, 100, 7, id="e-alive", source="broker/node-1", service="svc-1"),
+    EventType.CONNECTION_CLOSE: close_event(T, 250, 9, "client-closed", id="e-close", source="broker/node-1"),
+    EventType.MESSAGE_PUBLISHED: published_event(T, 3, id="e-pub", source="broker/node-1"),
+    EventType.MESSAGE_DELIVERED: delivered_event(T, 5, id="e-del", source="broker/node-1"),
+}
+
+REQUIRED_DATA = {
+    EventType.CONNECTION_OPEN: ("account_id", "service_id", "connection_id", "transport"),
+    EventType.CONNECTION_ALIVE: ("account_id", "service_id", "connection_id", "bytes_out", "bytes_in"),
+    EventType.CONNECTION_CLOSE: ("account_id", "service_id", "connection_id", "bytes_out", "bytes_in"),
+    EventType.MESSAGE_PUBLISHED: ("account_id", "service_id", "channel", "count", "bytes"),
+    EventType.MESSAGE_DELIVERED: ("account_id", "service_id", "channel", "count", "bytes"),
+}
+
+
+def valid(event_type=EventType.MESSAGE_PUBLISHED, **changes):
+    """A deep copy of a valid event of that type with top-level attributes changed."""
+    event = copy.deepcopy(VALID[event_type])
+    event.update(changes)
+    return event
+
+
+def with_data(event_type, **changes):
+    event = valid(event_type)
+    event["data"].update(changes)
+    return event
+
+
+def without(event, name, in_data=False):
+    target = event["data"] if in_data else event
+    del target[name]
+    return event
+
+
+def rejected(raw) -> Rejection:
+    result = parse_event(raw)
+    assert isinstance(result, Rejection), f"expected a rejection, got {result!r}"
+    return result
+
+
+def accepted(raw) -> MeteringEvent:
+    result = parse_event(raw)
+    assert isinstance(result, MeteringEvent), f"expected an event, got {result!r}"
+    return result
+
+
+def micros(*args: int) -> int:
+    """UTC microseconds of a datetime, computed independently of the parser."""
+    instant = datetime(*args, tzinfo=UTC)
+    return int(instant.timestamp()) * 1_000_000 + instant.microsecond
+
+
+# --- rejections ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "json_type"),
+    [([VALID[EventType.MESSAGE_PUBLISHED]], "array"), ("{}", "string"), (42, "integer"), (None, "null"), (True, "boolean")],
+)
+def test_anything_but_a_json_object_is_rejected_naming_what_it_was(raw, json_type):
+    assert rejected(raw).reason == f"event must be a JSON object, got {json_type}"
+
+
+@pytest.mark.parametrize("event_type", list(EventType))
+@pytest.mark.parametrize("name", ["specversion", "id", "source", "type", "time", "data"])
+def test_an_event_missing_a_required_attribute_is_rejected_naming_it(event_type, name):
+    assert name in rejected(without(valid(event_type), name)).reason
+
+
+@pytest.mark.parametrize(
+    ("event_type", "name"), [(t, name) for t, names in REQUIRED_DATA.items() for name in names]
+)
+def test_an_event_missing_a_required_data_field_is_rejected_naming_it(event_type, name):
+    reason = rejected(without(valid(event_type), name, in_data=True)).reason
+    if name == "transport":
+        assert reason == "data.transport must be one of ['http-stream', 'long-poll', 'sse', 'websocket'], got None"
+    else:
+        assert reason == f"missing required field data.{name}"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "value", "reason"),
+    [
+        (EventType.MESSAGE_PUBLISHED, "count", "5", "data.count must be an integer, got string"),
+        (EventType.MESSAGE_DELIVERED, "count", 5.0, "data.count must be an integer, got number"),
+        (EventType.MESSAGE_PUBLISHED, "count", True, "data.count must be an integer, got boolean"),
+        (EventType.MESSAGE_PUBLISHED, "bytes", 1.5, "data.bytes must be an integer, got number"),
+        (EventType.CONNECTION_ALIVE, "bytes_out", 100.0, "data.bytes_out must be an integer, got number"),
+        (EventType.CONNECTION_CLOSE, "bytes_in", False, "data.bytes_in must be an integer, got boolean"),
+        (EventType.CONNECTION_ALIVE, "bytes_out", "100", "data.bytes_out must be an integer, got string"),
+        (EventType.CONNECTION_OPEN, "account_id", 17, "data.account_id must be a string, got integer"),
+        (EventType.CONNECTION_OPEN, "connection_id", ["c"], "data.connection_id must be a string, got array"),
+        (EventType.MESSAGE_PUBLISHED, "channel", {"name": "news"}, "data.channel must be a string, got object"),
+        (EventType.CONNECTION_CLOSE, "reason", 3, "data.reason must be a string, got integer"),
+    ],
+)
+def test_a_data_field_of_the_wrong_json_type_is_rejected_naming_field_and_type(event_type, field, value, reason):
+    assert rejected(with_data(event_type, **{field: value})).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("id", 12, "id must be a string, got integer"),
+        ("source", None, "missing required field source"),
+        ("id", "", "id must be 1-256 characters long"),
+        ("id", "x" * 257, "id must be 1-256 characters long"),
+        ("time", 1769903970, "time must be an RFC 3339 string, got integer"),
+        ("data", [1, 2], "data must be a JSON object, got array"),
+        ("datacontenttype", "text/plain", "datacontenttype must be application/json, got 'text/plain'"),
+    ],
+)
+def test_an_attribute_of_the_wrong_type_or_shape_is_rejected_with_its_reason(name, value, reason):
+    assert rejected(valid(**{name: value})).reason == reason
+
+
+def test_an_empty_data_identifier_is_rejected():
+    assert rejected(with_data(EventType.CONNECTION_OPEN, connection_id="")).reason == (
+        "data.connection_id must be 1-256 characters long"
+    )
+
+
+@pytest.mark.parametrize("type_name", ["fanout.connection.opened", "com.example.signup", "", 7])
+def test_an_unknown_event_type_is_rejected_quoting_it(type_name):
+    assert rejected(valid(type=type_name)).reason == f"unknown type {type_name!r}"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        (EventType.MESSAGE_PUBLISHED, "count"),
+        (EventType.MESSAGE_DELIVERED, "count"),
+        (EventType.MESSAGE_PUBLISHED, "bytes"),
+        (EventType.CONNECTION_ALIVE, "bytes_out"),
+        (EventType.CONNECTION_CLOSE, "bytes_in"),
+    ],
+)
+def test_a_negative_counter_is_rejected(event_type, field):
+    assert rejected(with_data(event_type, **{field: -1})).reason == f"data.{field} must not be negative, got -1"
+
+
+@pytest.mark.parametrize("event_type", [EventType.MESSAGE_PUBLISHED, EventType.MESSAGE_DELIVERED])
+def test_a_count_above_max_count_is_rejected_as_implausible_and_max_count_itself_is_accepted(event_type):
+    reason = rejected(with_data(event_type, count=MAX_COUNT + 1)).reason
+    assert reason == f"data.count is implausibly large ({MAX_COUNT + 1} > {MAX_COUNT})"
+    assert accepted(with_data(event_type, count=MAX_COUNT)).count == MAX_COUNT
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        (EventType.CONNECTION_ALIVE, "bytes_out"),
+        (EventType.CONNECTION_ALIVE, "bytes_in"),
+        (EventType.CONNECTION_CLOSE, "bytes_out"),
+        (EventType.MESSAGE_PUBLISHED, "bytes"),
+    ],
+)
+def test_bytes_above_max_bytes_are_rejected_as_implausible_and_max_bytes_itself_is_accepted(event_type, field):
+    assert "implausibly large" in rejected(with_data(event_type, **{field: MAX_BYTES + 1})).reason
+    accepted(with_data(event_type, **{field: MAX_BYTES}))
+
+
+@pytest.mark.parametrize("time", ["2026-01-31T23:59:30", "2026-01-31T23:59:30.123456", "2026-01-31T23:59:30.123456789"])
+def test_a_timestamp_without_a_zone_is_rejected_saying_it_needs_a_time_zone(time):
+    reason = rejected(valid(time=time)).reason
+    assert "time zone" in reason
+    assert time in reason
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2026-01-31 23:59:30Z",
+        "2026-01-31T23:59Z",
+        "2026-01-31",
+        "31/01/2026 23:59:30",
+        "2026-01-31T23:59:30+0530",
+        "2026-01-31T23:59:30 +05:30",
+        "1769903970",
+        "",
+        "Sat, 31 Jan 2026 23:59:30 GMT",
+    ],
+)
+def test_a_timestamp_that_is_not_rfc_3339_is_rejected(time):
+    assert rejected(valid(time=time)).reason == f"time {time!r} is not RFC 3339"
+
+
+@pytest.mark.parametrize(
+    "time", ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-31T24:00:00Z", "2026-01-31T23:59:30+24:00"]
+)
+def test_a_timestamp_shaped_like_rfc_3339_that_names_no_real_instant_is_rejected(time):
+    assert rejected(valid(time=time)).reason.startswith(f"time {time!r} is not a valid instant")
+
+
+@pytest.mark.parametrize("time", ["1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"])
+def test_a_timestamp_outside_the_years_that_can_be_billed_is_rejected(time):
+    assert rejected(valid(time=time)).reason == f"time {time!r} is outside 2000-2999"
+
+
+@pytest.mark.parametrize("version", ["0.3", 1.0, "1", None])
+def test_a_specversion_other_than_1_0_is_rejected_quoting_it(version):
+    assert rejected(valid(specversion=version)).reason == f'specversion must be "1.0", got {version!r}'
+
+
+def test_a_missing_specversion_is_rejected():
+    assert rejected(without(valid(), "specversion")).reason == 'specversion must be "1.0", got None'
+
+
+@pytest.mark.parametrize("event_type", list(EventType))
+def test_a_subject_that_does_not_match_the_service_id_is_rejected(event_type):
+    reason = rejected(valid(event_type, subject="svc-other")).reason
+    assert reason == f"subject 'svc-other' does not match data.service_id {VALID[event_type]['data']['service_id']!r}"
+
+
+@pytest.mark.parametrize("transport", ["grpc", "SSE", "", 1])
+def test_an_open_with_a_transport_outside_the_contract_is_rejected_listing_the_allowed_ones(transport):
+    reason = rejected(with_data(EventType.CONNECTION_OPEN, transport=transport)).reason
+    assert reason == f"data.transport must be one of ['http-stream', 'long-poll', 'sse', 'websocket'], got {transport!r}"
+
+
+def test_a_rejection_keeps_the_source_and_id_when_they_could_be_read():
+    rejection = rejected(with_data(EventType.MESSAGE_PUBLISHED, count=-5))
+    assert (rejection.source, rejection.id) == ("broker/node-1", "e-pub")
+
+    unreadable = rejected(valid(id=12, source=None))
+    assert (unreadable.source, unreadable.id) == (None, None)
+
+
+# --- valid events ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("time", "expected"),
+    [
+        ("2026-01-31T23:59:30Z", micros(2026, 1, 31, 23, 59, 30)),
+        ("2026-01-31T23:59:30z", micros(2026, 1, 31, 23, 59, 30)),
+        ("2026-01-31t23:59:30z", micros(2026, 1, 31, 23, 59, 30)),
+        ("2026-01-31T23:59:30+00:00", micros(2026, 1, 31, 23, 59, 30)),
+        ("2026-01-31T23:59:30-00:00", micros(2026, 1, 31, 23, 59, 30)),
+        ("2026-02-01T05:29:30.25+05:30", micros(2026, 1, 31, 23, 59, 30, 250_000)),
+        ("2026-01-31T16:00:00-08:00", micros(2026, 2, 1, 0, 0, 0)),
+        ("2026-02-01T00:44:59.000001+00:45", micros(2026, 1, 31, 23, 59, 59, 1)),
+        ("2025-12-31T14:00:00-10:00", micros(2026, 1, 1, 0, 0, 0)),
+        ("2026-01-31T23:59:30.5Z", micros(2026, 1, 31, 23, 59, 30, 500_000)),
+        ("2026-01-31T23:59:30.123Z", micros(2026, 1, 31, 23, 59, 30, 123_000)),
+        ("2026-01-31T23:59:30.123456Z", micros(2026, 1, 31, 23, 59, 30, 123_456)),
+    ],
+)
+def test_a_valid_time_in_any_offset_is_stored_as_the_right_utc_microseconds(time, expected):
+    assert accepted(valid(time=time)).time_us == expected
+
+
+def test_an_eight_hours_behind_offset_moves_the_event_into_the_next_utc_month():
+    event = accepted(valid(time="2026-01-31T16:00:00.000001-08:00"))
+    assert Month.of(event.time_us) == Month(2026, 2)
+
+
+@pytest.mark.parametrize(
+    ("time", "expected"),
+    [
+        ("2026-01-31T23:59:30.123456789Z", micros(2026, 1, 31, 23, 59, 30, 123_456)),
+        ("2026-01-31T23:59:30.1234567Z", micros(2026, 1, 31, 23, 59, 30, 123_456)),
+        ("2026-01-31T23:59:59.999999999Z", micros(2026, 1, 31, 23, 59, 59, 999_999)),
+        ("2026-02-01T05:29:59.999999999+05:30", micros(2026, 1, 31, 23, 59, 59, 999_999)),
+    ],
+)
+def test_sub_microsecond_digits_are_truncated_never_rounded_into_the_next_second(time, expected):
+    event = accepted(valid(time=time))
+    assert event.time_us == expected
+    assert Month.of(event.time_us) == Month(2026, 1)
+
+
+def test_a_valid_open_carries_its_connection_and_transport():
+    event = accepted(VALID[EventType.CONNECTION_OPEN])
+    assert event == MeteringEvent(
+        source="broker/node-1",
+        id="e-open",
+        type=EventType.CONNECTION_OPEN,
+        time_us=micros(2026, 1, 31, 23, 59, 30),
+        account_id="acct-1",
+        service_id="svc-1",
+        connection_id="conn-1",
+        transport="sse",
+    )
+    assert event.key == ("broker/node-1", "e-open")
+
+
+def test_a_valid_alive_carries_both_cumulative_counters():
+    event = accepted(VALID[EventType.CONNECTION_ALIVE])
+    assert (event.type, event.bytes_out, event.bytes_in, event.reason) == (EventType.CONNECTION_ALIVE, 100, 7, None)
+
+
+def test_a_close_with_a_reason_keeps_it_and_a_close_without_one_has_none():
+    with_reason = accepted(VALID[EventType.CONNECTION_CLOSE])
+    assert (with_reason.bytes_out, with_reason.bytes_in, with_reason.reason) == (250, 9, "client-closed")
+
+    no_reason = accepted(without(valid(EventType.CONNECTION_CLOSE), "reason", in_data=True))
+    assert no_reason.reason is None
+    assert accepted(with_data(EventType.CONNECTION_CLOSE, reason=None)).reason is None
+
+
+@pytest.mark.parametrize(("event_type", "count"), [(EventType.MESSAGE_PUBLISHED, 3), (EventType.MESSAGE_DELIVERED, 5)])
+def test_a_valid_message_event_carries_its_channel_and_count(event_type, count):
+    event = accepted(VALID[event_type])
+    assert (event.type, event.channel, event.count, event.connection_id) == (event_type, "news", count, None)
+
+
+def test_a_zero_count_is_valid():
+    assert accepted(with_data(EventType.MESSAGE_DELIVERED, count=0)).count == 0
+
+
+def test_subject_and_datacontenttype_are_optional():
+    event = without(without(valid(), "subject"), "datacontenttype")
+    assert accepted(event).service_id == "svc-1"
