@@ -31,7 +31,7 @@ def send_files(paths: Iterable[Path], batch_size: int, show_progress: bool = Tru
     total = sum(p.stat().st_size for p in paths)
     with click.progressbar(length=total, label="sending ", show_pos=True, hidden=not show_progress) as bar:
         for batch in _batches(_texts(paths, bar.update), batch_size):
-            ingest_batch.apply_async(args=[f"{run_id}-{batches:08d}", batch])
+            ingest_batch.apply_async(args=(f"{run_id}-{batches:08d}", batch))
             batches += 1
             events += len(batch)
     return IngestRun(run_id, batches, events)

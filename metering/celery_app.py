@@ -21,6 +21,7 @@ def configure(settings: MeteringSettings) -> Celery:
     app.conf.update(
         broker_url=settings.resolved_celery_broker_url,
         broker_connection_retry_on_startup=True,
+        task_default_queue=settings.celery_queue,
         timezone="UTC",
         enable_utc=True,
         task_serializer="json",

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Date, String, bindparam, text
+from sqlalchemy import BigInteger, Connection, Date, String, Table, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from metering.db import Base
 from metering.domain.events import MeteringEvent, Rejection
 from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
 from metering.domain.sessions import ConnectionKey
@@ -33,6 +34,13 @@ _EVENT_COLUMN_TYPES = (
     "VARCHAR(64)",
 )  # fmt: skip
 _KEY_COLUMNS = ("account_id", "service_id", "connection_id")
+
+
+def core_table(model: type[Base]) -> Table:
+    """The Core table of a mapped class (typed, for the statements below)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -157,7 +165,7 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
     """Add increments (which may be negative) to usage_daily rows, creating missing rows."""
     if not increments:
         return
-    table = UsageDaily.__table__
+    table = core_table(UsageDaily)
     insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
     summed = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
     statement = insert.on_conflict_do_update(
@@ -267,9 +275,9 @@ def replace_connection_rollups(
             )
         )
     if sessions:
-        conn.execute(ConnectionSession.__table__.insert(), list(sessions))
+        conn.execute(core_table(ConnectionSession).insert(), list(sessions))
     if days:
-        conn.execute(ConnectionDay.__table__.insert(), list(days))
+        conn.execute(core_table(ConnectionDay).insert(), list(days))
 
 
 def clear_dirty(conn: Connection, claimed: Sequence[tuple[ConnectionKey, int]]) -> None:

@@ -84,7 +84,8 @@ def _minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, day_start: np.
     """Vector form of ``metering.domain.minutes.minutes_beginning_in`` for whole days."""
     first = np.clip(-((start - day_start) // MICROS_PER_MINUTE), 0, minutes)
     past_last = np.clip(-((start - day_start - MICROS_PER_DAY) // MICROS_PER_MINUTE), 0, minutes)
-    return past_last - first
+    counts: np.ndarray = past_last - first
+    return counts
 
 
 def _bytes_by_day(events: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +97,7 @@ def _bytes_by_day(events: pd.DataFrame) -> pd.DataFrame:
     value = reports["value"]
     reports["bytes_out"] = value.where(value < previous, value - previous)
     reports["day_number"] = reports["time_us"] // MICROS_PER_DAY
-    return reports.groupby([*KEY, "day_number"], as_index=False)["bytes_out"].sum()
+    return reports.groupby([*KEY, "day_number"], as_index=False)[["bytes_out"]].sum()
 
 
 def _session_records(sessions: pd.DataFrame) -> list[dict[str, Any]]:

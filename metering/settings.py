@@ -20,6 +20,8 @@ class MeteringSettings(BaseSettings):
     database_url: str | None = None
     celery_broker_url: str | None = None
     redis_url: str | None = None
+    # The Celery queue the pipeline's tasks travel on (tests use one of their own).
+    celery_queue: str = "fanmeter"
     # Broker nodes send an alive event per open connection at least this often.
     alive_interval_seconds: int = Field(default=60, gt=0)
     # A connection silent for this many alive intervals is closed at its last-seen time.

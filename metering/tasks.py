@@ -14,8 +14,8 @@ from metering import service
 from metering.bootstrap import bootstrap
 from metering.celery_app import app
 
-# Lock contention and deadlock victims are transient: retry them.
-RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": 0.5, "retry_backoff_max": 10, "max_retries": 20}
+# Lock contention, deadlock victims and a database restart are transient: retry them.
+TRANSIENT = (DBAPIError,)
 
 
 def ingest_batch_inner(batch_id: str, payloads: list[str]) -> service.BatchResult:
@@ -27,7 +27,9 @@ def ingest_batch_inner(batch_id: str, payloads: list[str]) -> service.BatchResul
     return result
 
 
-@app.task(name="metering.tasks.ingest_batch", **RETRY)
+@app.task(
+    name="metering.tasks.ingest_batch", autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=10, max_retries=20
+)
 def ingest_batch(batch_id: str, payloads: list[str]) -> dict[str, Any]:
     result = ingest_batch_inner(batch_id, payloads)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
@@ -39,7 +41,14 @@ def rollup_inner() -> service.PassResult:
     return service.rollup_until_clean(runtime.engine, runtime.settings.rollup_pass_size)
 
 
-@app.task(name="metering.tasks.rollup", bind=True, **RETRY)
+@app.task(
+    name="metering.tasks.rollup",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=10,
+    max_retries=20,
+)
 def rollup(self: Any) -> int:
     result = rollup_inner()
     if result.locked_out:

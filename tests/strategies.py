@@ -259,7 +259,7 @@ def connection_traces(
     lose_open: bool | None = None,
     lose_close: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """One connection's events: open, alives, close, in time order, times in random offsets.
+    """One connection's events (at least one): open, alives, close, in time order, in random offsets.
 
     Bytes are cumulative and non-decreasing, with an occasional counter reset unless
     ``resets`` is False. The open or the close may be lost (None = let Hypothesis choose);
@@ -289,11 +289,11 @@ def connection_traces(
         events.append(alive_event(when(time_us), out, inn, id=next(ids), **where))
     reason = draw(st.sampled_from(CLOSE_REASONS))
     events.append(close_event(when(times[-1]), bytes_out[-1], bytes_in[-1], reason, id=next(ids), **where))
-    if (draw(st.integers(0, 3)) == 0) if lose_open is None else lose_open:
-        events = events[1:]
-    if (draw(st.integers(0, 3)) == 0) if lose_close is None else lose_close:
-        events = events[:-1]
-    return events
+    lost_open = (draw(st.integers(0, 3)) == 0) if lose_open is None else lose_open
+    lost_close = (draw(st.integers(0, 3)) == 0) if lose_close is None else lose_close
+    if lost_open and lost_close and n_alive == 0:
+        lost_open = False  # a connection nobody saw at all is not a connection
+    return events[1 if lost_open else 0 : -1 if lost_close else None]
 
 
 @st.composite

@@ -78,3 +78,25 @@ def usage_reports(draw: st.DrawFn, max_services: int = 5) -> UsageReport:
     ids = sorted(draw(st.sets(st.from_regex(r"svc-[a-z0-9]{1,6}", fullmatch=True), max_size=max_services)))
     services = tuple(draw(service_usages(sid)) for sid in ids)
     return UsageReport("acct-1", draw(months()), services)
+
+
+@st.composite
+def splits(draw: st.DrawFn, total: int, parts: int) -> list[int]:
+    """Non-negative integers, ``parts`` of them, summing to ``total``."""
+    cuts = sorted(draw(st.lists(st.integers(0, total), min_size=parts - 1, max_size=parts - 1)))
+    bounds = [0, *cuts, total]
+    return [upper - lower for lower, upper in zip(bounds, bounds[1:], strict=False)]
+
+
+@st.composite
+def split_usage_reports(draw: st.DrawFn, max_parts: int = 5) -> tuple[UsageReport, UsageReport]:
+    """One service's month of usage, and the same usage split across several services."""
+    whole = draw(usage_reports(max_services=1).filter(lambda report: len(report.services) == 1))
+    (service,) = whole.services
+    parts = draw(st.integers(1, max_parts))
+    columns = [
+        draw(splits(getattr(service, name), parts))
+        for name in ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
+    ]
+    services = tuple(ServiceUsage(f"svc-{index}", *values) for index, values in enumerate(zip(*columns, strict=True)))
+    return whole, UsageReport(whole.account_id, whole.month, services)

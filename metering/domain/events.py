@@ -100,8 +100,10 @@ def _parse(raw: dict[str, Any]) -> MeteringEvent:
     source = _identifier(raw, "source")
     event_id = _identifier(raw, "id")
     type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        raise _Invalid(f"type must be a string, got {_json_type(type_name)}")
     try:
-        event_type = EventType(type_name)
+        event_type = EventType(str(type_name))
     except ValueError:
         raise _Invalid(f"unknown type {type_name!r}") from None
     time_us = parse_time(raw.get("time"))

@@ -66,78 +66,88 @@ def micros(*args: int) -> int:
 
 
 # --- rejections ------------------------------------------------------------------------------
+# Reasons are checked for what an operator needs (the field, the problem, the offending JSON
+# type), not for exact wording.
+
+
+def assert_mentions(reason: str, *fragments: str) -> None:
+    missing = [f for f in fragments if f not in reason]
+    assert not missing, f"reason {reason!r} does not mention {missing}"
 
 
 @pytest.mark.parametrize(
     ("raw", "json_type"),
-    [([VALID[EventType.MESSAGE_PUBLISHED]], "array"), ("{}", "string"), (42, "integer"), (None, "null"), (True, "boolean")],
+    [
+        ([VALID[EventType.MESSAGE_PUBLISHED]], "array"),
+        ("{}", "string"),
+        (42, "integer"),
+        (None, "null"),
+        (True, "boolean"),
+    ],
 )
 def test_anything_but_a_json_object_is_rejected_naming_what_it_was(raw, json_type):
-    assert rejected(raw).reason == f"event must be a JSON object, got {json_type}"
+    assert_mentions(rejected(raw).reason, "JSON object", json_type)
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
 @pytest.mark.parametrize("name", ["specversion", "id", "source", "type", "time", "data"])
 def test_an_event_missing_a_required_attribute_is_rejected_naming_it(event_type, name):
-    assert name in rejected(without(valid(event_type), name)).reason
+    assert_mentions(rejected(without(valid(event_type), name)).reason, name)
 
 
-@pytest.mark.parametrize(
-    ("event_type", "name"), [(t, name) for t, names in REQUIRED_DATA.items() for name in names]
-)
+@pytest.mark.parametrize(("event_type", "name"), [(t, name) for t, names in REQUIRED_DATA.items() for name in names])
 def test_an_event_missing_a_required_data_field_is_rejected_naming_it(event_type, name):
     reason = rejected(without(valid(event_type), name, in_data=True)).reason
     if name == "transport":
-        assert reason == "data.transport must be one of ['http-stream', 'long-poll', 'sse', 'websocket'], got None"
+        assert_mentions(reason, "data.transport", "sse", "http-stream", "long-poll", "websocket")
     else:
-        assert reason == f"missing required field data.{name}"
+        assert_mentions(reason, "missing", f"data.{name}")
 
 
 @pytest.mark.parametrize(
-    ("event_type", "field", "value", "reason"),
+    ("event_type", "field", "value", "expected"),
     [
-        (EventType.MESSAGE_PUBLISHED, "count", "5", "data.count must be an integer, got string"),
-        (EventType.MESSAGE_DELIVERED, "count", 5.0, "data.count must be an integer, got number"),
-        (EventType.MESSAGE_PUBLISHED, "count", True, "data.count must be an integer, got boolean"),
-        (EventType.MESSAGE_PUBLISHED, "bytes", 1.5, "data.bytes must be an integer, got number"),
-        (EventType.CONNECTION_ALIVE, "bytes_out", 100.0, "data.bytes_out must be an integer, got number"),
-        (EventType.CONNECTION_CLOSE, "bytes_in", False, "data.bytes_in must be an integer, got boolean"),
-        (EventType.CONNECTION_ALIVE, "bytes_out", "100", "data.bytes_out must be an integer, got string"),
-        (EventType.CONNECTION_OPEN, "account_id", 17, "data.account_id must be a string, got integer"),
-        (EventType.CONNECTION_OPEN, "connection_id", ["c"], "data.connection_id must be a string, got array"),
-        (EventType.MESSAGE_PUBLISHED, "channel", {"name": "news"}, "data.channel must be a string, got object"),
-        (EventType.CONNECTION_CLOSE, "reason", 3, "data.reason must be a string, got integer"),
+        (EventType.MESSAGE_PUBLISHED, "count", "5", ("data.count", "integer", "got string")),
+        (EventType.MESSAGE_DELIVERED, "count", 5.0, ("data.count", "integer", "got number")),
+        (EventType.MESSAGE_PUBLISHED, "count", True, ("data.count", "integer", "got boolean")),
+        (EventType.MESSAGE_PUBLISHED, "bytes", 1.5, ("data.bytes", "integer", "got number")),
+        (EventType.CONNECTION_ALIVE, "bytes_out", 100.0, ("data.bytes_out", "integer", "got number")),
+        (EventType.CONNECTION_CLOSE, "bytes_in", False, ("data.bytes_in", "integer", "got boolean")),
+        (EventType.CONNECTION_ALIVE, "bytes_out", "100", ("data.bytes_out", "integer", "got string")),
+        (EventType.CONNECTION_OPEN, "account_id", 17, ("data.account_id", "string", "got integer")),
+        (EventType.CONNECTION_OPEN, "connection_id", ["c"], ("data.connection_id", "string", "got array")),
+        (EventType.MESSAGE_PUBLISHED, "channel", {"name": "news"}, ("data.channel", "string", "got object")),
+        (EventType.CONNECTION_CLOSE, "reason", 3, ("data.reason", "string", "got integer")),
     ],
 )
-def test_a_data_field_of_the_wrong_json_type_is_rejected_naming_field_and_type(event_type, field, value, reason):
-    assert rejected(with_data(event_type, **{field: value})).reason == reason
+def test_a_data_field_of_the_wrong_json_type_is_rejected_naming_field_and_type(event_type, field, value, expected):
+    assert_mentions(rejected(with_data(event_type, **{field: value})).reason, *expected)
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "reason"),
+    ("name", "value", "expected"),
     [
-        ("id", 12, "id must be a string, got integer"),
-        ("source", None, "missing required field source"),
-        ("id", "", "id must be 1-256 characters long"),
-        ("id", "x" * 257, "id must be 1-256 characters long"),
-        ("time", 1769903970, "time must be an RFC 3339 string, got integer"),
-        ("data", [1, 2], "data must be a JSON object, got array"),
-        ("datacontenttype", "text/plain", "datacontenttype must be application/json, got 'text/plain'"),
+        ("id", 12, ("id", "string", "got integer")),
+        ("type", 7, ("type", "got integer")),
+        ("source", None, ("missing", "source")),
+        ("id", "", ("id", "1-256 characters")),
+        ("id", "x" * 257, ("id", "1-256 characters")),
+        ("time", 1769903970, ("time", "RFC 3339", "got integer")),
+        ("data", [1, 2], ("data", "JSON object", "got array")),
+        ("datacontenttype", "text/plain", ("datacontenttype", "application/json", "text/plain")),
     ],
 )
-def test_an_attribute_of_the_wrong_type_or_shape_is_rejected_with_its_reason(name, value, reason):
-    assert rejected(valid(**{name: value})).reason == reason
+def test_an_attribute_of_the_wrong_type_or_shape_is_rejected_with_its_reason(name, value, expected):
+    assert_mentions(rejected(valid(**{name: value})).reason, *expected)
 
 
 def test_an_empty_data_identifier_is_rejected():
-    assert rejected(with_data(EventType.CONNECTION_OPEN, connection_id="")).reason == (
-        "data.connection_id must be 1-256 characters long"
-    )
+    assert_mentions(rejected(with_data(EventType.CONNECTION_OPEN, connection_id="")).reason, "data.connection_id")
 
 
-@pytest.mark.parametrize("type_name", ["fanout.connection.opened", "com.example.signup", "", 7])
+@pytest.mark.parametrize("type_name", ["fanout.connection.opened", "com.example.signup", "FANOUT.CONNECTION.OPEN", ""])
 def test_an_unknown_event_type_is_rejected_quoting_it(type_name):
-    assert rejected(valid(type=type_name)).reason == f"unknown type {type_name!r}"
+    assert_mentions(rejected(valid(type=type_name)).reason, "unknown type", repr(type_name))
 
 
 @pytest.mark.parametrize(
@@ -151,13 +161,12 @@ def test_an_unknown_event_type_is_rejected_quoting_it(type_name):
     ],
 )
 def test_a_negative_counter_is_rejected(event_type, field):
-    assert rejected(with_data(event_type, **{field: -1})).reason == f"data.{field} must not be negative, got -1"
+    assert_mentions(rejected(with_data(event_type, **{field: -1})).reason, f"data.{field}", "negative")
 
 
 @pytest.mark.parametrize("event_type", [EventType.MESSAGE_PUBLISHED, EventType.MESSAGE_DELIVERED])
 def test_a_count_above_max_count_is_rejected_as_implausible_and_max_count_itself_is_accepted(event_type):
-    reason = rejected(with_data(event_type, count=MAX_COUNT + 1)).reason
-    assert reason == f"data.count is implausibly large ({MAX_COUNT + 1} > {MAX_COUNT})"
+    assert_mentions(rejected(with_data(event_type, count=MAX_COUNT + 1)).reason, "data.count", "implausibly large")
     assert accepted(with_data(event_type, count=MAX_COUNT)).count == MAX_COUNT
 
 
@@ -171,15 +180,14 @@ def test_a_count_above_max_count_is_rejected_as_implausible_and_max_count_itself
     ],
 )
 def test_bytes_above_max_bytes_are_rejected_as_implausible_and_max_bytes_itself_is_accepted(event_type, field):
-    assert "implausibly large" in rejected(with_data(event_type, **{field: MAX_BYTES + 1})).reason
+    reason = rejected(with_data(event_type, **{field: MAX_BYTES + 1})).reason
+    assert_mentions(reason, f"data.{field}", "implausibly large")
     accepted(with_data(event_type, **{field: MAX_BYTES}))
 
 
 @pytest.mark.parametrize("time", ["2026-01-31T23:59:30", "2026-01-31T23:59:30.123456", "2026-01-31T23:59:30.123456789"])
 def test_a_timestamp_without_a_zone_is_rejected_saying_it_needs_a_time_zone(time):
-    reason = rejected(valid(time=time)).reason
-    assert "time zone" in reason
-    assert time in reason
+    assert_mentions(rejected(valid(time=time)).reason, "time", "time zone")
 
 
 @pytest.mark.parametrize(
@@ -197,40 +205,42 @@ def test_a_timestamp_without_a_zone_is_rejected_saying_it_needs_a_time_zone(time
     ],
 )
 def test_a_timestamp_that_is_not_rfc_3339_is_rejected(time):
-    assert rejected(valid(time=time)).reason == f"time {time!r} is not RFC 3339"
+    reason = rejected(valid(time=time)).reason
+    assert_mentions(reason, "time", "RFC 3339")
+    assert "time zone" not in reason
 
 
 @pytest.mark.parametrize(
     "time", ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-31T24:00:00Z", "2026-01-31T23:59:30+24:00"]
 )
 def test_a_timestamp_shaped_like_rfc_3339_that_names_no_real_instant_is_rejected(time):
-    assert rejected(valid(time=time)).reason.startswith(f"time {time!r} is not a valid instant")
+    assert_mentions(rejected(valid(time=time)).reason, "time", "not a valid instant")
 
 
 @pytest.mark.parametrize("time", ["1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"])
 def test_a_timestamp_outside_the_years_that_can_be_billed_is_rejected(time):
-    assert rejected(valid(time=time)).reason == f"time {time!r} is outside 2000-2999"
+    assert_mentions(rejected(valid(time=time)).reason, "time", "outside", "2000", "2999")
 
 
 @pytest.mark.parametrize("version", ["0.3", 1.0, "1", None])
 def test_a_specversion_other_than_1_0_is_rejected_quoting_it(version):
-    assert rejected(valid(specversion=version)).reason == f'specversion must be "1.0", got {version!r}'
+    assert_mentions(rejected(valid(specversion=version)).reason, "specversion", '"1.0"', repr(version))
 
 
 def test_a_missing_specversion_is_rejected():
-    assert rejected(without(valid(), "specversion")).reason == 'specversion must be "1.0", got None'
+    assert_mentions(rejected(without(valid(), "specversion")).reason, "specversion", '"1.0"')
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
 def test_a_subject_that_does_not_match_the_service_id_is_rejected(event_type):
     reason = rejected(valid(event_type, subject="svc-other")).reason
-    assert reason == f"subject 'svc-other' does not match data.service_id {VALID[event_type]['data']['service_id']!r}"
+    assert_mentions(reason, "subject", "svc-other", "data.service_id", VALID[event_type]["data"]["service_id"])
 
 
 @pytest.mark.parametrize("transport", ["grpc", "SSE", "", 1])
 def test_an_open_with_a_transport_outside_the_contract_is_rejected_listing_the_allowed_ones(transport):
     reason = rejected(with_data(EventType.CONNECTION_OPEN, transport=transport)).reason
-    assert reason == f"data.transport must be one of ['http-stream', 'long-poll', 'sse', 'websocket'], got {transport!r}"
+    assert_mentions(reason, "data.transport", "sse", "http-stream", "long-poll", "websocket")
 
 
 def test_a_rejection_keeps_the_source_and_id_when_they_could_be_read():

@@ -120,7 +120,9 @@ def test_a_free_tier_is_allowed():
     assert graduated_amount(d("250"), Rate((Tier(100, d("0")), Tier(None, d("1"))))) == d("150")
 
 
-@pytest.mark.parametrize(("name", "currency"), [("default", "usd"), ("default", "US"), ("default", "USDX"), (" ", "USD")])
+@pytest.mark.parametrize(
+    ("name", "currency"), [("default", "usd"), ("default", "US"), ("default", "USDX"), (" ", "USD")]
+)
 def test_rate_cards_need_a_name_and_an_iso_currency(name, currency):
     flat = Rate.flat(d("1"))
     with pytest.raises(InvalidRateCard):

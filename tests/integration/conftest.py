@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from metering import migrate
+from metering.bootstrap import Runtime, bootstrap
+from metering.celery_app import configure
+from tests.stack import fresh_database, running_worker, settings_for, stack_environment
+
+PIPELINE_TABLES = (
+    "raw_event", "rejected_event", "ingest_batch", "dirty_connection", "connection_session",
+    "connection_day", "usage_daily",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of a migrated database (SQLite, or a fresh PostgreSQL database) and a queue."""
+    env = stack_environment(tmp_path_factory.mktemp("stack"))
+    with fresh_database() as url:
+        if url:
+            env["FANMETER_DATABASE_URL"] = url
+        migrate.upgrade(settings_for(env).resolved_database_url)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def runtime(stack_env: dict[str, str]) -> Iterator[Runtime]:
+    """This process's runtime against the stack, with Celery pointed at the stack's broker and queue."""
+    runtime = bootstrap(settings_for(stack_env))
+    configure(runtime.settings)
+    yield runtime
+    runtime.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker(stack_env: dict[str, str], runtime: Runtime) -> Iterator[Any]:  # noqa: ARG001
+    with running_worker(stack_env) as process:
+        yield process
+
+
+@pytest.fixture
+def engine(runtime: Runtime) -> Iterator[Engine]:
+    """The stack's engine with empty pipeline tables, so every test starts from nothing."""
+    _truncate(runtime.engine)
+    yield runtime.engine
+
+
+def _truncate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in PIPELINE_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    return tmp_path / "events.jsonl"
