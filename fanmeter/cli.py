@@ -16,15 +16,17 @@ from metering import migrate
 from metering import service as metering_service
 from metering.bootstrap import Runtime, bootstrap
 from metering.celery_app import app as celery_app
-from metering.celery_app import configure
+from metering.celery_app import configure, declare_queue
 from metering.domain.instants import Month
 from metering.domain.usage import UsageReport
 from metering.schema import SchemaOutOfDate, require_current_schema
 
 
-def _runtime(check_schema: bool = True) -> Runtime:
+def _runtime(check_schema: bool = True, declare: bool = False) -> Runtime:
     runtime = bootstrap()
     configure(runtime.settings)
+    if declare:
+        declare_queue()
     if check_schema:
         try:
             require_current_schema(runtime.engine)
@@ -70,7 +72,7 @@ def db_upgrade(revision: str) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(concurrency: int, beat: bool, loglevel: str) -> None:
     """Run a Celery worker of the metering pipeline."""
-    runtime = _runtime()
+    runtime = _runtime(declare=True)
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle"]
     if beat:
         argv += ["--beat", f"--schedule={runtime.settings.data_dir.resolve() / 'celerybeat-schedule'}"]
@@ -87,7 +89,7 @@ def ingest(files: tuple[Path, ...], batch_size: int | None, timeout: float) -> N
     Prints accepted, duplicate and rejected counts, with rejection reasons grouped.
     Needs a running worker (`fanmeter worker`).
     """
-    runtime = _runtime()
+    runtime = _runtime(declare=True)
     run = ingest_cli.send_files(files, batch_size or runtime.settings.ingest_batch_size)
     progress = ingest_cli.wait_for(runtime.engine, run, timeout)
     click.echo(ingest_cli.report(progress, run))

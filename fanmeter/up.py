@@ -17,7 +17,7 @@ from fanmeter import ingest as ingest_cli
 from metering import migrate
 from metering import service as metering_service
 from metering.bootstrap import bootstrap
-from metering.celery_app import configure
+from metering.celery_app import configure, declare_queue
 from metering.domain.instants import Month, to_micros
 
 
@@ -25,6 +25,7 @@ def run(once: bool, events: int) -> None:
     """Migrate, start a worker, send demo traffic across the last month boundary, print the results."""
     runtime = bootstrap()
     configure(runtime.settings)
+    declare_queue()
     migrate.upgrade(runtime.engine.url.render_as_string(hide_password=False))
     now = datetime.now(UTC)
     this_month = Month.of(to_micros(now))

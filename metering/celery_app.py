@@ -6,7 +6,10 @@ default (no server needed), or any real broker (``amqp://``, ``redis://``).
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
+from kombu import Exchange, Queue
 
 from metering.settings import MeteringSettings
 
@@ -37,6 +40,27 @@ def configure(settings: MeteringSettings) -> Celery:
         },
     )
     return app
+
+
+def declare_queue(attempts: int = 5) -> None:
+    """Create the task queue before any worker or producer races to.
+
+    kombu's SQLAlchemy transport creates a queue's row on first use; two processes
+    doing so at once make one of them fail on the unique name (seen when a worker and
+    `fanmeter ingest` start together). Declaring up front, retrying on that failure,
+    leaves the row in place for both.
+    """
+    name = app.conf.task_default_queue
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for attempt in range(attempts):
+        try:
+            with app.connection_for_write() as connection:
+                queue.bind(connection.default_channel).declare()
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 configure(MeteringSettings())

@@ -89,9 +89,9 @@ def _minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, day_start: np.
 
 
 def _bytes_by_day(events: pd.DataFrame) -> pd.DataFrame:
-    """Counter increases between consecutive reports, summed on the later report's day."""
-    reports = events[events["bytes_out"].notna() | (events["type"] == _OPEN)].copy()
-    reports["value"] = reports["bytes_out"].where(reports["type"] != _OPEN, 0).astype("int64")
+    """Counter increases between consecutive reports (from 0 at the open), summed on the later report's day."""
+    reports = events[events["bytes_out"].notna() & (events["type"] != _OPEN)].copy()
+    reports["value"] = reports["bytes_out"].astype("int64")
     reports = reports.sort_values([*KEY, "time_us", "event_id", "source", "value"])
     previous = reports.groupby(KEY, sort=False)["value"].shift(fill_value=0)
     value = reports["value"]

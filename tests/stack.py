@@ -67,9 +67,7 @@ def running_worker(env: dict[str, str], concurrency: int = 2) -> Iterator[subpro
             stderr=subprocess.STDOUT,
         )
     try:
-        time.sleep(0.5)
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited at start:\n{log.read_text()}")
+        _wait_until_ready(process, log)
         yield process
     finally:
         process.terminate()
@@ -78,6 +76,18 @@ def running_worker(env: dict[str, str], concurrency: int = 2) -> Iterator[subpro
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+    """Wait for Celery's "ready" line, so a test never races the worker's start-up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited at start:\n{log.read_text()}")
+        if " ready." in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"worker not ready after {timeout_s} s:\n{log.read_text()}")
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -209,40 +210,49 @@ MONTH_BOUNDARIES = (
 WHOLE_MONTH = (utc_micros("2026-02-01T00:00:00Z"), utc_micros("2026-03-01T00:00:00Z"))
 
 
+# Strategies are built once: rebuilding them inside every draw costs most of the run time.
+_NEAR_BOUNDARY = st.sampled_from(MONTH_BOUNDARIES).flatmap(
+    lambda b: st.integers(b - 10 * MICROS_PER_MINUTE, b + 10 * MICROS_PER_MINUTE)
+)
+_INSTANTS = st.one_of(_NEAR_BOUNDARY, _NEAR_BOUNDARY, st.integers(WHOLE_MONTH[0], WHOLE_MONTH[1] - 1))
+_OFFSETS = st.sampled_from(OFFSETS)
+_NANOS = st.integers(0, 999)
+_FRACTION_STYLES = st.sampled_from((0, 6, 9))  # 0: the shortest exact fraction (none, ms or µs)
+_ONE_IN_FOUR = st.integers(0, 3).map(lambda n: n == 0)
+_ONE_IN_FIVE = st.integers(0, 4).map(lambda n: n == 0)
+_ONE_IN_TEN = st.integers(0, 9).map(lambda n: n == 0)
+# Gaps are at least 1 µs: two different cumulative reports at the same instant would be
+# ordered by id, which a real broker never relies on.
+_SHORT_GAPS = st.one_of(st.integers(1, 2 * MICROS_PER_SECOND), st.integers(1, 2 * MICROS_PER_MINUTE))
+_LONG_GAPS = st.integers(1, 10 * MICROS_PER_DAY)
+_SKEWS = st.integers(1, 2 * MICROS_PER_MINUTE)
+_GROWTH = st.one_of(st.integers(0, 2_000), st.integers(0, 10**9))
+_AFTER_RESET = st.integers(0, 5_000)
+_COUNTS = st.one_of(st.integers(0, 50), st.integers(0, 10**9))
+
+
 def instants() -> st.SearchStrategy[int]:
     """UTC microseconds, mostly within 10 minutes of a month boundary, sometimes anywhere in a month."""
-    near_boundary = st.sampled_from(MONTH_BOUNDARIES).flatmap(
-        lambda b: st.integers(b - 10 * MICROS_PER_MINUTE, b + 10 * MICROS_PER_MINUTE)
-    )
-    anywhere_in_february = st.integers(WHOLE_MONTH[0], WHOLE_MONTH[1] - 1)
-    return st.one_of(near_boundary, near_boundary, anywhere_in_february)
+    return _INSTANTS
+
+
+def _shortest_exact_digits(time_us: int) -> int:
+    fraction = time_us % MICROS_PER_SECOND
+    return 0 if fraction == 0 else 3 if fraction % 1000 == 0 else 6
 
 
 @st.composite
 def rfc3339_times(draw: st.DrawFn, time_us: int) -> str:
     """RFC 3339 renderings of exactly ``time_us``: any offset, 0 to 9 fraction digits."""
-    allowed = [d for d in (0, 3) if (time_us % MICROS_PER_SECOND) % 10 ** (6 - d) == 0] + [6, 9]
-    digits = draw(st.sampled_from(allowed))
-    nanos = draw(st.integers(0, 999)) if digits == 9 else 0
-    return format_time(time_us, draw(st.sampled_from(OFFSETS)), digits, nanos)
-
-
-def _gaps(long: bool) -> st.SearchStrategy[int]:
-    # Gaps are at least 1 µs: two different cumulative reports at the same instant would be
-    # ordered by id, which a real broker never relies on.
-    if long:
-        return st.integers(1, 10 * MICROS_PER_DAY)
-    return st.one_of(st.integers(1, 2 * MICROS_PER_SECOND), st.integers(1, 2 * MICROS_PER_MINUTE))
+    style = draw(_FRACTION_STYLES)
+    return format_time(time_us, draw(_OFFSETS), style or _shortest_exact_digits(time_us), draw(_NANOS))
 
 
 @st.composite
 def _counter_values(draw: st.DrawFn, n: int, resets: bool) -> list[int]:
     values, value = [], 0
     for _ in range(n):
-        if resets and draw(st.integers(0, 9)) == 0:
-            value = draw(st.integers(0, 5_000))
-        else:
-            value += draw(st.one_of(st.integers(0, 2_000), st.integers(0, 10**9)))
+        value = draw(_AFTER_RESET) if resets and draw(_ONE_IN_TEN) else value + draw(_GROWTH)
         values.append(value)
     return values
 
@@ -263,34 +273,36 @@ def connection_traces(
 
     Bytes are cumulative and non-decreasing, with an occasional counter reset unless
     ``resets`` is False. The open or the close may be lost (None = let Hypothesis choose);
-    with ``skew`` the close is sometimes stamped before the open (then no alive is sent). Sometimes the gaps are
-    days long so the connection spans a whole month.
+    with ``skew`` the close is sometimes stamped before the open (then no alive is sent).
+    Sometimes the gaps are days long, so the connection spans a whole month.
     """
     node = draw(st.sampled_from(NODES))
-    start = draw(instants())
-    long = draw(st.integers(0, 4)) == 0
-    skewed = skew and draw(st.integers(0, 9)) == 0
+    start = draw(_INSTANTS)
+    gaps = _LONG_GAPS if draw(_ONE_IN_FIVE) else _SHORT_GAPS
+    skewed = skew and draw(_ONE_IN_TEN)
     n_alive = 0 if skewed else draw(st.integers(0, 6))
     times = [start]
     for _ in range(n_alive + 1):
-        times.append(times[-1] + draw(_gaps(long)))
+        times.append(times[-1] + draw(gaps))
     if skewed:
-        times[-1] = start - draw(st.integers(1, 2 * MICROS_PER_MINUTE))  # close stamped before the open
+        times[-1] = start - draw(_SKEWS)  # close stamped before the open
     bytes_out = draw(_counter_values(n_alive + 1, resets))
     bytes_in = draw(_counter_values(n_alive + 1, resets=False))
     ids = (f"{connection}-{i}" for i in itertools.count())
     where = {"account": account, "service": service, "connection": connection, "source": node}
+    # A node stamps all its events the same way: one offset and fraction style per trace.
+    offset, style, nanos = draw(_OFFSETS), draw(_FRACTION_STYLES), draw(_NANOS)
 
     def when(time_us: int) -> str:
-        return draw(rfc3339_times(time_us))
+        return format_time(time_us, offset, style or _shortest_exact_digits(time_us), nanos)
 
     events = [open_event(when(start), transport=draw(st.sampled_from(TRANSPORTS)), id=next(ids), **where)]
     for time_us, out, inn in zip(times[1:-1], bytes_out, bytes_in, strict=False):
         events.append(alive_event(when(time_us), out, inn, id=next(ids), **where))
     reason = draw(st.sampled_from(CLOSE_REASONS))
     events.append(close_event(when(times[-1]), bytes_out[-1], bytes_in[-1], reason, id=next(ids), **where))
-    lost_open = (draw(st.integers(0, 3)) == 0) if lose_open is None else lose_open
-    lost_close = (draw(st.integers(0, 3)) == 0) if lose_close is None else lose_close
+    lost_open = draw(_ONE_IN_FOUR) if lose_open is None else lose_open
+    lost_close = draw(_ONE_IN_FOUR) if lose_close is None else lose_close
     if lost_open and lost_close and n_alive == 0:
         lost_open = False  # a connection nobody saw at all is not a connection
     return events[1 if lost_open else 0 : -1 if lost_close else None]
@@ -301,9 +313,9 @@ def message_events(draw: st.DrawFn) -> dict[str, Any]:
     """One published or delivered event for a random account and service."""
     account = draw(st.sampled_from(ACCOUNTS))
     build = draw(st.sampled_from((published_event, delivered_event)))
-    return build(
-        draw(instants().flatmap(rfc3339_times)),
-        draw(st.one_of(st.integers(0, 50), st.integers(0, 10**9))),
+    event: dict[str, Any] = build(
+        draw(rfc3339_times(draw(_INSTANTS))),
+        draw(_COUNTS),
         account=account,
         service=draw(st.sampled_from(SERVICES[account])),
         channel=draw(st.sampled_from(CHANNELS)),
@@ -311,19 +323,22 @@ def message_events(draw: st.DrawFn) -> dict[str, Any]:
         source=draw(st.sampled_from(NODES)),
         id="pending",
     )
+    return event
 
 
 @st.composite
 def event_sets(draw: st.DrawFn, max_connections: int = 4, max_messages: int = 6) -> list[dict[str, Any]]:
-    """A set of distinct events (unique ids) for a few accounts, services and connections."""
+    """A set of distinct events for a few accounts, services and connections; (source, id) is unique."""
     events: list[dict[str, Any]] = []
     for i in range(draw(st.integers(0, max_connections))):
         account = draw(st.sampled_from(ACCOUNTS))
         service = draw(st.sampled_from(SERVICES[account]))
         events += draw(connection_traces(account, service, f"conn-{i}"))
     events += draw(st.lists(message_events(), max_size=max_messages))
-    for number, event in enumerate(events):
-        event["id"] = f"evt-{number:04d}"
+    per_node: Counter[str] = Counter()
+    for event in events:  # each node numbers its own events, so the same id recurs across nodes
+        per_node[event["source"]] += 1
+        event["id"] = f"evt-{per_node[event['source']]:04d}"
     return events
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,9 @@ MAX_COUNT = 10**9
 MAX_BYTES = 10**15
 # Instants outside this range are refused: they cannot be billed to a real month.
 MIN_YEAR, MAX_YEAR = 2000, 2999
+
+_EARLIEST_US = to_micros(datetime(MIN_YEAR, 1, 1, tzinfo=UTC))
+_LATEST_US = to_micros(datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC))
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -157,9 +160,10 @@ def parse_time(value: Any) -> int:
         instant = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as error:
         raise _Invalid(f"time is not a valid instant ({error})") from None
-    if not MIN_YEAR <= instant.year <= MAX_YEAR:
-        raise _Invalid(f"time is outside the years {MIN_YEAR}-{MAX_YEAR}")
-    return to_micros(instant)
+    micros = to_micros(instant)
+    if not _EARLIEST_US <= micros < _LATEST_US:
+        raise _Invalid(f"time is outside the years {MIN_YEAR}-{MAX_YEAR} (UTC)")
+    return micros
 
 
 def _identifier(obj: dict[str, Any], name: str, prefix: str = "") -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from metering import migrate
 from metering.bootstrap import Runtime, bootstrap
-from metering.celery_app import configure
+from metering.celery_app import configure, declare_queue
 from tests.stack import fresh_database, running_worker, settings_for, stack_environment
 
 PIPELINE_TABLES = (
@@ -34,6 +34,7 @@ def runtime(stack_env: dict[str, str]) -> Iterator[Runtime]:
     """This process's runtime against the stack, with Celery pointed at the stack's broker and queue."""
     runtime = bootstrap(settings_for(stack_env))
     configure(runtime.settings)
+    declare_queue()
     yield runtime
     runtime.engine.dispose()
 

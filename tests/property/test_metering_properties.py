@@ -2,6 +2,7 @@
 
 import random
 from collections import Counter, defaultdict
+from datetime import date
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -38,9 +39,9 @@ def messages_by_key(usage):
     return {key: (row.messages_published, row.messages_delivered) for key, row in usage.items()}
 
 
-def minutes_by_month_of(usage) -> Counter:
+def minutes_by_month_of(usage) -> Counter[tuple[str, str, Month]]:
     """Connection minutes per (account, service, month) from daily rows."""
-    totals: Counter = Counter()
+    totals: Counter[tuple[str, str, Month]] = Counter()
     for (account, service, day), row in usage.items():
         totals[(account, service, Month.of_day(day))] += row.connection_minutes
     return +totals
@@ -103,7 +104,7 @@ def test_messages_are_additive_over_any_two_overlapping_subsets(dicts, rnd):
     b = [e for e, keep in zip(events, in_b, strict=True) if keep]
     both = [e for e, x, y in zip(events, in_a, in_b, strict=True) if x and y]
 
-    whole = defaultdict(lambda: [0, 0])
+    whole: defaultdict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for sign, part in ((1, a), (1, b), (-1, both)):
         for key, (published, delivered) in messages_by_key(daily_usage(part)).items():
             whole[key][0] += sign * published
@@ -160,7 +161,7 @@ def test_minutes_beginning_in_any_half_open_period_match_an_enumeration(start, m
 @given(event_sets())
 def test_daily_usage_bills_each_connection_its_rounded_total_split_by_start_month(dicts):
     events = parsed(dicts)
-    expected: Counter = Counter()
+    expected: Counter[tuple[str, str, Month]] = Counter()
     for key, session in sessionize(events).items():
         for month, count in minutes_by_month(session.start_us, session.billable_minutes).items():
             expected[(key.account_id, key.service_id, month)] += count
@@ -225,10 +226,10 @@ def test_bandwidth_is_unchanged_by_repeated_reports(dicts, data):
 def test_without_resets_the_bandwidth_is_the_last_reported_counter(dicts):
     events = parsed(dicts)
     reports = byte_reports(events)
-    last = max(reports)  # the latest by (time, id)
+    last = max(reports).bytes_out if reports else 0  # the latest by (time, id); 0 with only an open
 
-    assert total_bytes(events) == last.bytes_out
-    assert sum(row.bytes_out for row in daily_usage(events).values()) == last.bytes_out
+    assert total_bytes(events) == last
+    assert sum(row.bytes_out for row in daily_usage(events).values()) == last
 
 
 @RULES
@@ -239,6 +240,48 @@ def test_without_resets_losing_any_report_but_the_last_loses_nothing(dicts, data
     survivors = [e for e, keep in zip(events, kept, strict=False) if keep] + [events[-1]]
 
     assert total_bytes(survivors) == total_bytes(events)
+
+
+def counter_runs(values: list[int]) -> list[list[int]]:
+    """Split counter readings into runs that never go down: a drop starts a new run."""
+    runs: list[list[int]] = [[0]]
+    for value in values:
+        if value < runs[-1][-1]:
+            runs.append([])
+        runs[-1].append(value)
+    return runs
+
+
+@RULES
+@given(connection_traces(skew=False))
+def test_bandwidth_is_the_sum_of_the_final_reading_of_each_run_between_counter_resets(dicts):
+    events = parsed(dicts)
+    readings = [e.bytes_out for e in sorted(events, key=lambda e: (e.time_us, e.id)) if e.bytes_out is not None]
+
+    assert total_bytes(events) == sum(run[-1] for run in counter_runs(readings))
+
+
+@RULES
+@given(event_sets())
+def test_bytes_land_only_on_days_on_which_the_connection_reported_them(dicts):
+    events = parsed(dicts)
+    report_days = {
+        (e.account_id, e.service_id, day_of(e.time_us)) for e in events if e.type.is_connection and e.bytes_out
+    }
+
+    usage = daily_usage(events)
+    assert {key for key, row in usage.items() if row.bytes_out} <= report_days
+    assert sum(row.bytes_out for row in usage.values()) == sum(
+        total_bytes(group) for group in connection_groups(events).values()
+    )
+
+
+def connection_groups(events):
+    groups = defaultdict(list)
+    for e in events:
+        if e.type.is_connection:
+            groups[(e.account_id, e.service_id, e.connection_id)].append(e)
+    return groups
 
 
 @RULES

@@ -31,7 +31,7 @@ WORKED_EXAMPLE = [
 def test_the_worked_example_100_250_40_90_bills_340_bytes():
     increments = byte_increments(byte_reports(parsed(WORKED_EXAMPLE)))
 
-    assert [increase for _, increase in increments] == [0, 100, 150, 40, 50]
+    assert [increase for _, increase in increments] == [100, 150, 40, 50]
     assert total(WORKED_EXAMPLE) == 340
 
 
@@ -67,10 +67,16 @@ def test_a_missing_open_loses_nothing_since_the_open_counts_as_zero():
     assert total(WORKED_EXAMPLE[1:]) == total(WORKED_EXAMPLE) == 340
 
 
-def test_the_open_is_a_report_of_zero_bytes():
-    increments = byte_increments(byte_reports(parsed([open_event(at("10:00:00"))])))
+def test_the_open_is_the_zero_the_counter_starts_from_not_a_report():
+    increments = byte_increments(byte_reports(parsed([open_event(at("10:00:00")), alive_event(at("10:01:00"), 70)])))
 
-    assert increments == [(at("10:00:00"), 0)]
+    assert increments == [(at("10:01:00"), 70)]
+
+
+def test_an_open_stamped_just_after_an_alive_is_not_a_counter_reset():
+    events = [alive_event(at("10:00:02"), 100), open_event(at("10:00:05")), alive_event(at("10:01:00"), 150)]
+
+    assert total(events) == 150
 
 
 def test_reports_are_taken_in_time_order_whatever_order_they_arrive_in():
@@ -90,7 +96,7 @@ def test_an_increase_is_attributed_to_the_day_of_the_later_report():
         ]
     )
 
-    assert byte_increments(byte_reports(events))[2] == (utc_micros("2026-02-01T00:00:30Z"), 150)
+    assert byte_increments(byte_reports(events))[1] == (utc_micros("2026-02-01T00:00:30Z"), 150)
     by_day = {part.day: part.bytes_out for part in connection_days(KEY, events)}
     assert by_day == {date(2026, 1, 31): 100, date(2026, 2, 1): 160}
 
@@ -121,3 +127,14 @@ def test_bandwidth_is_counted_per_connection_so_one_connections_reset_does_not_t
 
     [row] = daily_usage(events).values()
     assert row.bytes_out == 1_500 + 20
+
+
+def test_a_second_open_of_the_same_connection_does_not_count_its_bytes_twice():
+    events = [
+        open_event(at("10:00:00"), id="open-1"),
+        alive_event(at("10:01:00"), 100),
+        open_event(at("10:01:30"), id="open-2"),
+        alive_event(at("10:02:00"), 150),
+    ]
+
+    assert total(events) == 150

@@ -7,7 +7,7 @@ import pytest
 
 from metering.domain.events import MAX_BYTES, MAX_COUNT, EventType, MeteringEvent, Rejection, parse_event
 from metering.domain.instants import Month
-from tests.strategies import alive_event, close_event, delivered_event, open_event, published_event
+from tests.strategies import alive_event, close_event, delivered_event, open_event, published_event, utc_micros
 
 T = "2026-01-31T23:59:30Z"
 
@@ -59,9 +59,9 @@ def accepted(raw) -> MeteringEvent:
     return result
 
 
-def micros(*args: int) -> int:
+def micros(year: int, month: int, day: int, hour: int, minute: int, second: int, microsecond: int = 0) -> int:
     """UTC microseconds of a datetime, computed independently of the parser."""
-    instant = datetime(*args, tzinfo=UTC)
+    instant = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
     return int(instant.timestamp()) * 1_000_000 + instant.microsecond
 
 
@@ -217,9 +217,26 @@ def test_a_timestamp_shaped_like_rfc_3339_that_names_no_real_instant_is_rejected
     assert_mentions(rejected(valid(time=time)).reason, "time", "not a valid instant")
 
 
-@pytest.mark.parametrize("time", ["1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z", "0001-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "time",
+    [
+        "1999-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-01:00",
+        "2999-12-31T23:30:00-01:00",  # 3000-01-01T00:30Z
+        "2000-01-01T00:30:00+01:00",  # 1999-12-31T23:30Z
+    ],
+)
 def test_a_timestamp_outside_the_years_that_can_be_billed_is_rejected(time):
     assert_mentions(rejected(valid(time=time)).reason, "time", "outside", "2000", "2999")
+
+
+def test_the_billable_years_are_judged_in_utc_not_in_the_local_offset():
+    accepted = parse_event(valid(time="1999-12-31T23:30:00-01:00"))
+
+    assert isinstance(accepted, MeteringEvent)
+    assert accepted.time_us == utc_micros("2000-01-01T00:30:00Z")
 
 
 @pytest.mark.parametrize("version", ["0.3", 1.0, "1", None])

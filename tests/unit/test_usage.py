@@ -1,6 +1,7 @@
 """Daily usage (the reference rule set) on hand-written traces, and the monthly usage report JSON."""
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -94,11 +95,11 @@ REPORT_KEYS = {
 SERVICE_KEYS = {"service_id", "connection_minutes", "messages_published", "messages_delivered", "bytes_out"}
 
 
-def report_json(account_id: str, month: str) -> dict:
+def report_json(account_id: str, month: str) -> dict[str, Any]:
     return usage_report(account_id, Month.parse(month), daily_usage(parsed(TRACE)).values()).to_json()
 
 
-def assert_all_ints(document: dict) -> None:
+def assert_all_ints(document: dict[str, Any]) -> None:
     for name, value in document.items():
         if name in ("account_id", "month", "service_id", "services"):
             continue
@@ -139,8 +140,10 @@ def test_the_february_report_sums_only_februarys_days_for_that_account():
 
 def test_the_january_report_lists_services_sorted_by_id_and_counts_published_plus_delivered_as_messages():
     document = report_json("acct-1", "2026-01")
+    rows = sorted(daily_usage(parsed(TRACE)).values(), key=lambda row: row.service_id, reverse=True)
 
     assert [s["service_id"] for s in document["services"]] == ["svc-a", "svc-b"]
+    assert usage_report("acct-1", Month(2026, 1), rows).to_json() == document
     assert (document["connection_minutes"], document["messages"], document["bytes_out"]) == (2, 2, 70)
     assert document["services"][1] == {
         "service_id": "svc-b",

@@ -1,0 +1,33 @@
+"""`fanmeter up --once`: the whole pipeline on the configured stack with simulated traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.stack import fresh_database, run_cli, stack_environment
+
+
+def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statements(tmp_path: Path) -> None:
+    env = stack_environment(tmp_path)
+    with fresh_database() as url:
+        if url:
+            env["FANMETER_DATABASE_URL"] = url
+        result = run_cli(env, "up", "--once", "--events", "3000", timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "rejected:    0" in out
+    for account in ("acme", "globex", "initech"):
+        assert out.count(f"== {account} ") == 2
+    assert out.count('"status": "draft"') == 3 and out.count('"status": "open"') == 3
+    accepted = int(out.split("accepted:")[1].split()[0])
+    assert accepted > 2900
+
+
+@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db"])
+def test_every_command_documents_itself(command: str, tmp_path: Path) -> None:
+    result = run_cli({"FANMETER_DATA_DIR": str(tmp_path)}, command, "--help")
+
+    assert result.returncode == 0 and "Usage:" in result.stdout
