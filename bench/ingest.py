@@ -748,9 +748,21 @@ def _spy(py_spy: str, pid: int, out: Path, subprocesses: bool) -> subprocess.Pop
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarise_collapsed(path: Path, top: int = 25) -> str:
-    """Top frames of a py-spy raw (collapsed) profile: inclusive and self share of all samples."""
-    inclusive: Counter[str] = Counter()
+_TASK_FRAMES = (
+    ("rollup pass", "rollup_pass (metering/service.py"),
+    ("ingest batch", "ingest_batch (metering/service.py"),
+    ("send (CLI)", "send_files (fanmeter/ingest.py"),
+    ("wait (CLI)", "wait_for (fanmeter/ingest.py"),
+)
+
+
+def summarise_collapsed(path: Path, top: int = 30) -> str:
+    """A py-spy raw (collapsed) profile: share of samples per pipeline stage, hottest project lines, hottest leaves.
+
+    Shares are of all non-idle samples (py-spy leaves out idle threads), per process tree.
+    """
+    stages: Counter[str] = Counter()
+    project: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -758,24 +770,26 @@ def summarise_collapsed(path: Path, top: int = 25) -> str:
         if not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
-        if frames and frames[0].startswith(("process ", "Process ")):
-            frames = frames[1:]
-        if any("idle" in f for f in frames[:1]):
-            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "Process "))]
         total += count
+        stage = next((name for name, marker in _TASK_FRAMES if any(marker in f for f in frames)), "other")
+        stages[stage] += count
         for frame in set(frames):
-            inclusive[frame] += count
+            if "(metering/" in frame or "(fanmeter/" in frame:
+                project[frame] += count
         if frames:
             own[frames[-1]] += count
     if not total:
         return "  (no samples)"
-    out = [f"  {total} samples; top by inclusive share (then self share):"]
-    for frame, count in inclusive.most_common(top):
-        out.append(f"  {100 * count / total:5.1f}% incl {100 * own[frame] / total:5.1f}% self  {frame}")
-    out.append("  top by self share:")
-    for frame, count in own.most_common(12):
-        out.append(f"  {100 * count / total:5.1f}% self  {frame}")
+    out = [
+        f"  {total} samples; by stage: " + ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in stages.most_common())
+    ]
+    out.append("  project lines, inclusive share:")
+    for frame, count in project.most_common(top):
+        out.append(f"  {100 * count / total:5.1f}%  {frame}")
+    out.append("  leaf frames, self share:")
+    for frame, count in own.most_common(15):
+        out.append(f"  {100 * count / total:5.1f}%  {frame}")
     return "\n".join(out)
 
 
@@ -834,7 +848,18 @@ def _pg_totals(url: str) -> dict[str, Any]:
     import psycopg
 
     with psycopg.connect(_libpq(url)) as conn:
-        return _totals(lambda sql: conn.execute(sql).fetchall())
+        totals = _totals(lambda sql: conn.execute(sql).fetchall())
+        # Rows read and written per table over the whole run (the worker has exited, so its stats are flushed).
+        time.sleep(1)
+        totals["table_stats"] = {
+            name: {"rows_read_by_index": fetched, "rows_read_by_seq_scan": seq, "inserted": ins, "deleted": dele}
+            for name, fetched, seq, ins, dele in conn.execute(
+                "SELECT relname, coalesce(idx_tup_fetch, 0), seq_tup_read, n_tup_ins, n_tup_del "
+                "FROM pg_stat_user_tables WHERE relname IN ('raw_event', 'connection_day', 'connection_session', "
+                "'dirty_connection') ORDER BY relname"
+            ).fetchall()
+        }
+        return totals
 
 
 def _sqlite_totals(db: Path) -> dict[str, Any]:
@@ -948,7 +973,11 @@ def main() -> None:
                     }
                     r = run_e2e("postgres", env, path, meta, args.batch_size, args.timeout, args.py_spy,
                                 _pg_batch_counter(url), database=url.rsplit("/", 1)[1])  # fmt: skip
-                    print(f"  database: {_pg_totals(url)}")
+                    totals = _pg_totals(url)
+                    stats = totals.pop("table_stats")
+                    print(f"  database: {totals}")
+                    for name, values in stats.items():
+                        print(f"  {name}: " + ", ".join(f"{k} {v:,}" for k, v in values.items()))
                     results.append(r)
             finally:
                 _delete_queue(args.amqp_url, queue)

@@ -15,6 +15,8 @@ from fanmeter.reader import iter_event_texts
 from metering import service
 from metering.tasks import ingest_batch, rollup
 
+STALL_HINT_S = 30.0
+
 
 @dataclass(frozen=True)
 class IngestRun:
@@ -59,11 +61,19 @@ def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
 def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bool = True) -> service.IngestProgress:
     """Block until every batch of ``run`` is ingested and rolled up; nudge the rollup when it lags."""
     deadline = time.monotonic() + timeout_s
-    last_nudge = time.monotonic()
+    last_nudge = last_change = time.monotonic()
+    hinted = False
     with click.progressbar(length=run.batches, label="processing", show_pos=True, hidden=not show_progress) as bar:
         while True:
             progress = service.ingest_progress(engine, run.run_id)
-            bar.update(progress.batches_done - bar.pos)
+            if progress.batches_done > bar.pos:
+                bar.update(progress.batches_done - bar.pos)
+                last_change = time.monotonic()
+            elif not hinted and time.monotonic() - last_change > STALL_HINT_S:
+                click.echo(
+                    f"\nno batch processed for {STALL_HINT_S:.0f} s: is a worker running (`fanmeter worker`)?", err=True
+                )
+                hinted = True
             if progress.batches_done >= run.batches and progress.dirty_left == 0:
                 return progress
             if time.monotonic() > deadline:

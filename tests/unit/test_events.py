@@ -1,11 +1,20 @@
 """The event contract: every violation becomes a Rejection with a clear reason; valid events parse exactly."""
 
 import copy
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from metering.domain.events import MAX_BYTES, MAX_COUNT, EventType, MeteringEvent, Rejection, parse_event
+from metering.domain.events import (
+    MAX_BYTES,
+    MAX_COUNT,
+    EventType,
+    MeteringEvent,
+    Rejection,
+    decode_event,
+    parse_event,
+)
 from metering.domain.instants import Month
 from tests.strategies import alive_event, close_event, delivered_event, open_event, published_event, utc_micros
 
@@ -354,3 +363,16 @@ def test_a_zero_count_is_valid():
 def test_subject_and_datacontenttype_are_optional():
     event = without(without(valid(), "subject"), "datacontenttype")
     assert accepted(event).service_id == "svc-1"
+
+
+def test_malformed_json_text_is_a_rejection_with_the_parser_reason():
+    rejection = decode_event('{"specversion": "1.0", "id": ')
+
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason.startswith("malformed JSON: ")
+
+
+def test_well_formed_json_text_is_validated_like_a_decoded_event():
+    event = open_event("2026-01-31T23:59:30+02:00", id="o-1")
+
+    assert decode_event(json.dumps(event)) == parse_event(event)

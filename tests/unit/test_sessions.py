@@ -5,6 +5,7 @@ import pytest
 from metering.domain.sessions import (
     ConnectionKey,
     SessionStatus,
+    connection_key,
     distinct_events,
     session_of,
     sessionize,
@@ -212,3 +213,10 @@ def test_a_lost_connection_is_billed_only_up_to_when_it_was_last_seen():
     assert session.status(at("11:00:00"), ALIVE, 3) is SessionStatus.LOST
     assert session.end_us == at("10:02:00")
     assert session.billable_minutes == 2
+
+
+def test_a_message_event_has_no_connection_key():
+    message = parsed([published_event("2026-01-31T10:00:00Z", 1)])[0]
+
+    with pytest.raises(ValueError, match="not a connection event"):
+        connection_key(message)
