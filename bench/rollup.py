@@ -41,7 +41,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,143 @@ def _merge(by_day: pd.DataFrame, bytes_day: pd.DataFrame, key: list[str]) -> pd.
     return days[(days["connection_minutes"] > 0) | (days["bytes_out"] > 0)]
 
 
+# --- a'. a sketch of the suggested change: the same rollup on integer keys --------------------------
+
+
+def _first_in_group(group: np.ndarray) -> np.ndarray:
+    """For a sorted group array: True where a new group starts."""
+    heads = np.ones(len(group), dtype=bool)
+    heads[1:] = group[1:] != group[:-1]
+    return heads
+
+
+def _order(conn: np.ndarray, t: np.ndarray, event_id: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Indices sorted by (connection, time, event_id, source): integer sort, strings only to break exact ties."""
+    order = np.lexsort((t, conn))
+    c, tt = conn[order], t[order]
+    tied = np.flatnonzero((c[1:] == c[:-1]) & (tt[1:] == tt[:-1]))
+    if len(tied):  # rare: reorder each run of equal (connection, time) by (event_id, source)
+        previous = np.maximum(tied - 1, 0)
+        heads = tied[(tied == 0) | (c[previous] != c[tied]) | (tt[previous] != tt[tied])]
+        for head in heads.tolist():
+            end = head + 1
+            while end < len(order) and c[end] == c[head] and tt[end] == tt[head]:
+                end += 1
+            block = order[head:end]
+            order[head:end] = sorted(block.tolist(), key=lambda i: (event_id[i], source[i]))
+    return order
+
+
+def int_key_rollup(rows: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """connection_rollup's rules with every group, sort and join on integer codes (a benchmark sketch).
+
+    The account/service/connection strings are factorized once into one int64 connection code;
+    sessions and per-day sums are numpy reductions over that code; strings come back only in the
+    output records. Same results as connection_rollup (checked by --prototype).
+    """
+    frame = pd.DataFrame(rows, columns=EVENT_ROW)
+    source_code, _ = pd.factorize(frame["source"])
+    event_code, _ = pd.factorize(frame["event_id"])
+    distinct = ~pd.Series(event_code.astype(np.int64) * (source_code.max() + 1) + source_code).duplicated().to_numpy()
+    if not distinct.all():
+        frame = frame[distinct].reset_index(drop=True)
+    codes, uniques = [], []
+    for name in rollups.KEY:
+        code, unique = pd.factorize(frame[name])
+        codes.append(code.astype(np.int64))
+        uniques.append(np.asarray(unique, dtype=object))
+    sizes = [len(u) for u in uniques]
+    conn, combined = pd.factorize((codes[0] * sizes[1] + codes[1]) * sizes[2] + codes[2])
+    n = len(combined)
+    key_codes = [combined // (sizes[1] * sizes[2]), combined // sizes[2] % sizes[1], combined % sizes[2]]
+    t = frame["time_us"].to_numpy(np.int64)
+    is_open = frame["type"].eq(rollups._OPEN).to_numpy()
+    is_close = frame["type"].eq(rollups._CLOSE).to_numpy()
+    event_id, source = frame["event_id"].to_numpy(object), frame["source"].to_numpy(object)
+
+    big = np.iinfo(np.int64).max
+    first_seen = np.full(n, big)
+    np.minimum.at(first_seen, conn, t)
+    last_seen = np.full(n, -big)
+    np.maximum.at(last_seen, conn, t)
+    opens = np.flatnonzero(is_open)
+    opens = opens[_order(conn[opens], t[opens], event_id[opens], source[opens])]
+    first_open = opens[_first_in_group(conn[opens])]
+    has_open = np.zeros(n, dtype=bool)
+    has_open[conn[first_open]] = True
+    start = first_seen.copy()
+    start[conn[first_open]] = t[first_open]
+    transport = np.full(n, None, dtype=object)
+    transport[conn[first_open]] = frame["transport"].to_numpy(object)[first_open]
+    close = np.full(n, big)
+    np.minimum.at(close, conn[is_close], t[is_close])
+    closed = close != big
+    end = np.where(closed, close, last_seen)
+    minutes = np.maximum(1, -(-np.maximum(end - start, 0) // MICROS_PER_MINUTE))
+
+    # minutes per day: the same explode as rollups._minutes_by_day, on the integer code
+    first_day = start // rollups.MICROS_PER_DAY
+    spans = (start + (minutes - 1) * MICROS_PER_MINUTE) // rollups.MICROS_PER_DAY - first_day + 1
+    row = np.repeat(np.arange(n), spans)
+    day = first_day[row] + np.arange(len(row)) - np.repeat(np.cumsum(spans) - spans, spans)
+    day_minutes = rollups._minutes_beginning_in(start[row], minutes[row], day * rollups.MICROS_PER_DAY)
+
+    # bytes: counter increases between consecutive reports (0 before the first), on the later report's day
+    bytes_out = frame["bytes_out"].to_numpy()
+    reports = np.flatnonzero(~pd.isna(bytes_out) & ~is_open)
+    reports = reports[_order(conn[reports], t[reports], event_id[reports], source[reports])]
+    value = bytes_out[reports].astype(np.int64)
+    previous = np.r_[0, value[:-1]]
+    previous[_first_in_group(conn[reports])] = 0
+    increase = np.where(value < previous, value, value - previous)
+
+    day0 = min(int(day.min()), int((t // rollups.MICROS_PER_DAY).min()))
+    n_days = max(int(day.max()), int((t // rollups.MICROS_PER_DAY).max())) - day0 + 1
+    key = np.concatenate(
+        [row * n_days + (day - day0), conn[reports] * n_days + (t[reports] // rollups.MICROS_PER_DAY - day0)]
+    )
+    sums = pd.DataFrame({
+        "key": key,
+        "connection_minutes": np.concatenate([day_minutes, np.zeros(len(reports), np.int64)]),
+        "bytes_out": np.concatenate([np.zeros(len(row), np.int64), increase]),
+    }).groupby("key", sort=False).sum()  # fmt: skip
+    sums = sums[(sums["connection_minutes"] > 0) | (sums["bytes_out"] > 0)]
+    day_key = sums.index.to_numpy()
+    day_conn, day_number = day_key // n_days, day_key % n_days + day0
+
+    names = [u[k] for u, k in zip(uniques, key_codes, strict=True)]
+    sessions = [
+        {"account_id": a, "service_id": s, "connection_id": c, "transport": tr, "start_us": st, "end_us": en,
+         "last_seen_us": ls, "closed": cl, "billable_minutes": m}
+        for a, s, c, tr, st, en, ls, cl, m in zip(
+            *(x.tolist() for x in names), transport.tolist(), start.tolist(), end.tolist(), last_seen.tolist(),
+            closed.tolist(), minutes.tolist(), strict=True,
+        )
+    ]  # fmt: skip
+    dates = {d: date.fromordinal(rollups._EPOCH_ORDINAL + d) for d in np.unique(day_number).tolist()}
+    days = [
+        {"account_id": a, "service_id": s, "connection_id": c, "day": dates[d], "connection_minutes": m, "bytes_out": b}
+        for a, s, c, d, m, b in zip(
+            *(x[day_conn].tolist() for x in names), day_number.tolist(), sums["connection_minutes"].tolist(),
+            sums["bytes_out"].tolist(), strict=True,
+        )
+    ]  # fmt: skip
+    return sessions, days
+
+
+def _canonical(records: list[dict[str, Any]], key: list[str]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r[k] for k in key) + tuple(sorted(r.items())) for r in records)
+
+
+def check_prototype(rows: list[tuple[Any, ...]], expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    (sessions, days), _ = measured("int_key_rollup (sketch of the suggested change)", lambda: int_key_rollup(rows))
+    same_sessions = _canonical(sessions, rollups.KEY) == _canonical(expected[0], rollups.KEY)
+    same_days = _canonical(days, [*rollups.KEY, "day"]) == _canonical(expected[1], [*rollups.KEY, "day"])
+    print(f"  same sessions as connection_rollup: {same_sessions}; same day rows: {same_days}")
+    if not (same_sessions and same_days):
+        raise SystemExit("FAIL: the integer-key sketch disagrees with connection_rollup")
+
+
 def profile_rollup(rows: list[tuple[Any, ...]], top: int) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -289,6 +426,10 @@ def main() -> None:
     parser.add_argument("--skip-rollup", action="store_true", help="only the month split (part b)")
     parser.add_argument("--no-stages", action="store_true", help="do not time connection_rollup's steps one by one")
     parser.add_argument("--profile", action="store_true", help="also run connection_rollup under cProfile")
+    parser.add_argument(
+        "--prototype", action="store_true",
+        help="also time int_key_rollup (connection_rollup on integer keys, a sketch) and check it agrees",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=30, help="lines of cProfile output")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -320,10 +461,15 @@ def main() -> None:
             f"  {len(sessions):,} sessions, {len(days):,} connection-day rows; "
             f"minutes by month {dict(sorted(month_totals_a.items()))}"
         )
+        reference = (sessions, days) if args.prototype else ([], [])
         del sessions, days
         if not args.no_stages:
             print("-- the same, step by step --")
             rollup_stages(rows)
+        if args.prototype:
+            print("-- a sketch of the suggested change: integer keys --")
+            check_prototype(rows, reference)
+        del reference
         if args.profile:
             profile_rollup(rows, args.top)
         del rows

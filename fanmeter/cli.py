@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,10 +71,13 @@ def db_upgrade(revision: str) -> None:
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Worker processes.")
 @click.option("--beat/--no-beat", default=True, show_default=True, help="Also run the periodic rollup sweep.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, beat: bool, loglevel: str) -> None:
+@click.option("--hostname", "-n", help="Celery node name (default: fanmeter-PID@host).")
+def worker(concurrency: int, beat: bool, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker of the metering pipeline."""
     runtime = _runtime(declare=True)
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle"]
+    # A node name of its own per process: two workers on one host must not share a pidbox queue.
+    argv.append(f"--hostname={hostname or f'fanmeter-{os.getpid()}@%h'}")
     if beat:
         argv += ["--beat", f"--schedule={runtime.settings.data_dir.resolve() / 'celerybeat-schedule'}"]
     celery_app.worker_main(argv)

@@ -83,6 +83,19 @@ class DirtyConnection(Base):
     last_mark: Mapped[int] = mapped_column(BigInteger)
 
 
+class RollupRequest(Base):
+    """One row: whether a rollup pass has been asked for since the last one started.
+
+    Ingest raises the flag and sends a rollup task only when it was down, so a thousand
+    batches ask for a handful of passes, not a thousand.
+    """
+
+    __tablename__ = "rollup_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested: Mapped[bool] = mapped_column(Boolean)
+
+
 class ConnectionSession(Base):
     """A connection's start and end as the metering rules define them."""
 

@@ -189,6 +189,24 @@ def mark_dirty_connections(conn: Connection, batch_id: str, low_id: int, high_id
     )
 
 
+def request_rollup(conn: Connection) -> bool:
+    """Raise the rollup flag; True if it was down (then the caller sends a rollup task).
+
+    Only the transaction that flips the flag locks the row, so concurrent batches do not
+    queue behind each other while it is already up.
+    """
+    result = conn.execute(
+        text("UPDATE rollup_request SET requested = :up WHERE id = 1 AND requested = :down"),
+        {"up": True, "down": False},
+    )
+    return result.rowcount == 1
+
+
+def lower_rollup_request(conn: Connection) -> None:
+    """Lower the flag as a pass starts: marks made after this moment ask for a new pass."""
+    conn.execute(text("UPDATE rollup_request SET requested = :down WHERE id = 1"), {"down": False})
+
+
 def record_batch(conn: Connection, batch_id: str, counts: tuple[int, int, int], high_id: int, now: datetime) -> None:
     conn.execute(
         text(

@@ -24,7 +24,8 @@ class BatchResult:
     accepted: int
     duplicates: int
     rejected: int
-    connections_touched: bool = False
+    # True when this batch raised the rollup flag: the caller sends one rollup task.
+    rollup_needed: bool = False
 
 
 def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: datetime) -> BatchResult:
@@ -40,13 +41,15 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
             return BatchResult(batch_id, *done)
         inserted, low, high = repository.insert_events(conn, batch_id, events) if events else (0, 0, 0)
         repository.insert_rejections(conn, batch_id, rejections, now)
+        touched = False
         if inserted:
             repository.add_message_usage(conn, batch_id, low, high)
             repository.mark_dirty_connections(conn, batch_id, low, high)
         counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
         repository.record_batch(conn, batch_id, counts, high, now)
-    touched = inserted > 0 and any(e.connection_id is not None for e in events)
-    return BatchResult(batch_id, *counts, connections_touched=touched)
+        if inserted and any(e.connection_id is not None for e in events):
+            touched = repository.request_rollup(conn)
+    return BatchResult(batch_id, *counts, rollup_needed=touched)
 
 
 def _decode(payloads: Sequence[str]) -> tuple[list[MeteringEvent], list[tuple[Rejection, str]], int]:
@@ -90,6 +93,8 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
 
 def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
     """Runs rollup passes until no dirty connection is left (or another pass holds the lock)."""
+    with engine.begin() as conn:
+        repository.lower_rollup_request(conn)
     total = 0
     while True:
         result = rollup_pass(engine, limit)

@@ -22,7 +22,7 @@ def ingest_batch_inner(batch_id: str, payloads: list[str]) -> service.BatchResul
     """Ingest one batch, then ask for a rollup pass once the batch is committed."""
     runtime = bootstrap()
     result = service.ingest_batch(runtime.engine, batch_id, payloads, datetime.now(UTC))
-    if result.connections_touched:
+    if result.rollup_needed:
         rollup.delay()
     return result
 
