@@ -389,8 +389,8 @@ class ProcessSampler(threading.Thread):
                     watched[root] = role
                     watched.update((d, f"{role} children") for d in _descendants(root, procs))
             for pid, (_, comm, _) in procs.items():
-                if pid not in watched and pid not in self.role and (role := self._role_of(pid, comm)):
-                    watched[pid] = role
+                if pid not in watched and pid not in self.role and (matched := self._role_of(pid, comm)):
+                    watched[pid] = matched
             watched.update((pid, self.role[pid]) for pid in self.role if pid in procs and pid not in watched)
             for pid, role in watched.items():
                 cpu = procs[pid][2]
@@ -517,7 +517,7 @@ def bench_raw(path: Path, meta: dict[str, Any], pg_url: str, batch: int, work: P
                         inserted += cur.rowcount
                 batch_times.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - started
-            size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('raw_event'))").fetchone()[0]
+            size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('raw_event'))").fetchone()[0]  # type: ignore[index]
     if inserted != meta["unique"]:
         raise SystemExit(f"FAIL: raw inserted {inserted:,} rows, expected {meta['unique']:,} distinct events")
     third = max(1, len(batch_times) // 3)
@@ -895,7 +895,7 @@ def _delete_queue(amqp_url: str, queue: str) -> None:
     from kombu import Connection
 
     with suppress(Exception), Connection(amqp_url) as conn:
-        conn.default_channel.queue_delete(queue)
+        conn.default_channel.queue_delete(queue)  # type: ignore[attr-defined]
 
 
 # --- main -----------------------------------------------------------------------------------------

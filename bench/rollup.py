@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from metering import rollups
-from metering.domain.instants import MICROS_PER_MINUTE, Month, to_micros
+from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, to_micros
 from metering.domain.minutes import minutes_by_month
 from metering.rollups import EVENT_ROW, connection_rollup
 
@@ -147,7 +147,8 @@ def build_rows(c: dict[str, np.ndarray]) -> list[tuple[Any, ...]]:
 def billable(c: dict[str, np.ndarray]) -> np.ndarray:
     """max(1, ceil(duration / 60 s)) per connection (DESIGN.md), vectorised."""
     duration = np.maximum(c["end_us"] - c["start_us"], 0)
-    return np.maximum(1, -(-duration // MICROS_PER_MINUTE))
+    minutes: np.ndarray = np.maximum(1, -(-duration // MICROS_PER_MINUTE))
+    return minutes
 
 
 # --- b. vectorised month split --------------------------------------------------------------------
@@ -340,11 +341,11 @@ def int_key_rollup(rows: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], l
     minutes = np.maximum(1, -(-np.maximum(end - start, 0) // MICROS_PER_MINUTE))
 
     # minutes per day: the same explode as rollups._minutes_by_day, on the integer code
-    first_day = start // rollups.MICROS_PER_DAY
-    spans = (start + (minutes - 1) * MICROS_PER_MINUTE) // rollups.MICROS_PER_DAY - first_day + 1
+    first_day = start // MICROS_PER_DAY
+    spans = (start + (minutes - 1) * MICROS_PER_MINUTE) // MICROS_PER_DAY - first_day + 1
     row = np.repeat(np.arange(n), spans)
     day = first_day[row] + np.arange(len(row)) - np.repeat(np.cumsum(spans) - spans, spans)
-    day_minutes = rollups._minutes_beginning_in(start[row], minutes[row], day * rollups.MICROS_PER_DAY)
+    day_minutes = rollups._minutes_beginning_in(start[row], minutes[row], day * MICROS_PER_DAY)
 
     # bytes: counter increases between consecutive reports (0 before the first), on the later report's day
     bytes_out = frame["bytes_out"].to_numpy()
@@ -355,11 +356,9 @@ def int_key_rollup(rows: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], l
     previous[_first_in_group(conn[reports])] = 0
     increase = np.where(value < previous, value, value - previous)
 
-    day0 = min(int(day.min()), int((t // rollups.MICROS_PER_DAY).min()))
-    n_days = max(int(day.max()), int((t // rollups.MICROS_PER_DAY).max())) - day0 + 1
-    key = np.concatenate(
-        [row * n_days + (day - day0), conn[reports] * n_days + (t[reports] // rollups.MICROS_PER_DAY - day0)]
-    )
+    day0 = min(int(day.min()), int((t // MICROS_PER_DAY).min()))
+    n_days = max(int(day.max()), int((t // MICROS_PER_DAY).max())) - day0 + 1
+    key = np.concatenate([row * n_days + (day - day0), conn[reports] * n_days + (t[reports] // MICROS_PER_DAY - day0)])
     sums = pd.DataFrame({
         "key": key,
         "connection_minutes": np.concatenate([day_minutes, np.zeros(len(reports), np.int64)]),
@@ -442,7 +441,7 @@ def main() -> None:
     print(f"months {months[0]} .. {months[-1]}; billable minutes {int(minutes.sum()):,}")
     results: dict[str, float] = {}
 
-    month_totals_a = None
+    month_totals_a: Counter[str] | None = None
     if not args.skip_rollup:
         started = time.perf_counter()
         rows = build_rows(c)
