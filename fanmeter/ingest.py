@@ -84,7 +84,7 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
                 rollup.delay()  # a lost trigger must not leave us waiting forever
                 last_nudge = time.monotonic()
-            time.sleep(0.2)
+            time.sleep(0.5)
 
 
 def report(progress: service.IngestProgress, run: IngestRun) -> str:

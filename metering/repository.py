@@ -87,16 +87,13 @@ def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEven
     _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
     _stage(conn, "stage_event", EVENT_COLUMNS, (_event_row(e, batch_id) for e in events))
     columns = ", ".join(EVENT_COLUMNS)
-    conn.execute(
+    ids = conn.execute(
         text(
             f"INSERT INTO raw_event ({columns}) SELECT {columns} FROM stage_event WHERE true "
-            "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING"
+            "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING RETURNING id"
         )
-    )
-    row = conn.execute(
-        text("SELECT count(*), min(id), max(id) FROM raw_event WHERE batch_id = :b"), {"b": batch_id}
-    ).one()
-    return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+    ).scalars().all()
+    return len(ids), min(ids, default=0), max(ids, default=0)
 
 
 def _event_row(event: MeteringEvent, batch_id: str) -> tuple[Any, ...]:
