@@ -8,12 +8,12 @@ What it measures
   3-40 days, starts spread over 2026-01-01 .. 2026-04-01 (every connection ends before April),
   so some cross day and month boundaries and a few span three months. Building the rows is not
   timed.
-  a. ``connection_rollup(rows)`` end to end (DataFrame build, sessions, per-day minutes and bytes,
-     records out), with its peak memory; unless --no-stages, the same steps again one by one
-     (mirroring the body of connection_rollup) to show which dominate; --profile adds cProfile.
-  b. just the month split of minutes: a vectorised numpy split of (start_us, billable_minutes)
-     into UTC calendar months for all N connections (minute k is billed to the month in which it
-     begins, DESIGN.md "Metering rules"), and then the per (account, service, month) usage totals.
+  a. ``connection_rollup(rows)`` end to end (sessions from raw events, per-day minutes and
+     bytes, records out), with its peak memory; --profile adds cProfile.
+  b. the month split of minutes: the product's vectorised split of (start_us, billable_minutes)
+     over UTC days (``metering.rollups.split_minutes_by_day``), summed into UTC calendar months,
+     for all N connections (minute k is billed to the month in which it begins, DESIGN.md
+     "Metering rules"), and then the per (account, service, month) usage totals.
      Checked: every connection's months add up to its minutes, a sample of 1,000 connections (half
      of them multi-month) equals ``metering.domain.minutes.minutes_by_month``, and the monthly
      totals equal those of connection_rollup's day rows from part a.
@@ -41,7 +41,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ import pandas as pd
 from metering import rollups
 from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, to_micros
 from metering.domain.minutes import minutes_by_month
-from metering.rollups import EVENT_ROW, connection_rollup
+from metering.rollups import connection_rollup
 
 MICROS = 1_000_000
 PERIOD_START = to_micros(datetime(2026, 1, 1, tzinfo=UTC))
@@ -167,31 +167,15 @@ def split_by_month(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(connection index, month index, minutes) for every month a connection's minutes begin in.
 
-    Minute k starts at start + k min and belongs to the month containing that instant, so a month
-    [lo, hi) gets the k with lo <= start + k min < hi: ceil((hi - start) / 1 min) - ceil((lo - start) / 1 min),
-    both clipped to [0, minutes]. Only the few connections spanning several months are exploded.
+    This is the product's path: ``metering.rollups.split_minutes_by_day`` attributes minute k to
+    the UTC day it begins in (what the pipeline stores), and the days are summed into months.
     """
-    first = np.searchsorted(bounds, start_us, side="right") - 1
-    last = np.searchsorted(bounds, start_us + (minutes - 1) * MICROS_PER_MINUTE, side="right") - 1
-    spans = last - first + 1
-    multi = np.flatnonzero(spans > 1)
-    if len(multi) == 0:
-        return np.arange(len(start_us)), first, minutes
-    m_spans = spans[multi]
-    row = np.repeat(multi, m_spans)
-    offset = np.arange(len(row)) - np.repeat(np.cumsum(m_spans) - m_spans, m_spans)
-    month = first[row] + offset
-    s, k = start_us[row], minutes[row]
-    begin = np.clip(-((s - bounds[month]) // MICROS_PER_MINUTE), 0, k)
-    past = np.clip(-((s - bounds[month + 1]) // MICROS_PER_MINUTE), 0, k)
-    single = np.flatnonzero(spans == 1)
-    rows = np.concatenate([single, row])
-    order = np.argsort(rows, kind="stable")
-    return (
-        rows[order],
-        np.concatenate([first[single], month])[order],
-        np.concatenate([minutes[single], past - begin])[order],
-    )
+    conn, day, counts = rollups.split_minutes_by_day(start_us, minutes)
+    month = np.searchsorted(bounds, day * MICROS_PER_DAY, side="right") - 1
+    key = conn * len(bounds) + month
+    unique, inverse = np.unique(key, return_inverse=True)
+    sums = np.bincount(inverse, weights=counts).astype(np.int64)
+    return unique // len(bounds), unique % len(bounds), sums
 
 
 def monthly_usage(
@@ -234,171 +218,7 @@ def check_split(
     )
 
 
-# --- a. connection_rollup, and its steps one by one --------------------------------------------------
-
-
-def rollup_stages(rows: list[tuple[Any, ...]]) -> None:
-    """The body of connection_rollup step by step (as of this writing), each step timed."""
-    steps: dict[str, Any] = {}
-
-    def step(name: str, fn: Callable[[], Any]) -> Any:
-        result, _ = measured(f"  {name}", fn)
-        steps[name] = result
-        return result
-
-    key = rollups.KEY
-    try:
-        events = step("DataFrame(list(rows))", lambda: pd.DataFrame(list(rows), columns=EVENT_ROW))
-        events = step("drop_duplicates(source, event_id)", lambda: events.drop_duplicates(["source", "event_id"]))
-        step("time_us astype int64", lambda: events.__setitem__("time_us", events["time_us"].astype("int64")))
-        sessions = step("_sessions", lambda: rollups._sessions(events))
-        by_day = step("_minutes_by_day", lambda: rollups._minutes_by_day(sessions))
-        bytes_day = step("_bytes_by_day", lambda: rollups._bytes_by_day(events))
-        days = step("merge(outer) + fillna + filter", lambda: _merge(by_day, bytes_day, key))
-        step("_session_records", lambda: rollups._session_records(sessions))
-        step("_day_records", lambda: rollups._day_records(days))
-    except (AttributeError, TypeError, KeyError) as error:
-        print(f"  (stage breakdown skipped: connection_rollup's internals changed: {error!r})")
-
-
-def _merge(by_day: pd.DataFrame, bytes_day: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    days = by_day.merge(bytes_day, on=[*key, "day_number"], how="outer").fillna(0)
-    return days[(days["connection_minutes"] > 0) | (days["bytes_out"] > 0)]
-
-
-# --- a'. a sketch of the suggested change: the same rollup on integer keys --------------------------
-
-
-def _first_in_group(group: np.ndarray) -> np.ndarray:
-    """For a sorted group array: True where a new group starts."""
-    heads = np.ones(len(group), dtype=bool)
-    heads[1:] = group[1:] != group[:-1]
-    return heads
-
-
-def _order(conn: np.ndarray, t: np.ndarray, event_id: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Indices sorted by (connection, time, event_id, source): integer sort, strings only to break exact ties."""
-    order = np.lexsort((t, conn))
-    c, tt = conn[order], t[order]
-    tied = np.flatnonzero((c[1:] == c[:-1]) & (tt[1:] == tt[:-1]))
-    if len(tied):  # rare: reorder each run of equal (connection, time) by (event_id, source)
-        previous = np.maximum(tied - 1, 0)
-        heads = tied[(tied == 0) | (c[previous] != c[tied]) | (tt[previous] != tt[tied])]
-        for head in heads.tolist():
-            end = head + 1
-            while end < len(order) and c[end] == c[head] and tt[end] == tt[head]:
-                end += 1
-            block = order[head:end]
-            order[head:end] = sorted(block.tolist(), key=lambda i: (event_id[i], source[i]))
-    return order
-
-
-def int_key_rollup(rows: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """connection_rollup's rules with every group, sort and join on integer codes (a benchmark sketch).
-
-    The account/service/connection strings are factorized once into one int64 connection code;
-    sessions and per-day sums are numpy reductions over that code; strings come back only in the
-    output records. Same results as connection_rollup (checked by --prototype).
-    """
-    frame = pd.DataFrame(rows, columns=EVENT_ROW)
-    source_code, _ = pd.factorize(frame["source"])
-    event_code, _ = pd.factorize(frame["event_id"])
-    distinct = ~pd.Series(event_code.astype(np.int64) * (source_code.max() + 1) + source_code).duplicated().to_numpy()
-    if not distinct.all():
-        frame = frame[distinct].reset_index(drop=True)
-    codes, uniques = [], []
-    for name in rollups.KEY:
-        code, unique = pd.factorize(frame[name])
-        codes.append(code.astype(np.int64))
-        uniques.append(np.asarray(unique, dtype=object))
-    sizes = [len(u) for u in uniques]
-    conn, combined = pd.factorize((codes[0] * sizes[1] + codes[1]) * sizes[2] + codes[2])
-    n = len(combined)
-    key_codes = [combined // (sizes[1] * sizes[2]), combined // sizes[2] % sizes[1], combined % sizes[2]]
-    t = frame["time_us"].to_numpy(np.int64)
-    is_open = frame["type"].eq(rollups._OPEN).to_numpy()
-    is_close = frame["type"].eq(rollups._CLOSE).to_numpy()
-    event_id, source = frame["event_id"].to_numpy(object), frame["source"].to_numpy(object)
-
-    big = np.iinfo(np.int64).max
-    first_seen = np.full(n, big)
-    np.minimum.at(first_seen, conn, t)
-    last_seen = np.full(n, -big)
-    np.maximum.at(last_seen, conn, t)
-    opens = np.flatnonzero(is_open)
-    opens = opens[_order(conn[opens], t[opens], event_id[opens], source[opens])]
-    first_open = opens[_first_in_group(conn[opens])]
-    has_open = np.zeros(n, dtype=bool)
-    has_open[conn[first_open]] = True
-    start = first_seen.copy()
-    start[conn[first_open]] = t[first_open]
-    transport = np.full(n, None, dtype=object)
-    transport[conn[first_open]] = frame["transport"].to_numpy(object)[first_open]
-    close = np.full(n, big)
-    np.minimum.at(close, conn[is_close], t[is_close])
-    closed = close != big
-    end = np.where(closed, close, last_seen)
-    minutes = np.maximum(1, -(-np.maximum(end - start, 0) // MICROS_PER_MINUTE))
-
-    # minutes per day: the same explode as rollups._minutes_by_day, on the integer code
-    first_day = start // MICROS_PER_DAY
-    spans = (start + (minutes - 1) * MICROS_PER_MINUTE) // MICROS_PER_DAY - first_day + 1
-    row = np.repeat(np.arange(n), spans)
-    day = first_day[row] + np.arange(len(row)) - np.repeat(np.cumsum(spans) - spans, spans)
-    day_minutes = rollups._minutes_beginning_in(start[row], minutes[row], day * MICROS_PER_DAY)
-
-    # bytes: counter increases between consecutive reports (0 before the first), on the later report's day
-    bytes_out = frame["bytes_out"].to_numpy()
-    reports = np.flatnonzero(~pd.isna(bytes_out) & ~is_open)
-    reports = reports[_order(conn[reports], t[reports], event_id[reports], source[reports])]
-    value = bytes_out[reports].astype(np.int64)
-    previous = np.r_[0, value[:-1]]
-    previous[_first_in_group(conn[reports])] = 0
-    increase = np.where(value < previous, value, value - previous)
-
-    day0 = min(int(day.min()), int((t // MICROS_PER_DAY).min()))
-    n_days = max(int(day.max()), int((t // MICROS_PER_DAY).max())) - day0 + 1
-    key = np.concatenate([row * n_days + (day - day0), conn[reports] * n_days + (t[reports] // MICROS_PER_DAY - day0)])
-    sums = pd.DataFrame({
-        "key": key,
-        "connection_minutes": np.concatenate([day_minutes, np.zeros(len(reports), np.int64)]),
-        "bytes_out": np.concatenate([np.zeros(len(row), np.int64), increase]),
-    }).groupby("key", sort=False).sum()  # fmt: skip
-    sums = sums[(sums["connection_minutes"] > 0) | (sums["bytes_out"] > 0)]
-    day_key = sums.index.to_numpy()
-    day_conn, day_number = day_key // n_days, day_key % n_days + day0
-
-    names = [u[k] for u, k in zip(uniques, key_codes, strict=True)]
-    sessions = [
-        {"account_id": a, "service_id": s, "connection_id": c, "transport": tr, "start_us": st, "end_us": en,
-         "last_seen_us": ls, "closed": cl, "billable_minutes": m}
-        for a, s, c, tr, st, en, ls, cl, m in zip(
-            *(x.tolist() for x in names), transport.tolist(), start.tolist(), end.tolist(), last_seen.tolist(),
-            closed.tolist(), minutes.tolist(), strict=True,
-        )
-    ]  # fmt: skip
-    dates = {d: date.fromordinal(rollups._EPOCH_ORDINAL + d) for d in np.unique(day_number).tolist()}
-    days = [
-        {"account_id": a, "service_id": s, "connection_id": c, "day": dates[d], "connection_minutes": m, "bytes_out": b}
-        for a, s, c, d, m, b in zip(
-            *(x[day_conn].tolist() for x in names), day_number.tolist(), sums["connection_minutes"].tolist(),
-            sums["bytes_out"].tolist(), strict=True,
-        )
-    ]  # fmt: skip
-    return sessions, days
-
-
-def _canonical(records: list[dict[str, Any]], key: list[str]) -> list[tuple[Any, ...]]:
-    return sorted(tuple(r[k] for k in key) + tuple(sorted(r.items())) for r in records)
-
-
-def check_prototype(rows: list[tuple[Any, ...]], expected: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-    (sessions, days), _ = measured("int_key_rollup (sketch of the suggested change)", lambda: int_key_rollup(rows))
-    same_sessions = _canonical(sessions, rollups.KEY) == _canonical(expected[0], rollups.KEY)
-    same_days = _canonical(days, [*rollups.KEY, "day"]) == _canonical(expected[1], [*rollups.KEY, "day"])
-    print(f"  same sessions as connection_rollup: {same_sessions}; same day rows: {same_days}")
-    if not (same_sessions and same_days):
-        raise SystemExit("FAIL: the integer-key sketch disagrees with connection_rollup")
+# --- a. connection_rollup profile ---------------------------------------------------------------------
 
 
 def profile_rollup(rows: list[tuple[Any, ...]], top: int) -> None:
@@ -423,12 +243,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1000, help="connections checked against minutes_by_month")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the month split (best is reported)")
     parser.add_argument("--skip-rollup", action="store_true", help="only the month split (part b)")
-    parser.add_argument("--no-stages", action="store_true", help="do not time connection_rollup's steps one by one")
     parser.add_argument("--profile", action="store_true", help="also run connection_rollup under cProfile")
-    parser.add_argument(
-        "--prototype", action="store_true",
-        help="also time int_key_rollup (connection_rollup on integer keys, a sketch) and check it agrees",
-    )  # fmt: skip
     parser.add_argument("--top", type=int, default=30, help="lines of cProfile output")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -460,15 +275,7 @@ def main() -> None:
             f"  {len(sessions):,} sessions, {len(days):,} connection-day rows; "
             f"minutes by month {dict(sorted(month_totals_a.items()))}"
         )
-        reference = (sessions, days) if args.prototype else ([], [])
         del sessions, days
-        if not args.no_stages:
-            print("-- the same, step by step --")
-            rollup_stages(rows)
-        if args.prototype:
-            print("-- a sketch of the suggested change: integer keys --")
-            check_prototype(rows, reference)
-        del reference
         if args.profile:
             profile_rollup(rows, args.top)
         del rows

@@ -87,12 +87,16 @@ def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEven
     _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
     _stage(conn, "stage_event", EVENT_COLUMNS, (_event_row(e, batch_id) for e in events))
     columns = ", ".join(EVENT_COLUMNS)
-    ids = conn.execute(
-        text(
-            f"INSERT INTO raw_event ({columns}) SELECT {columns} FROM stage_event WHERE true "
-            "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING RETURNING id"
+    ids = (
+        conn.execute(
+            text(
+                f"INSERT INTO raw_event ({columns}) SELECT {columns} FROM stage_event WHERE true "
+                "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING RETURNING id"
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return len(ids), min(ids, default=0), max(ids, default=0)
 
 

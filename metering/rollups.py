@@ -1,13 +1,17 @@
 """Vectorised rollups: connection sessions and per-day usage for many connections at once.
 
-pandas stays inside this module: it takes plain rows and returns plain integer
+numpy and pandas stay inside this module: it takes plain rows and returns plain integer
 records. The rules are DESIGN.md's, exactly as the plain-Python reference in
 ``metering/domain/usage.py`` states them; a property test holds the two equal.
+
+Every group, sort and sum runs on one integer code per connection: strings are
+factorized once on the way in and looked up again only for the output records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -31,100 +35,167 @@ EVENT_ROW = [
 KEY = ["account_id", "service_id", "connection_id"]
 _OPEN, _CLOSE = EventType.CONNECTION_OPEN.value, EventType.CONNECTION_CLOSE.value
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NONE = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class _Events:
+    """Distinct connection events as arrays; ``conn`` numbers each row's connection 0..n-1."""
+
+    conn: np.ndarray
+    keys: list[tuple[str, str, str]]
+    time_us: np.ndarray
+    is_open: np.ndarray
+    is_close: np.ndarray
+    event_id: np.ndarray
+    source: np.ndarray
+    bytes_out: np.ndarray  # float: NaN where the event carries no counter
+    transport: np.ndarray
 
 
 def connection_rollup(rows: Sequence[Sequence[Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return (sessions, connection-day rows) for every connection in ``rows`` (columns ``EVENT_ROW``)."""
     if not rows:
         return [], []
-    events = pd.DataFrame(list(rows), columns=EVENT_ROW).drop_duplicates(["source", "event_id"])
-    events["time_us"] = events["time_us"].astype("int64")
-    sessions = _sessions(events)
-    days = _minutes_by_day(sessions).merge(_bytes_by_day(events), on=[*KEY, "day_number"], how="outer")
-    days = days.fillna(0)
-    days = days[(days["connection_minutes"] > 0) | (days["bytes_out"] > 0)]
-    return _session_records(sessions), _day_records(days)
+    events = _events(pd.DataFrame(list(rows), columns=EVENT_ROW))
+    start, end, last_seen, closed, transport = _sessions(events)
+    minutes = np.maximum(1, -(-np.maximum(end - start, 0) // MICROS_PER_MINUTE))
+    day_conn, day_number, day_minutes, day_bytes = _days(events, start, minutes)
+    sessions = [
+        dict(zip(KEY, key, strict=True))
+        | {"transport": tr, "start_us": s, "end_us": e, "last_seen_us": ls, "closed": c, "billable_minutes": m}
+        for key, tr, s, e, ls, c, m in zip(
+            events.keys, transport.tolist(), start.tolist(), end.tolist(), last_seen.tolist(), closed.tolist(),
+            minutes.tolist(), strict=True,
+        )
+    ]  # fmt: skip
+    dates = {n: date.fromordinal(_EPOCH_ORDINAL + n) for n in set(day_number.tolist())}
+    days = [
+        dict(zip(KEY, events.keys[c], strict=True)) | {"day": dates[n], "connection_minutes": m, "bytes_out": b}
+        for c, n, m, b in zip(
+            day_conn.tolist(), day_number.tolist(), day_minutes.tolist(), day_bytes.tolist(), strict=True
+        )
+    ]
+    return sessions, days
 
 
-def _sessions(events: pd.DataFrame) -> pd.DataFrame:
-    """Start, end, last seen, closed and minutes per connection (DESIGN.md "Start and end")."""
-    grouped = events.groupby(KEY, sort=False)["time_us"]
-    sessions = pd.DataFrame({"first_seen": grouped.min(), "last_seen_us": grouped.max()})
-    opens = events[events["type"] == _OPEN].sort_values(["time_us", "event_id", "source"])
-    first_open = opens.drop_duplicates(KEY).set_index(KEY)[["time_us", "transport"]]
-    sessions = sessions.join(first_open.rename(columns={"time_us": "open_us"}))
-    closes = events[events["type"] == _CLOSE].groupby(KEY, sort=False)["time_us"].min().rename("close_us")
-    sessions = sessions.join(closes)
-    sessions["start_us"] = sessions["open_us"].fillna(sessions["first_seen"]).astype("int64")
-    sessions["closed"] = sessions["close_us"].notna()
-    sessions["end_us"] = sessions["close_us"].fillna(sessions["last_seen_us"]).astype("int64")
-    duration = (sessions["end_us"] - sessions["start_us"]).clip(lower=0)
-    sessions["billable_minutes"] = np.maximum(1, -(-duration // MICROS_PER_MINUTE))
-    return sessions.reset_index()
+def _events(frame: pd.DataFrame) -> _Events:
+    """Drop repeated (source, id) pairs and number the connections."""
+    source_code, sources = pd.factorize(frame["source"])
+    id_code, _ = pd.factorize(frame["event_id"])
+    repeated = pd.Series(id_code.astype(np.int64) * max(len(sources), 1) + source_code).duplicated().to_numpy()
+    if repeated.any():
+        frame = frame[~repeated].reset_index(drop=True)
+    conn, keys = pd.factorize(pd.MultiIndex.from_frame(frame[KEY]))
+    kind = frame["type"].to_numpy(object)
+    return _Events(
+        conn=conn.astype(np.int64),
+        keys=list(keys),
+        time_us=frame["time_us"].to_numpy(np.int64),
+        is_open=kind == _OPEN,
+        is_close=kind == _CLOSE,
+        event_id=frame["event_id"].to_numpy(object),
+        source=frame["source"].to_numpy(object),
+        bytes_out=frame["bytes_out"].to_numpy(np.float64, na_value=np.nan),
+        transport=frame["transport"].to_numpy(object),
+    )
 
 
-def _minutes_by_day(sessions: pd.DataFrame) -> pd.DataFrame:
-    """Explode each connection over the UTC days its minutes begin in, counting minutes per day."""
-    start = sessions["start_us"].to_numpy()
-    minutes = sessions["billable_minutes"].to_numpy()
+def _sessions(ev: _Events) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Start, end, last seen, closed and transport per connection (DESIGN.md "Start and end")."""
+    n = len(ev.keys)
+    by_conn = pd.Series(ev.time_us).groupby(ev.conn)
+    first_seen, last_seen = by_conn.min().to_numpy(), by_conn.max().to_numpy()
+    opens = _ordered(ev, np.flatnonzero(ev.is_open))
+    first_open = opens[_group_heads(ev.conn[opens])]
+    start = first_seen.copy()
+    start[ev.conn[first_open]] = ev.time_us[first_open]
+    transport = np.full(n, None, dtype=object)
+    transport[ev.conn[first_open]] = ev.transport[first_open]
+    close = np.full(n, _NONE)
+    np.minimum.at(close, ev.conn[ev.is_close], ev.time_us[ev.is_close])
+    closed = close != _NONE
+    return start, np.where(closed, close, last_seen), last_seen, closed, transport
+
+
+def _days(ev: _Events, start: np.ndarray, minutes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(connection, day number, minutes, bytes) for each connection-day with minutes or bytes."""
+    minute_conn, minute_day, minute_count = split_minutes_by_day(start, minutes)
+    byte_conn, byte_day, byte_count = _bytes_by_day(ev)
+    day0 = int(min(minute_day.min(initial=_NONE), byte_day.min(initial=_NONE)))
+    span = int(max(minute_day.max(initial=day0), byte_day.max(initial=day0))) - day0 + 1
+    summed = (
+        pd.DataFrame(
+            {
+                "key": np.concatenate([minute_conn * span + minute_day - day0, byte_conn * span + byte_day - day0]),
+                "minutes": np.concatenate([minute_count, np.zeros(len(byte_count), np.int64)]),
+                "bytes": np.concatenate([np.zeros(len(minute_count), np.int64), byte_count]),
+            }
+        )
+        .groupby("key", sort=True)
+        .sum()
+    )
+    summed = summed[(summed["minutes"] > 0) | (summed["bytes"] > 0)]
+    key = summed.index.to_numpy(np.int64)
+    return key // span, key % span + day0, summed["minutes"].to_numpy(), summed["bytes"].to_numpy()
+
+
+def split_minutes_by_day(start: np.ndarray, minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(connection index, day number, minutes) for each UTC day in which a connection's minutes begin.
+
+    Vector form of ``metering.domain.minutes.minutes_by_day``; months are sums of their days.
+    """
     first_day = start // MICROS_PER_DAY
-    last_day = (start + (minutes - 1) * MICROS_PER_MINUTE) // MICROS_PER_DAY
-    spans = last_day - first_day + 1
-    row = np.repeat(np.arange(len(sessions)), spans)
-    offset = np.arange(len(row)) - np.repeat(np.cumsum(spans) - spans, spans)
-    day_number = first_day[row] + offset
-    counts = _minutes_beginning_in(start[row], minutes[row], day_number * MICROS_PER_DAY)
-    exploded = sessions[KEY].iloc[row].reset_index(drop=True)
-    exploded["day_number"] = day_number
-    exploded["connection_minutes"] = counts
-    return exploded
+    spans = (start + (minutes - 1) * MICROS_PER_MINUTE) // MICROS_PER_DAY - first_day + 1
+    conn = np.repeat(np.arange(len(start)), spans)
+    day = first_day[conn] + np.arange(len(conn)) - np.repeat(np.cumsum(spans) - spans, spans)
+    return conn, day, minutes_beginning_in(start[conn], minutes[conn], day * MICROS_PER_DAY, MICROS_PER_DAY)
 
 
-def _minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, day_start: np.ndarray) -> np.ndarray:
-    """Vector form of ``metering.domain.minutes.minutes_beginning_in`` for whole days."""
-    first = np.clip(-((start - day_start) // MICROS_PER_MINUTE), 0, minutes)
-    past_last = np.clip(-((start - day_start - MICROS_PER_DAY) // MICROS_PER_MINUTE), 0, minutes)
+def minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, period_start: np.ndarray, length: int) -> np.ndarray:
+    """Vector form of ``metering.domain.minutes.minutes_beginning_in`` for periods of ``length`` µs."""
+    first = np.clip(-((start - period_start) // MICROS_PER_MINUTE), 0, minutes)
+    past_last = np.clip(-((start - period_start - length) // MICROS_PER_MINUTE), 0, minutes)
     counts: np.ndarray = past_last - first
     return counts
 
 
-def _bytes_by_day(events: pd.DataFrame) -> pd.DataFrame:
-    """Counter increases between consecutive reports (from 0 at the open), summed on the later report's day."""
-    reports = events[events["bytes_out"].notna() & (events["type"] != _OPEN)].copy()
-    reports["value"] = reports["bytes_out"].astype("int64")
-    reports = reports.sort_values([*KEY, "time_us", "event_id", "source", "value"])
-    previous = reports.groupby(KEY, sort=False)["value"].shift(fill_value=0)
-    value = reports["value"]
-    reports["bytes_out"] = value.where(value < previous, value - previous)
-    reports["day_number"] = reports["time_us"] // MICROS_PER_DAY
-    return reports.groupby([*KEY, "day_number"], as_index=False)[["bytes_out"]].sum()
+def _bytes_by_day(ev: _Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counter increases between consecutive reports (from 0 at the open), on the later report's day."""
+    reports = _ordered(ev, np.flatnonzero(~np.isnan(ev.bytes_out) & ~ev.is_open))
+    value = ev.bytes_out[reports].astype(np.int64)
+    previous = np.concatenate([[0], value[:-1]])
+    previous[_group_heads(ev.conn[reports])] = 0
+    increase = np.where(value < previous, value, value - previous)
+    return ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase
 
 
-def _session_records(sessions: pd.DataFrame) -> list[dict[str, Any]]:
-    columns = [*KEY, "transport", "start_us", "end_us", "last_seen_us", "closed", "billable_minutes"]
-    frame = sessions[columns].astype(object).where(sessions[columns].notna(), None)
-    records = frame.to_dict("records")
-    for record in records:
-        for name in ("start_us", "end_us", "last_seen_us", "billable_minutes"):
-            record[name] = int(record[name])
-        record["closed"] = bool(record["closed"])
-    return records  # type: ignore[return-value]
+def _ordered(ev: _Events, rows: np.ndarray) -> np.ndarray:
+    """``rows`` sorted by (connection, time, id, source); strings are compared only to break exact ties."""
+    rows = rows[np.lexsort((ev.time_us[rows], ev.conn[rows]))]
+    conn, time = ev.conn[rows], ev.time_us[rows]
+    tied = np.flatnonzero((conn[1:] == conn[:-1]) & (time[1:] == time[:-1]))
+    for head in _run_heads(tied).tolist():
+        tail = head + 1
+        while tail < len(rows) and conn[tail] == conn[head] and time[tail] == time[head]:
+            tail += 1
+        rows[head:tail] = sorted(rows[head:tail].tolist(), key=lambda r: (ev.event_id[r], ev.source[r]))
+    return rows
 
 
-def _day_records(days: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {
-            "account_id": a,
-            "service_id": s,
-            "connection_id": c,
-            "day": date.fromordinal(_EPOCH_ORDINAL + int(n)),
-            "connection_minutes": int(m),
-            "bytes_out": int(b),
-        }
-        for a, s, c, n, m, b in days[[*KEY, "day_number", "connection_minutes", "bytes_out"]].itertuples(
-            index=False, name=None
-        )
-    ]
+def _run_heads(tied: np.ndarray) -> np.ndarray:
+    """Given positions i where rows i and i+1 tie, the first position of each run of ties."""
+    if len(tied) == 0:
+        return tied
+    heads: np.ndarray = tied[np.concatenate([[True], tied[1:] != tied[:-1] + 1])]
+    return heads
+
+
+def _group_heads(group: np.ndarray) -> np.ndarray:
+    """For a sorted group array: True where a new group starts."""
+    heads = np.ones(len(group), dtype=bool)
+    heads[1:] = group[1:] != group[:-1]
+    return heads
 
 
 def usage_deltas(old_days: Sequence[Sequence[Any]], new_days: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
