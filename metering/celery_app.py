@@ -11,6 +11,7 @@ import time
 from celery import Celery
 from kombu import Exchange, Queue
 
+from metering import sql_transport
 from metering.settings import MeteringSettings
 
 # A rollup sweep catches dirty connections whose triggering task was lost.
@@ -22,7 +23,7 @@ app = Celery("fanmeter", include=["metering.tasks"])
 def configure(settings: MeteringSettings) -> Celery:
     """Point the app at the configured broker; every process calls this before sending or working."""
     app.conf.update(
-        broker_url=settings.resolved_celery_broker_url,
+        broker_url=sql_transport.with_fast_polling(settings.resolved_celery_broker_url),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.celery_queue,
         timezone="UTC",
