@@ -134,12 +134,12 @@ def build_rows(c: dict[str, np.ndarray]) -> list[tuple[Any, ...]]:
     opens = zip(
         account, service, connection, [OPEN] * n, c["start_us"].tolist(),
         [f"{2 * i:08x}-0000-4000-8000-{i:012x}" for i in range(n)], source, [None] * n, transport,
-        strict=True,
+        range(0, 2 * n, 2), strict=True,
     )  # fmt: skip
     closes = zip(
         account, service, connection, [CLOSE] * n, c["end_us"].tolist(),
         [f"{2 * i + 1:08x}-0000-4000-8000-{i:012x}" for i in range(n)], source, c["bytes_out"].tolist(), [None] * n,
-        strict=True,
+        range(1, 2 * n, 2), strict=True,
     )  # fmt: skip
     return [*opens, *closes]
 

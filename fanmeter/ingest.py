@@ -74,12 +74,13 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
                     f"\nno batch processed for {STALL_HINT_S:.0f} s: is a worker running (`fanmeter worker`)?", err=True
                 )
                 hinted = True
-            if progress.batches_done >= run.batches and progress.dirty_left == 0:
+            if progress.batches_done >= run.batches and progress.pending_left == 0:
                 return progress
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"gave up after {timeout_s:.0f} s: {progress.batches_done} of {run.batches} batches ingested, "
-                    f"{progress.dirty_left} connections waiting for rollup. Is a worker running (`fanmeter worker`)?"
+                    f"{progress.pending_left} connection events waiting for rollup. "
+                    "Is a worker running (`fanmeter worker`)?"
                 )
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
                 rollup.delay()  # a lost trigger must not leave us waiting forever

@@ -14,7 +14,7 @@ from kombu import Exchange, Queue
 from metering import sql_transport
 from metering.settings import MeteringSettings
 
-# A rollup sweep catches dirty connections whose triggering task was lost.
+# A rollup sweep folds waiting connection events whose triggering task was lost.
 ROLLUP_SWEEP_SECONDS = 30.0
 
 app = Celery("fanmeter", include=["metering.tasks"])

@@ -66,21 +66,21 @@ class IngestBatch(Base):
     duplicates: Mapped[int] = mapped_column(Integer)
     rejected: Mapped[int] = mapped_column(Integer)
     # Highest raw_event.id this batch wrote: rollups are done for the batch once no
-    # dirty connection marked at or before it is left.
+    # pending connection event at or below it is left.
     max_event_id: Mapped[int] = mapped_column(BigInteger)
     ingested_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class DirtyConnection(Base):
-    """A connection whose session and rollups must be recomputed from its raw events."""
+class PendingConnectionEvent(Base):
+    """A stored connection event not yet folded into its session: the rollup's work queue.
 
-    __tablename__ = "dirty_connection"
+    Ingest adds a row in the same transaction as the event; a rollup pass deletes exactly
+    the rows of the events it folded, so an event is folded once, however passes interleave.
+    """
 
-    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    connection_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    first_mark: Mapped[int] = mapped_column(BigInteger, index=True)
-    last_mark: Mapped[int] = mapped_column(BigInteger)
+    __tablename__ = "pending_connection_event"
+
+    raw_event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class RollupRequest(Base):
@@ -97,7 +97,11 @@ class RollupRequest(Base):
 
 
 class ConnectionSession(Base):
-    """A connection's start and end as the metering rules define them."""
+    """A connection's start and end as the metering rules define them, and what folding needs.
+
+    The ``open_*``, ``close_us``, ``first_seen_us`` and ``report_*`` columns are the running
+    state that lets a rollup fold in new events without re-reading the connection's history.
+    """
 
     __tablename__ = "connection_session"
 
@@ -110,6 +114,16 @@ class ConnectionSession(Base):
     last_seen_us: Mapped[int] = mapped_column(BigInteger)
     closed: Mapped[bool] = mapped_column(Boolean)
     billable_minutes: Mapped[int] = mapped_column(BigInteger)
+    first_seen_us: Mapped[int] = mapped_column(BigInteger)
+    open_us: Mapped[int | None] = mapped_column(BigInteger)
+    open_event_id: Mapped[str | None] = mapped_column(String(ID))
+    open_source: Mapped[str | None] = mapped_column(String(ID))
+    close_us: Mapped[int | None] = mapped_column(BigInteger)
+    # The last counter report by (time, id, source): the next report's increase starts from it.
+    report_time_us: Mapped[int | None] = mapped_column(BigInteger)
+    report_event_id: Mapped[str | None] = mapped_column(String(ID))
+    report_source: Mapped[str | None] = mapped_column(String(ID))
+    report_bytes_out: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConnectionDay(Base):

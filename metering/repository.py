@@ -18,7 +18,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from metering.db import Base
 from metering.domain.events import MeteringEvent, Rejection
 from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
-from metering.domain.sessions import ConnectionKey
 from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
@@ -176,15 +175,12 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
     conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
 
 
-def mark_dirty_connections(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
-    """Mark every connection this batch added events to for recomputation, stamped with its high id."""
+def enqueue_pending(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
+    """Queue every connection event this batch stored for the next rollup pass to fold."""
     conn.execute(
         text(
-            "INSERT INTO dirty_connection (account_id, service_id, connection_id, first_mark, last_mark) "
-            "SELECT DISTINCT account_id, service_id, connection_id, :high, :high FROM raw_event "
-            "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL "
-            "ORDER BY 1, 2, 3 "
-            "ON CONFLICT (account_id, service_id, connection_id) DO UPDATE SET last_mark = excluded.last_mark"
+            "INSERT INTO pending_connection_event (raw_event_id) SELECT id FROM raw_event "
+            "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL ORDER BY id"
         ),
         {"low": low_id, "high": high_id, "b": batch_id},
     )
@@ -228,36 +224,58 @@ def try_lock_rollups(conn: Connection) -> bool:
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ROLLUP_LOCK_ID}).scalar())
 
 
-def claim_dirty(conn: Connection, limit: int) -> list[tuple[ConnectionKey, int]]:
-    """Pick up to ``limit`` dirty connections (oldest first) and stage their keys."""
-    rows = conn.execute(
-        text(
-            "SELECT account_id, service_id, connection_id, last_mark FROM dirty_connection "
-            "ORDER BY first_mark, account_id, service_id, connection_id LIMIT :n"
-        ),
-        {"n": limit},
-    ).all()
-    _temp_table(conn, "stage_key", _KEY_COLUMNS, ("VARCHAR(256)",) * 3)
-    _stage(conn, "stage_key", _KEY_COLUMNS, (tuple(r[:3]) for r in rows))
-    return [(ConnectionKey(r[0], r[1], r[2]), int(r[3])) for r in rows]
+_EVENT_SELECT = (
+    "t.account_id, t.service_id, t.connection_id, t.type, t.time_us, t.event_id, t.source, t.bytes_out, "
+    "t.transport, t.id"
+)  # the columns of metering.rollups.EVENT_ROW
+_STATE_SELECT = (
+    "t.account_id, t.service_id, t.connection_id, t.first_seen_us, t.last_seen_us, t.open_us, t.open_event_id, "
+    "t.open_source, t.transport, t.close_us, t.report_time_us, t.report_event_id, t.report_source, "
+    "t.report_bytes_out"
+)  # the key, then metering.rollups.STATE_COLUMNS
 
 
-_JOIN_KEYS = (
-    "JOIN stage_key k ON k.account_id = t.account_id AND k.service_id = t.service_id "
-    "AND k.connection_id = t.connection_id"
-)
-
-
-def load_connection_events(conn: Connection) -> list[tuple[Any, ...]]:
-    """Every raw event of the staged connections, as plain rows for the rollup."""
-    return [
+def claim_pending(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
+    """The oldest ``limit`` events waiting to be folded, as rollup rows; their connections get staged."""
+    rows = [
         tuple(r)
         for r in conn.execute(
             text(
-                "SELECT t.account_id, t.service_id, t.connection_id, t.type, t.time_us, t.event_id, "
-                f"t.source, t.bytes_out, t.transport FROM raw_event t {_JOIN_KEYS}"
-            )
+                f"SELECT {_EVENT_SELECT} FROM (SELECT raw_event_id FROM pending_connection_event "
+                "ORDER BY raw_event_id LIMIT :n) p JOIN raw_event t ON t.id = p.raw_event_id"
+            ),
+            {"n": limit},
         )
+    ]
+    _stage_keys(conn, "stage_key", {r[:3] for r in rows})
+    return rows
+
+
+def _stage_keys(conn: Connection, table: str, keys: Iterable[tuple[Any, ...]]) -> None:
+    _temp_table(conn, table, _KEY_COLUMNS, ("VARCHAR(256)",) * 3)
+    _stage(conn, table, _KEY_COLUMNS, sorted(keys))
+    if is_postgres(conn):
+        conn.execute(text(f"ANALYZE {table}"))  # the planner otherwise guesses a tiny temp table is huge
+
+
+def _join_keys(table: str) -> str:
+    return (
+        f"JOIN {table} k ON k.account_id = t.account_id AND k.service_id = t.service_id "
+        "AND k.connection_id = t.connection_id"
+    )
+
+
+def load_states(conn: Connection) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    """The stored fold state of each staged connection that has one."""
+    rows = conn.execute(text(f"SELECT {_STATE_SELECT} FROM connection_session t {_join_keys('stage_key')}"))
+    return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows}
+
+
+def load_all_events(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> list[tuple[Any, ...]]:
+    """Every stored event of these connections, for recomputing them from scratch."""
+    _stage_keys(conn, "stage_full_key", keys)
+    return [
+        tuple(r) for r in conn.execute(text(f"SELECT {_EVENT_SELECT} FROM raw_event t {_join_keys('stage_full_key')}"))
     ]
 
 
@@ -268,7 +286,7 @@ def load_connection_days(conn: Connection) -> list[tuple[Any, ...]]:
         for r in conn.execute(
             text(
                 "SELECT t.account_id, t.service_id, t.connection_id, t.day, t.connection_minutes, t.bytes_out "
-                f"FROM connection_day t {_JOIN_KEYS}"
+                f"FROM connection_day t {_join_keys('stage_key')}"
             ).columns(
                 account_id=String,
                 service_id=String,
@@ -299,22 +317,17 @@ def replace_connection_rollups(
         conn.execute(core_table(ConnectionDay).insert(), list(days))
 
 
-def clear_dirty(conn: Connection, claimed: Sequence[tuple[ConnectionKey, int]]) -> None:
-    """Forget dirty marks that were not renewed while the pass ran."""
-    conn.execute(
-        text(
-            "DELETE FROM dirty_connection WHERE account_id = :a AND service_id = :s "
-            "AND connection_id = :c AND last_mark = :m"
-        ),
-        [{"a": k.account_id, "s": k.service_id, "c": k.connection_id, "m": mark} for k, mark in claimed],
-    )
+def delete_pending(conn: Connection, event_ids: Iterable[int]) -> None:
+    """Take the folded events off the queue (exactly these: others may have arrived meanwhile)."""
+    _temp_table(conn, "stage_id", ("id",), ("BIGINT",))
+    _stage(conn, "stage_id", ("id",), ((i,) for i in event_ids))
+    conn.execute(text("DELETE FROM pending_connection_event WHERE raw_event_id IN (SELECT id FROM stage_id)"))
 
 
-def dirty_marked_up_to(conn: Connection, mark: int) -> int:
-    """How many dirty connections carry a mark at or before ``mark`` (0: all of it rolled up)."""
-    return int(
-        conn.execute(text("SELECT count(*) FROM dirty_connection WHERE first_mark <= :m"), {"m": mark}).scalar() or 0
-    )
+def pending_up_to(conn: Connection, event_id: int) -> int:
+    """How many connection events at or below ``event_id`` still wait to be folded (0: rolled up)."""
+    query = text("SELECT count(*) FROM pending_connection_event WHERE raw_event_id <= :m")
+    return int(conn.execute(query, {"m": event_id}).scalar() or 0)
 
 
 # --- reads -------------------------------------------------------------------------------------

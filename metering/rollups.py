@@ -10,7 +10,7 @@ factorized once on the way in and looked up again only for the output records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,20 +22,20 @@ from metering.domain.events import EventType
 from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE
 
 EVENT_ROW = [
-    "account_id",
-    "service_id",
-    "connection_id",
-    "type",
-    "time_us",
-    "event_id",
-    "source",
-    "bytes_out",
-    "transport",
-]
+    "account_id", "service_id", "connection_id", "type", "time_us", "event_id", "source", "bytes_out",
+    "transport", "id",
+]  # fmt: skip
 KEY = ["account_id", "service_id", "connection_id"]
+# What a session keeps so that new events can be folded in without re-reading old ones.
+STATE_COLUMNS = [
+    "first_seen_us", "last_seen_us", "open_us", "open_event_id", "open_source", "transport", "close_us",
+    "report_time_us", "report_event_id", "report_source", "report_bytes_out",
+]  # fmt: skip
 _OPEN, _CLOSE = EventType.CONNECTION_OPEN.value, EventType.CONNECTION_CLOSE.value
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _NONE = np.iinfo(np.int64).max
+
+Key = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class _Events:
     """Distinct connection events as arrays; ``conn`` numbers each row's connection 0..n-1."""
 
     conn: np.ndarray
-    keys: list[tuple[str, str, str]]
+    keys: list[Key]
     time_us: np.ndarray
     is_open: np.ndarray
     is_close: np.ndarray
@@ -55,18 +55,44 @@ class _Events:
 
 def connection_rollup(rows: Sequence[Sequence[Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return (sessions, connection-day rows) for every connection in ``rows`` (columns ``EVENT_ROW``)."""
+    return fold_connections(rows, {}, [])
+
+
+def fold_connections(
+    rows: Sequence[Sequence[Any]], states: Mapping[Key, Sequence[Any]], base_days: Sequence[Sequence[Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Fold new events into connections' stored state; return their new sessions and connection-day rows.
+
+    ``states`` maps a connection to its ``STATE_COLUMNS`` (absent: a connection seen for the first
+    time, or one being recomputed from all its events); ``base_days`` are the stored connection-day
+    rows whose bytes the new increases add to. A connection's new counter reports must all sort
+    after its stored last report (``late_connections`` finds those that do not).
+    Folding events one batch at a time gives exactly what one pass over all of them gives.
+    """
     if not rows:
         return [], []
     events = _events(pd.DataFrame(list(rows), columns=EVENT_ROW))
-    start, end, last_seen, closed, transport = _sessions(events)
+    state = _State.of(events.keys, states)
+    first_seen, last_seen, close = _merge_seen(events, state)
+    open_at, open_id, open_source, transport = _earliest_open(events, state)
+    start = np.where(open_at != _NONE, open_at, first_seen)
+    closed = close != _NONE
+    end = np.where(closed, close, last_seen)
     minutes = np.maximum(1, -(-np.maximum(end - start, 0) // MICROS_PER_MINUTE))
-    day_conn, day_number, day_minutes, day_bytes = _days(events, start, minutes)
+    report, increases = _fold_reports(events, state)
+    day_conn, day_number, day_minutes, day_bytes = _days(events, start, minutes, increases, base_days)
     sessions = [
         dict(zip(KEY, key, strict=True))
-        | {"transport": tr, "start_us": s, "end_us": e, "last_seen_us": ls, "closed": c, "billable_minutes": m}
-        for key, tr, s, e, ls, c, m in zip(
+        | {
+            "transport": tr, "start_us": s, "end_us": e, "last_seen_us": ls, "closed": c, "billable_minutes": m,
+            "first_seen_us": fs, "open_us": None if o == _NONE else o, "open_event_id": oi, "open_source": osrc,
+            "close_us": None if cl == _NONE else cl, "report_time_us": rt, "report_event_id": ri,
+            "report_source": rs, "report_bytes_out": rb,
+        }
+        for key, tr, s, e, ls, c, m, fs, o, oi, osrc, cl, (rt, ri, rs, rb) in zip(
             events.keys, transport.tolist(), start.tolist(), end.tolist(), last_seen.tolist(), closed.tolist(),
-            minutes.tolist(), strict=True,
+            minutes.tolist(), first_seen.tolist(), open_at.tolist(), open_id.tolist(), open_source.tolist(),
+            close.tolist(), report, strict=True,
         )
     ]  # fmt: skip
     dates = {n: date.fromordinal(_EPOCH_ORDINAL + n) for n in set(day_number.tolist())}
@@ -77,6 +103,57 @@ def connection_rollup(rows: Sequence[Sequence[Any]]) -> tuple[list[dict[str, Any
         )
     ]
     return sessions, days
+
+
+def late_connections(rows: Sequence[Sequence[Any]], states: Mapping[Key, Sequence[Any]]) -> set[Key]:
+    """Connections with a new counter report that sorts before the last report already folded.
+
+    Their increases cannot be folded on top (the report belongs in the middle of the sequence),
+    so the caller recomputes them from all their events.
+    """
+    last_report = STATE_COLUMNS.index("report_time_us")
+    late: set[Key] = set()
+    for row in rows:
+        stored = states.get((row[0], row[1], row[2]))
+        if stored is None or stored[last_report] is None or row[3] == _OPEN or row[7] is None:
+            continue
+        if (row[4], row[5], row[6]) < tuple(stored[last_report : last_report + 3]):
+            late.add((row[0], row[1], row[2]))
+    return late
+
+
+@dataclass(frozen=True)
+class _State:
+    """Stored state aligned with the connection numbering; ``_NONE`` or None where absent."""
+
+    first_seen: np.ndarray
+    last_seen: np.ndarray
+    open_at: np.ndarray
+    open_id: np.ndarray
+    open_source: np.ndarray
+    transport: np.ndarray
+    close: np.ndarray
+    report: list[tuple[Any, Any, Any, Any]]
+
+    @classmethod
+    def of(cls, keys: list[Key], states: Mapping[Key, Sequence[Any]]) -> _State:
+        empty = (_NONE, -_NONE, None, None, None, None, None, None, None, None, None)
+        stored = [states.get(key) or empty for key in keys]
+        columns = [list(column) for column in zip(*stored, strict=True)]
+
+        def ints(values: list[Any]) -> np.ndarray:
+            return np.array([_NONE if v is None else v for v in values], dtype=np.int64)
+
+        return cls(
+            first_seen=np.array(columns[0], dtype=np.int64),
+            last_seen=np.array(columns[1], dtype=np.int64),
+            open_at=ints(columns[2]),
+            open_id=np.array(columns[3], dtype=object),
+            open_source=np.array(columns[4], dtype=object),
+            transport=np.array(columns[5], dtype=object),
+            close=ints(columns[6]),
+            report=list(zip(columns[7], columns[8], columns[9], columns[10], strict=True)),
+        )
 
 
 def _events(frame: pd.DataFrame) -> _Events:
@@ -101,27 +178,52 @@ def _events(frame: pd.DataFrame) -> _Events:
     )
 
 
-def _sessions(ev: _Events) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Start, end, last seen, closed and transport per connection (DESIGN.md "Start and end")."""
-    n = len(ev.keys)
+def _merge_seen(ev: _Events, state: _State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First seen, last seen and earliest close: the stored values merged with the new events'."""
     by_conn = pd.Series(ev.time_us).groupby(ev.conn)
-    first_seen, last_seen = by_conn.min().to_numpy(), by_conn.max().to_numpy()
-    opens = _ordered(ev, np.flatnonzero(ev.is_open))
-    first_open = opens[_group_heads(ev.conn[opens])]
-    start = first_seen.copy()
-    start[ev.conn[first_open]] = ev.time_us[first_open]
-    transport = np.full(n, None, dtype=object)
-    transport[ev.conn[first_open]] = ev.transport[first_open]
-    close = np.full(n, _NONE)
+    first_seen = np.minimum(by_conn.min().to_numpy(), state.first_seen)
+    last_seen = np.maximum(by_conn.max().to_numpy(), state.last_seen)
+    close = state.close.copy()
     np.minimum.at(close, ev.conn[ev.is_close], ev.time_us[ev.is_close])
-    closed = close != _NONE
-    return start, np.where(closed, close, last_seen), last_seen, closed, transport
+    return first_seen, last_seen, close
 
 
-def _days(ev: _Events, start: np.ndarray, minutes: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(connection, day number, minutes, bytes) for each connection-day with minutes or bytes."""
+def _earliest_open(ev: _Events, state: _State) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The earliest open by (time, id, source), stored or new, and its transport (DESIGN.md: the start)."""
+    open_at, open_id = state.open_at.copy(), state.open_id.copy()
+    open_source, transport = state.open_source.copy(), state.transport.copy()
+    opens = _ordered(ev, np.flatnonzero(ev.is_open))
+    for row in opens[_group_heads(ev.conn[opens])].tolist():
+        c = ev.conn[row]
+        new = (int(ev.time_us[row]), ev.event_id[row], ev.source[row])
+        if open_at[c] == _NONE or new < (int(open_at[c]), open_id[c], open_source[c]):
+            open_at[c], open_id[c], open_source[c], transport[c] = *new, ev.transport[row]
+    return open_at, open_id, open_source, transport
+
+
+def _days(
+    ev: _Events,
+    start: np.ndarray,
+    minutes: np.ndarray,
+    increases: tuple[np.ndarray, np.ndarray, np.ndarray],
+    base_days: Sequence[Sequence[Any]],
+) -> tuple[np.ndarray, ...]:
+    """(connection, day number, minutes, bytes) for each connection-day with minutes or bytes.
+
+    Minutes are split afresh from the (possibly moved) start and end; bytes are the stored
+    bytes per day plus the new increases.
+    """
     minute_conn, minute_day, minute_count = split_minutes_by_day(start, minutes)
-    byte_conn, byte_day, byte_count = _bytes_by_day(ev)
+    index = {key: c for c, key in enumerate(ev.keys)}
+    base = [(index[(r[0], r[1], r[2])], _day_number(r[3]), r[5]) for r in base_days if r[5]]
+    base_conn, base_day, base_bytes = (
+        (np.array(column, dtype=np.int64) for column in zip(*base, strict=True))
+        if base
+        else (np.zeros(0, np.int64),) * 3
+    )
+    byte_conn = np.concatenate([increases[0], base_conn])
+    byte_day = np.concatenate([increases[1], base_day])
+    byte_count = np.concatenate([increases[2], base_bytes])
     day0 = int(min(minute_day.min(initial=_NONE), byte_day.min(initial=_NONE)))
     span = int(max(minute_day.max(initial=day0), byte_day.max(initial=day0))) - day0 + 1
     summed = (
@@ -138,6 +240,10 @@ def _days(ev: _Events, start: np.ndarray, minutes: np.ndarray) -> tuple[np.ndarr
     summed = summed[(summed["minutes"] > 0) | (summed["bytes"] > 0)]
     key = summed.index.to_numpy(np.int64)
     return key // span, key % span + day0, summed["minutes"].to_numpy(), summed["bytes"].to_numpy()
+
+
+def _day_number(day: date) -> int:
+    return day.toordinal() - _EPOCH_ORDINAL
 
 
 def split_minutes_by_day(start: np.ndarray, minutes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,14 +266,26 @@ def minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, period_start: n
     return counts
 
 
-def _bytes_by_day(ev: _Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counter increases between consecutive reports (from 0 at the open), on the later report's day."""
+def _fold_reports(
+    ev: _Events, state: _State
+) -> tuple[list[tuple[Any, Any, Any, Any]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each connection's last report after the fold, and the counter increases of the new reports.
+
+    An increase is the value minus the report before it (the stored last report, else 0 from the
+    open), or the whole value after a counter reset; it belongs to the later report's day.
+    """
     reports = _ordered(ev, np.flatnonzero(~np.isnan(ev.bytes_out) & ~ev.is_open))
     value = ev.bytes_out[reports].astype(np.int64)
+    heads = _group_heads(ev.conn[reports])
+    stored = np.array([r[3] or 0 for r in state.report], dtype=np.int64)
     previous = np.concatenate([[0], value[:-1]])
-    previous[_group_heads(ev.conn[reports])] = 0
+    previous[heads] = stored[ev.conn[reports][heads]]
     increase = np.where(value < previous, value, value - previous)
-    return ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase
+    last = list(state.report)
+    tails = np.concatenate([heads[1:], [True]]) if len(reports) else heads
+    for row in reports[tails].tolist():
+        last[ev.conn[row]] = (int(ev.time_us[row]), ev.event_id[row], ev.source[row], int(ev.bytes_out[row]))
+    return last, (ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase)
 
 
 def _ordered(ev: _Events, rows: np.ndarray) -> np.ndarray:

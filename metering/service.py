@@ -44,7 +44,7 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
         touched = False
         if inserted:
             repository.add_message_usage(conn, batch_id, low, high)
-            repository.mark_dirty_connections(conn, batch_id, low, high)
+            repository.enqueue_pending(conn, batch_id, low, high)
         counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
         repository.record_batch(conn, batch_id, counts, high, now)
         if inserted and any(e.connection_id is not None for e in events):
@@ -75,24 +75,33 @@ class PassResult:
 
 
 def rollup_pass(engine: Engine, limit: int) -> PassResult:
-    """Recomputes sessions and daily rollups of up to ``limit`` dirty connections from their raw events."""
+    """Folds up to ``limit`` waiting connection events into their sessions and the daily rollups.
+
+    A connection whose new counter report belongs before one already folded is recomputed
+    from all its raw events instead, so the result never depends on arrival order.
+    """
     with engine.begin() as conn:
         if not repository.try_lock_rollups(conn):
             return PassResult(0, locked_out=True)
-        claimed = repository.claim_dirty(conn, limit)
-        if not claimed:
+        events = repository.claim_pending(conn, limit)
+        if not events:
             return PassResult(0)
-        sessions, days = rollups.connection_rollup(repository.load_connection_events(conn))
-        deltas = rollups.usage_deltas(repository.load_connection_days(conn), days)
-        # usage_daily before dirty_connection: ingest locks them in the same order.
-        repository.add_usage(conn, deltas)
+        states = repository.load_states(conn)
+        late = rollups.late_connections(events, states)
+        if late:
+            events = [e for e in events if tuple(e[:3]) not in late] + repository.load_all_events(conn, late)
+            states = {key: state for key, state in states.items() if key not in late}
+        old_days = repository.load_connection_days(conn)
+        base_days = [d for d in old_days if tuple(d[:3]) not in late]
+        sessions, days = rollups.fold_connections(events, states, base_days)
+        repository.add_usage(conn, rollups.usage_deltas(old_days, days))
         repository.replace_connection_rollups(conn, sessions, days)
-        repository.clear_dirty(conn, claimed)
-    return PassResult(len(claimed))
+        repository.delete_pending(conn, (e[-1] for e in events))
+    return PassResult(len(sessions))
 
 
 def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
-    """Runs rollup passes until no dirty connection is left (or another pass holds the lock)."""
+    """Runs rollup passes until no connection event waits (or another pass holds the lock)."""
     with engine.begin() as conn:
         repository.lower_rollup_request(conn)
     total = 0
@@ -116,7 +125,7 @@ class IngestProgress:
     accepted: int
     duplicates: int
     rejected: int
-    dirty_left: int
+    pending_left: int
     rejection_reasons: tuple[tuple[str, int], ...]
 
 
@@ -124,6 +133,6 @@ def ingest_progress(engine: Engine, batch_prefix: str) -> IngestProgress:
     """Reports how far the batches whose ids start with ``batch_prefix`` have got through the pipeline."""
     with engine.begin() as conn:
         batches, accepted, duplicates, rejected, high = repository.batch_totals(conn, batch_prefix)
-        dirty = repository.dirty_marked_up_to(conn, high) if batches else 0
+        pending = repository.pending_up_to(conn, high) if batches else 0
         reasons = repository.rejection_reasons(conn, batch_prefix)
-    return IngestProgress(batches, accepted, duplicates, rejected, dirty, tuple(reasons))
+    return IngestProgress(batches, accepted, duplicates, rejected, pending, tuple(reasons))

@@ -28,8 +28,8 @@ class MeteringSettings(BaseSettings):
     lost_close_factor: int = Field(default=3, gt=0)
     # Events per Celery message sent by `fanmeter ingest`.
     ingest_batch_size: int = Field(default=2000, gt=0, le=100_000)
-    # Connections recomputed per session/rollup pass.
-    rollup_pass_size: int = Field(default=20_000, gt=0)
+    # Connection events folded into sessions per rollup transaction.
+    rollup_pass_size: int = Field(default=50_000, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

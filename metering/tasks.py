@@ -36,7 +36,7 @@ def ingest_batch(batch_id: str, payloads: list[str]) -> dict[str, Any]:
 
 
 def rollup_inner() -> service.PassResult:
-    """Roll up every dirty connection; if another pass holds the lock, report it."""
+    """Fold every waiting connection event; if another pass holds the lock, report it."""
     runtime = bootstrap()
     return service.rollup_until_clean(runtime.engine, runtime.settings.rollup_pass_size)
 

@@ -13,7 +13,7 @@ from metering.celery_app import configure, declare_queue
 from tests.stack import fresh_database, running_worker, settings_for, stack_environment
 
 PIPELINE_TABLES = (
-    "raw_event", "rejected_event", "ingest_batch", "dirty_connection", "connection_session",
+    "raw_event", "rejected_event", "ingest_batch", "pending_connection_event", "connection_session",
     "connection_day", "usage_daily",
 )  # fmt: skip
 

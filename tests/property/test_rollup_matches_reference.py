@@ -11,14 +11,25 @@ from hypothesis import strategies as st
 from metering.domain.events import MeteringEvent
 from metering.domain.sessions import group_connections, session_of
 from metering.domain.usage import connection_days
-from metering.rollups import connection_rollup, usage_deltas
+from metering.rollups import STATE_COLUMNS, connection_rollup, fold_connections, late_connections, usage_deltas
 from tests.strategies import event_sets, parsed
 
 
 def _rows(events: list[MeteringEvent]) -> list[tuple[Any, ...]]:
     return [
-        (e.account_id, e.service_id, e.connection_id, e.type.value, e.time_us, e.id, e.source, e.bytes_out, e.transport)
-        for e in events
+        (
+            e.account_id,
+            e.service_id,
+            e.connection_id,
+            e.type.value,
+            e.time_us,
+            e.id,
+            e.source,
+            e.bytes_out,
+            e.transport,
+            n,
+        )
+        for n, e in enumerate(events)
         if e.connection_id is not None
     ]
 
@@ -102,3 +113,44 @@ def test_usage_deltas_turn_old_connection_days_into_new_ones(
         row[0] += r["connection_minutes"]
         row[1] += r["bytes_out"]
     assert {k: v for k, v in totals.items() if v != [0, 0]} == {k: v for k, v in expected.items() if v != [0, 0]}
+
+
+def _fold_in_chunks(rows: list[tuple[Any, ...]], cuts: list[int]) -> list[dict[str, Any]]:
+    """Fold the rows chunk by chunk as the rollup pass does: state and day rows carried over,
+    late connections recomputed from every row seen so far."""
+    states: dict[Any, Any] = {}
+    days: list[dict[str, Any]] = []
+    seen: list[tuple[Any, ...]] = []
+    for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        chunk = rows[a:b]
+        if not chunk:
+            continue
+        seen += chunk
+        keys = {r[:3] for r in chunk}
+        mine = {k: v for k, v in states.items() if k in keys}
+        late = late_connections(chunk, mine)
+        chunk = [r for r in chunk if r[:3] not in late] + [r for r in seen if r[:3] in late]
+        mine = {k: v for k, v in mine.items() if k not in late}
+        base = [
+            tuple(d[c] for c in ("account_id", "service_id", "connection_id", "day", "connection_minutes", "bytes_out"))
+            for d in days
+            if (d["account_id"], d["service_id"], d["connection_id"]) in keys - late
+        ]
+        sessions, new_days = fold_connections(chunk, mine, base)
+        days = [d for d in days if (d["account_id"], d["service_id"], d["connection_id"]) not in keys] + new_days
+        for s in sessions:
+            states[(s["account_id"], s["service_id"], s["connection_id"])] = tuple(s[c] for c in STATE_COLUMNS)
+    return days
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_sets(max_connections=4, max_messages=0), st.randoms(use_true_random=False), st.integers(1, 6))
+def test_folding_events_chunk_by_chunk_equals_one_pass_over_all_of_them(
+    dicts: list[dict[str, Any]], rng: random.Random, chunks: int
+) -> None:
+    events = parsed(dicts)
+    rng.shuffle(events)
+    rows = _rows(events)
+    cuts = sorted(rng.randint(0, len(rows)) for _ in range(chunks - 1))
+
+    assert _sorted(_fold_in_chunks(rows, cuts)) == _reference(events)

@@ -14,8 +14,19 @@ AT = "2026-03-01T10:00:00Z"
 
 def rows(events):
     return [
-        (e.account_id, e.service_id, e.connection_id, e.type.value, e.time_us, e.id, e.source, e.bytes_out, e.transport)
-        for e in events
+        (
+            e.account_id,
+            e.service_id,
+            e.connection_id,
+            e.type.value,
+            e.time_us,
+            e.id,
+            e.source,
+            e.bytes_out,
+            e.transport,
+            n,
+        )
+        for n, e in enumerate(events)
     ]
 
 
