@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, MetaData, Table, inspect, select
+from sqlalchemy import Column, Engine, MetaData, Table, inspect, select, text
 
-from metering import migrate
+from metering import migrate, service
 from metering.db import UtcDateTime, make_engine, metadata
+from metering.domain.instants import Month
 from tests.stack import fresh_database
 
 
@@ -62,3 +63,37 @@ def test_instants_round_trip_as_aware_utc_microseconds(engine: Engine) -> None:
 
     assert stored == instant
     assert stored.tzinfo is not None and stored.utcoffset().total_seconds() == 0
+
+
+def test_upgrading_to_fold_state_requeues_stored_events_and_keeps_usage(empty_database_url: str) -> None:
+    """Revision 0003 drops sessions computed without fold state; the next pass rebuilds the same usage."""
+    migrate.upgrade(empty_database_url, "0002")
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO raw_event (source, event_id, type, time_us, account_id, service_id, connection_id, "
+                    "bytes_out, bytes_in, batch_id) VALUES "
+                    "('broker/n1', 'o', 'fanout.connection.open', :t0, 'a', 's', 'c', NULL, NULL, 'b'), "
+                    "('broker/n1', 'x', 'fanout.connection.close', :t1, 'a', 's', 'c', 500, 5, 'b')"
+                ),
+                {"t0": Month(2026, 2).start_us - 30_000_000, "t1": Month(2026, 2).start_us + 61_000_000},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO usage_daily (account_id, service_id, day, connection_minutes, messages_published, "
+                    "messages_delivered, bytes_out) VALUES ('a', 's', '2026-01-31', 1, 4, 0, 0), "
+                    "('a', 's', '2026-02-01', 1, 0, 0, 500)"
+                )
+            )
+
+        migrate.upgrade(empty_database_url)
+        service.rollup_until_clean(engine, limit=10)
+
+        january = service.usage_for_month(engine, "a", Month(2026, 1))
+        february = service.usage_for_month(engine, "a", Month(2026, 2))
+        assert (january.connection_minutes, january.messages_published, january.bytes_out) == (1, 4, 0)
+        assert (february.connection_minutes, february.bytes_out) == (1, 500)
+    finally:
+        engine.dispose()
