@@ -76,11 +76,22 @@ class PendingConnectionEvent(Base):
 
     Ingest adds a row in the same transaction as the event; a rollup pass deletes exactly
     the rows of the events it folded, so an event is folded once, however passes interleave.
+    The row carries the columns the fold reads, so a pass reads the queue alone, in id order,
+    without a join against the whole event table.
     """
 
     __tablename__ = "pending_connection_event"
 
     raw_event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(ID))
+    service_id: Mapped[str] = mapped_column(String(ID))
+    connection_id: Mapped[str] = mapped_column(String(ID))
+    type: Mapped[str] = mapped_column(String(40))
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(ID))
+    source: Mapped[str] = mapped_column(String(ID))
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+    transport: Mapped[str | None] = mapped_column(String(20))
 
 
 class RollupRequest(Base):

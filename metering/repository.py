@@ -175,11 +175,14 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
     conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
 
 
+_QUEUED = "account_id, service_id, connection_id, type, time_us, event_id, source, bytes_out, transport"
+
+
 def enqueue_pending(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
     """Queue every connection event this batch stored for the next rollup pass to fold."""
     conn.execute(
         text(
-            "INSERT INTO pending_connection_event (raw_event_id) SELECT id FROM raw_event "
+            f"INSERT INTO pending_connection_event (raw_event_id, {_QUEUED}) SELECT id, {_QUEUED} FROM raw_event "
             "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL ORDER BY id"
         ),
         {"low": low_id, "high": high_id, "b": batch_id},
@@ -240,10 +243,7 @@ def claim_pending(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
     rows = [
         tuple(r)
         for r in conn.execute(
-            text(
-                f"SELECT {_EVENT_SELECT} FROM (SELECT raw_event_id FROM pending_connection_event "
-                "ORDER BY raw_event_id LIMIT :n) p JOIN raw_event t ON t.id = p.raw_event_id"
-            ),
+            text(f"SELECT {_QUEUED}, raw_event_id FROM pending_connection_event ORDER BY raw_event_id LIMIT :n"),
             {"n": limit},
         )
     ]

@@ -33,21 +33,33 @@ STATE = (
 )
 
 
+QUEUED = (
+    "raw_event_id, account_id, service_id, connection_id, type, time_us, event_id, source, bytes_out, transport"
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "pending_connection_event",
         sa.Column("raw_event_id", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.String(length=256), nullable=False),
+        sa.Column("service_id", sa.String(length=256), nullable=False),
+        sa.Column("connection_id", sa.String(length=256), nullable=False),
+        sa.Column("type", sa.String(length=40), nullable=False),
+        sa.Column("time_us", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.String(length=256), nullable=False),
+        sa.Column("source", sa.String(length=256), nullable=False),
+        sa.Column("bytes_out", sa.BigInteger(), nullable=True),
+        sa.Column("transport", sa.String(length=20), nullable=True),
         sa.PrimaryKeyConstraint("raw_event_id", name=op.f("pk_pending_connection_event")),
     )
     # Sessions and their per-day rows are rebuilt from the raw events by the next pass.
-    op.execute(
-        "UPDATE usage_daily SET connection_minutes = 0, bytes_out = 0"
-    )
+    op.execute("UPDATE usage_daily SET connection_minutes = 0, bytes_out = 0")
     op.execute("DELETE FROM connection_day")
     op.execute("DELETE FROM connection_session")
     op.execute(
-        "INSERT INTO pending_connection_event (raw_event_id) "
-        "SELECT id FROM raw_event WHERE connection_id IS NOT NULL"
+        f"INSERT INTO pending_connection_event ({QUEUED}) "
+        f"SELECT id, {QUEUED.removeprefix('raw_event_id, ')} FROM raw_event WHERE connection_id IS NOT NULL"
     )
     with op.batch_alter_table("connection_session") as batch:
         for name, kind, nullable in STATE:
