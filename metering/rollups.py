@@ -138,8 +138,10 @@ class _State:
     @classmethod
     def of(cls, keys: list[Key], states: Mapping[Key, Sequence[Any]]) -> _State:
         empty = (_NONE, -_NONE, None, None, None, None, None, None, None, None, None)
-        stored = [states.get(key) or empty for key in keys]
-        columns = [list(column) for column in zip(*stored, strict=True)]
+        if not states:
+            columns = [[value] * len(keys) for value in empty]
+        else:
+            columns = [list(column) for column in zip(*(states.get(key) or empty for key in keys), strict=True)]
 
         def ints(values: list[Any]) -> np.ndarray:
             return np.array([_NONE if v is None else v for v in values], dtype=np.int64)
@@ -163,11 +165,11 @@ def _events(frame: pd.DataFrame) -> _Events:
     repeated = pd.Series(id_code.astype(np.int64) * max(len(sources), 1) + source_code).duplicated().to_numpy()
     if repeated.any():
         frame = frame[~repeated].reset_index(drop=True)
-    conn, keys = pd.factorize(pd.MultiIndex.from_frame(frame[KEY]))
+    conn, keys = _number_connections(frame)
     kind = frame["type"].to_numpy(object)
     return _Events(
-        conn=conn.astype(np.int64),
-        keys=list(keys),
+        conn=conn,
+        keys=keys,
         time_us=frame["time_us"].to_numpy(np.int64),
         is_open=kind == _OPEN,
         is_close=kind == _CLOSE,
@@ -176,6 +178,17 @@ def _events(frame: pd.DataFrame) -> _Events:
         bytes_out=frame["bytes_out"].to_numpy(np.float64, na_value=np.nan),
         transport=frame["transport"].to_numpy(object),
     )
+
+
+def _number_connections(frame: pd.DataFrame) -> tuple[np.ndarray, list[Key]]:
+    """Number each row's (account, service, connection) 0..n-1, factorizing each column once."""
+    codes, uniques = zip(*(pd.factorize(frame[name]) for name in KEY), strict=True)
+    sizes = [max(len(u), 1) for u in uniques]
+    combined = (codes[0].astype(np.int64) * sizes[1] + codes[1]) * sizes[2] + codes[2]
+    conn, distinct = pd.factorize(combined)
+    parts = (distinct // (sizes[1] * sizes[2]), distinct // sizes[2] % sizes[1], distinct % sizes[2])
+    columns = (np.asarray(u, dtype=object)[p].tolist() for u, p in zip(uniques, parts, strict=True))
+    return conn.astype(np.int64), list(zip(*columns, strict=True))
 
 
 def _merge_seen(ev: _Events, state: _State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,11 +206,18 @@ def _earliest_open(ev: _Events, state: _State) -> tuple[np.ndarray, np.ndarray, 
     open_at, open_id = state.open_at.copy(), state.open_id.copy()
     open_source, transport = state.open_source.copy(), state.transport.copy()
     opens = _ordered(ev, np.flatnonzero(ev.is_open))
-    for row in opens[_group_heads(ev.conn[opens])].tolist():
-        c = ev.conn[row]
-        new = (int(ev.time_us[row]), ev.event_id[row], ev.source[row])
-        if open_at[c] == _NONE or new < (int(open_at[c]), open_id[c], open_source[c]):
-            open_at[c], open_id[c], open_source[c], transport[c] = *new, ev.transport[row]
+    first = opens[_group_heads(ev.conn[opens])]
+    conn = ev.conn[first]
+    # Where an open is stored too, the earlier (time, id, source) wins; compare those few in Python.
+    both = open_at[conn] != _NONE
+    keep_stored = np.zeros(len(first), dtype=bool)
+    for i in np.flatnonzero(both).tolist():
+        c, row = conn[i], first[i]
+        stored = (int(open_at[c]), open_id[c], open_source[c])
+        keep_stored[i] = stored < (int(ev.time_us[row]), ev.event_id[row], ev.source[row])
+    first, conn = first[~keep_stored], conn[~keep_stored]
+    open_at[conn], open_id[conn] = ev.time_us[first], ev.event_id[first]
+    open_source[conn], transport[conn] = ev.source[first], ev.transport[first]
     return open_at, open_id, open_source, transport
 
 
