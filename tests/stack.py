@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +49,17 @@ def fresh_database() -> Iterator[str | None]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+@contextmanager
+def migrated_stack(data_dir: Path, upgrade: Callable[[dict[str, str]], None]) -> Iterator[dict[str, str]]:
+    """The environment of a stack whose database (SQLite, or a fresh PostgreSQL one) ``upgrade`` migrated."""
+    env = stack_environment(data_dir)
+    with fresh_database() as url:
+        if url:
+            env["FANMETER_DATABASE_URL"] = url
+        upgrade(env)
+        yield env
 
 
 def settings_for(env: dict[str, str]) -> MeteringSettings:

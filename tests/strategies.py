@@ -198,6 +198,18 @@ def parsed(dicts: Iterable[Any]) -> list[MeteringEvent]:
     return events
 
 
+def rollup_rows(events: Iterable[MeteringEvent]) -> list[tuple[Any, ...]]:
+    """The connection events as ``metering.rollups.EVENT_ROW`` rows (the row number stands in for the id)."""
+    return [
+        (
+            e.account_id, e.service_id, e.connection_id, e.type.value, e.time_us, e.id, e.source, e.bytes_out,
+            e.transport, n,
+        )
+        for n, e in enumerate(events)
+        if e.connection_id is not None
+    ]  # fmt: skip
+
+
 # --- Hypothesis strategies -------------------------------------------------------------------
 
 MONTH_BOUNDARIES = (

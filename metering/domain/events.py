@@ -39,9 +39,11 @@ class EventType(StrEnum):
 
     @property
     def is_connection(self) -> bool:
-        return self.value.startswith("fanout.connection.")
+        return self in _CONNECTION_TYPES
 
 
+_TYPES = {t.value: t for t in EventType}
+_CONNECTION_TYPES = frozenset(t for t in EventType if t.value.startswith("fanout.connection."))
 TRANSPORTS = frozenset({"sse", "http-stream", "long-poll", "websocket"})
 
 _CONNECTION_FIELDS = ("account_id", "service_id", "connection_id")
@@ -105,10 +107,9 @@ def _parse(raw: dict[str, Any]) -> MeteringEvent:
     type_name = raw.get("type")
     if not isinstance(type_name, str):
         raise _Invalid(f"type must be a string, got {_json_type(type_name)}")
-    try:
-        event_type = EventType(str(type_name))
-    except ValueError:
-        raise _Invalid(f"unknown type {type_name!r}") from None
+    event_type = _TYPES.get(type_name)
+    if event_type is None:
+        raise _Invalid(f"unknown type {type_name!r}")
     time_us = parse_time(raw.get("time"))
     data = raw.get("data")
     if not isinstance(data, dict):
@@ -168,6 +169,8 @@ def parse_time(value: Any) -> int:
 
 def _identifier(obj: dict[str, Any], name: str, prefix: str = "") -> str:
     value = obj.get(name)
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:  # the common case, checked first: ingest is hot
+        return value
     if value is None:
         raise _Invalid(f"missing required field {prefix}{name}")
     if not isinstance(value, str):
@@ -179,6 +182,8 @@ def _identifier(obj: dict[str, Any], name: str, prefix: str = "") -> str:
 
 def _counter(data: dict[str, Any], name: str, ceiling: int) -> int:
     value = data.get(name)
+    if type(value) is int and 0 <= value <= ceiling:  # the common case first (bool is not exactly int)
+        return value
     if value is None:
         raise _Invalid(f"missing required field data.{name}")
     if isinstance(value, bool) or not isinstance(value, int):

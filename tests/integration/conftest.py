@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from metering import migrate
 from metering.bootstrap import Runtime, bootstrap
 from metering.celery_app import configure, declare_queue
-from tests.stack import fresh_database, running_worker, settings_for, stack_environment
+from tests.stack import migrated_stack, running_worker, settings_for
 
 PIPELINE_TABLES = (
     "raw_event", "rejected_event", "ingest_batch", "pending_connection_event", "connection_session",
@@ -21,12 +21,12 @@ PIPELINE_TABLES = (
 @pytest.fixture(scope="session")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The environment of a migrated database (SQLite, or a fresh PostgreSQL database) and a queue."""
-    env = stack_environment(tmp_path_factory.mktemp("stack"))
-    with fresh_database() as url:
-        if url:
-            env["FANMETER_DATABASE_URL"] = url
-        migrate.upgrade(settings_for(env).resolved_database_url)
+    with migrated_stack(tmp_path_factory.mktemp("stack"), _upgrade) as env:
         yield env
+
+
+def _upgrade(env: dict[str, str]) -> None:
+    migrate.upgrade(settings_for(env).resolved_database_url)
 
 
 @pytest.fixture(scope="session")

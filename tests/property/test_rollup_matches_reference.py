@@ -12,26 +12,7 @@ from metering.domain.events import MeteringEvent
 from metering.domain.sessions import group_connections, session_of
 from metering.domain.usage import connection_days
 from metering.rollups import STATE_COLUMNS, connection_rollup, fold_connections, late_connections, usage_deltas
-from tests.strategies import event_sets, parsed
-
-
-def _rows(events: list[MeteringEvent]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            e.account_id,
-            e.service_id,
-            e.connection_id,
-            e.type.value,
-            e.time_us,
-            e.id,
-            e.source,
-            e.bytes_out,
-            e.transport,
-            n,
-        )
-        for n, e in enumerate(events)
-        if e.connection_id is not None
-    ]
+from tests.strategies import event_sets, parsed, rollup_rows
 
 
 def _reference(events: list[MeteringEvent]) -> list[dict[str, Any]]:
@@ -65,7 +46,7 @@ def test_vectorised_connection_days_equal_the_plain_python_reference(
     shuffled_with_repeats = events + rng.sample(events, len(events) // 3)
     rng.shuffle(shuffled_with_repeats)
 
-    sessions, days = connection_rollup(_rows(shuffled_with_repeats))
+    sessions, days = connection_rollup(rollup_rows(shuffled_with_repeats))
 
     assert _sorted(days) == _reference(events)
     expected_sessions = {
@@ -150,7 +131,7 @@ def test_folding_events_chunk_by_chunk_equals_one_pass_over_all_of_them(
 ) -> None:
     events = parsed(dicts)
     rng.shuffle(events)
-    rows = _rows(events)
+    rows = rollup_rows(events)
     cuts = sorted(rng.randint(0, len(rows)) for _ in range(chunks - 1))
 
     assert _sorted(_fold_in_chunks(rows, cuts)) == _reference(events)

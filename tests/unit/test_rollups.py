@@ -7,27 +7,9 @@ from datetime import date
 from metering.domain.sessions import group_connections
 from metering.domain.usage import connection_days
 from metering.rollups import connection_rollup
-from tests.strategies import alive_event, close_event, open_event, parsed
+from tests.strategies import alive_event, close_event, open_event, parsed, rollup_rows
 
 AT = "2026-03-01T10:00:00Z"
-
-
-def rows(events):
-    return [
-        (
-            e.account_id,
-            e.service_id,
-            e.connection_id,
-            e.type.value,
-            e.time_us,
-            e.id,
-            e.source,
-            e.bytes_out,
-            e.transport,
-            n,
-        )
-        for n, e in enumerate(events)
-    ]
 
 
 def reference_bytes(events):
@@ -48,7 +30,7 @@ def test_reports_at_the_same_instant_are_taken_in_id_order():
         ]
     )
 
-    _, days = connection_rollup(rows(reversed(events)))
+    _, days = connection_rollup(rollup_rows(reversed(events)))
 
     # In id order: 100, then 500 (+400), then 600 (+100) = 600. The other order would see a reset.
     assert [d["bytes_out"] for d in days] == [600] == list(reference_bytes(events).values())
@@ -63,7 +45,7 @@ def test_opens_at_the_same_instant_take_the_transport_of_the_lowest_id():
         ]
     )
 
-    sessions, days = connection_rollup(rows(events))
+    sessions, days = connection_rollup(rollup_rows(events))
 
     assert sessions[0]["transport"] == "sse"
     assert sessions[0]["billable_minutes"] == 1
