@@ -20,12 +20,20 @@ ROLLUP_SWEEP_SECONDS = 30.0
 app = Celery("fanmeter", include=["metering.tasks"])
 
 
+def rollup_queue_name(ingest_queue: str) -> str:
+    """Rollups travel on a queue of their own so they never wait behind a backlog of batches."""
+    return f"{ingest_queue}.rollup"
+
+
 def configure(settings: MeteringSettings) -> Celery:
     """Point the app at the configured broker; every process calls this before sending or working."""
+    rollup_queue = rollup_queue_name(settings.celery_queue)
     app.conf.update(
         broker_url=sql_transport.with_fast_polling(settings.resolved_celery_broker_url),
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.celery_queue,
+        task_queues=[_queue(settings.celery_queue), _queue(rollup_queue)],
+        task_routes={"metering.tasks.rollup": {"queue": rollup_queue}},
         timezone="UTC",
         enable_utc=True,
         task_serializer="json",
@@ -43,20 +51,23 @@ def configure(settings: MeteringSettings) -> Celery:
     return app
 
 
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
 def declare_queue(attempts: int = 5) -> None:
-    """Create the task queue before any worker or producer races to.
+    """Create the task queues before any worker or producer races to.
 
     kombu's SQLAlchemy transport creates a queue's row on first use; two processes
     doing so at once make one of them fail on the unique name (seen when a worker and
     `fanmeter ingest` start together). Declaring up front, retrying on that failure,
     leaves the row in place for both.
     """
-    name = app.conf.task_default_queue
-    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
     for attempt in range(attempts):
         try:
             with app.connection_for_write() as connection:
-                queue.bind(connection.default_channel).declare()
+                for queue in app.conf.task_queues:
+                    queue.bind(connection.default_channel).declare()
             return
         except Exception:
             if attempt == attempts - 1:

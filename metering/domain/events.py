@@ -169,15 +169,13 @@ def parse_time(value: Any) -> int:
 
 def _identifier(obj: dict[str, Any], name: str, prefix: str = "") -> str:
     value = obj.get(name)
-    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:  # the common case, checked first: ingest is hot
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:  # the common case first: ingest is hot
         return value
     if value is None:
         raise _Invalid(f"missing required field {prefix}{name}")
     if not isinstance(value, str):
         raise _Invalid(f"{prefix}{name} must be a string, got {_json_type(value)}")
-    if not value or len(value) > MAX_ID_LENGTH:
-        raise _Invalid(f"{prefix}{name} must be 1-{MAX_ID_LENGTH} characters long")
-    return value
+    raise _Invalid(f"{prefix}{name} must be 1-{MAX_ID_LENGTH} characters long")
 
 
 def _counter(data: dict[str, Any], name: str, ceiling: int) -> int:
@@ -190,9 +188,7 @@ def _counter(data: dict[str, Any], name: str, ceiling: int) -> int:
         raise _Invalid(f"data.{name} must be an integer, got {_json_type(value)}")
     if value < 0:
         raise _Invalid(f"data.{name} must not be negative")
-    if value > ceiling:
-        raise _Invalid(f"data.{name} is implausibly large (over {ceiling})")
-    return value
+    raise _Invalid(f"data.{name} is implausibly large (over {ceiling})")
 
 
 def _optional_text(data: dict[str, Any], name: str) -> str | None:
