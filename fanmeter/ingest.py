@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +39,11 @@ def send_files(paths: Iterable[Path], batch_size: int, show_progress: bool = Tru
     return IngestRun(run_id, batches, events)
 
 
-def _texts(paths: list[Path], advance: object) -> Iterator[str]:
+def _texts(paths: list[Path], advance: Callable[[int], None]) -> Iterator[str]:
     for path in paths:
         with path.open(encoding="utf-8", errors="replace") as stream:
             for text in iter_event_texts(stream):
-                advance(len(text) + 1)  # type: ignore[operator]
+                advance(len(text) + 1)
                 yield text
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Date, String, Table, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from metering import rollups
 from metering.db import Base
 from metering.domain.events import MeteringEvent, Rejection
 from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
@@ -175,7 +176,8 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
     conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
 
 
-_QUEUED = "account_id, service_id, connection_id, type, time_us, event_id, source, bytes_out, transport"
+# The rollup's row shapes are the column lists of these statements, so the two never disagree.
+_QUEUED = ", ".join(rollups.EVENT_ROW[:-1])  # the queue keeps the raw event's id as raw_event_id
 
 
 def enqueue_pending(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
@@ -227,15 +229,8 @@ def try_lock_rollups(conn: Connection) -> bool:
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ROLLUP_LOCK_ID}).scalar())
 
 
-_EVENT_SELECT = (
-    "t.account_id, t.service_id, t.connection_id, t.type, t.time_us, t.event_id, t.source, t.bytes_out, "
-    "t.transport, t.id"
-)  # the columns of metering.rollups.EVENT_ROW
-_STATE_SELECT = (
-    "t.account_id, t.service_id, t.connection_id, t.first_seen_us, t.last_seen_us, t.open_us, t.open_event_id, "
-    "t.open_source, t.transport, t.close_us, t.report_time_us, t.report_event_id, t.report_source, "
-    "t.report_bytes_out"
-)  # the key, then metering.rollups.STATE_COLUMNS
+_EVENT_SELECT = ", ".join(f"t.{column}" for column in rollups.EVENT_ROW)
+_STATE_SELECT = ", ".join(f"t.{column}" for column in [*rollups.KEY, *rollups.STATE_COLUMNS])
 
 
 def claim_pending(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
