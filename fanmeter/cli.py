@@ -148,3 +148,13 @@ def up(once: bool, events: int) -> None:
     from fanmeter import up as up_command
 
     up_command.run(once=once, events=events)
+
+
+def _register_admin_commands() -> None:
+    from fanmeter import admin_cli
+
+    main.add_command(admin_cli.admin)
+    main.add_command(admin_cli.token)
+
+
+_register_admin_commands()

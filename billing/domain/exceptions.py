@@ -6,7 +6,11 @@ Hierarchy::
     ├── InvalidAmount            a money value that is not a finite decimal (also a ValueError)
     ├── InvalidQuantity          a usage quantity below zero (also a ValueError)
     ├── InvalidRateCard          tiers, bounds, prices or currency break the rate-card rules
-    └── InvalidStatement         an unknown line kind or status, or an amount not to the cent
+    ├── InvalidStatement         an unknown line kind or status, or an amount not to the cent
+    ├── NotFound                 no such resource, or one the caller may not know exists (404)
+    ├── PermissionDenied         the caller's role may not take this action (403)
+    ├── Conflict                 the resource's state forbids the change, e.g. finalized (409)
+    └── RuleViolation            a product or configuration rule refuses the request (400)
 
 Passing a ``float`` where money is expected is a programming error, not domain data,
 and raises a plain ``TypeError`` instead.
@@ -33,3 +37,19 @@ class InvalidRateCard(BillingError, ValueError):
 
 class InvalidStatement(BillingError, ValueError):
     """A statement or statement line breaks the statement rules."""
+
+
+class NotFound(BillingError):
+    """No such resource, or one in another account (answered the same, so nothing leaks)."""
+
+
+class PermissionDenied(BillingError):
+    """The caller's role may not take this action."""
+
+
+class Conflict(BillingError):
+    """The resource's state forbids the change (a finalized statement, a duplicate name)."""
+
+
+class RuleViolation(BillingError):
+    """A product or configuration rule refuses the request; the message says which and why."""

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 from metering import migrate
 from metering.bootstrap import Runtime, bootstrap
 from metering.celery_app import configure, declare_queue
+from tests.admin_world import clear_admin_tables
 from tests.stack import migrated_stack, running_worker, settings_for
 
 PIPELINE_TABLES = (
@@ -49,6 +50,7 @@ def worker(stack_env: dict[str, str], runtime: Runtime) -> Iterator[Any]:  # noq
 def engine(runtime: Runtime) -> Iterator[Engine]:
     """The stack's engine with empty pipeline tables, so every test starts from nothing."""
     _truncate(runtime.engine)
+    clear_admin_tables(runtime.engine)
     yield runtime.engine
 
 

@@ -1,0 +1,87 @@
+"""API tokens: made once, shown once, kept only as a SHA-256, revocable; a token names a principal."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.domain.exceptions import NotFound, PermissionDenied
+from billing.domain.roles import Action, Principal, Verdict, decide
+from billing.orm import ApiToken, User
+
+TOKEN_PREFIX = "fm_"
+
+
+def new_id(prefix: str) -> str:
+    """A short random id for something users see, e.g. ``acc_3f9a1c2b7d4e5f60``."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def token_hash(secret: str) -> str:
+    """The only form in which a token is stored: the hex SHA-256 of its text."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just created: ``secret`` is shown to its owner this once and never again."""
+
+    row: ApiToken
+    secret: str
+
+
+def issue(
+    session: Session,
+    *,
+    kind: str,
+    name: str,
+    now: datetime,
+    user_id: str | None = None,
+    account_id: str | None = None,
+    service_id: str | None = None,
+) -> IssuedToken:
+    """Create a token in the caller's transaction and return its secret once."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        id=new_id("tok"),
+        kind=kind,
+        token_hash=token_hash(secret),
+        prefix=secret[:10],
+        name=name,
+        user_id=user_id,
+        account_id=account_id,
+        service_id=service_id,
+        created_at=now,
+    )
+    session.add(row)
+    return IssuedToken(row, secret)
+
+
+def principal_for(session: Session, secret: str) -> Principal | None:
+    """Who a bearer token speaks for, or None when it is unknown, revoked or its user removed."""
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(secret))).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.kind != "user":
+        return Principal(row.id, row.kind, account_id=row.account_id, service_id=row.service_id)
+    user = session.get(User, row.user_id)
+    if user is None or user.removed_at is not None:
+        return None
+    return Principal(row.id, "user", role=user.role, account_id=user.account_id, user_id=user.id)
+
+
+def require(principal: Principal, action: Action, account_id: str | None) -> None:
+    """Raise unless the role table lets ``principal`` take ``action`` on ``account_id``.
+
+    Another account's resources raise ``NotFound``, exactly like a missing one.
+    """
+    verdict = decide(principal, action, account_id)
+    if verdict is Verdict.HIDE:
+        raise NotFound("not found")
+    if verdict is Verdict.DENY:
+        raise PermissionDenied(f"the {principal.role or principal.kind} role may not {action.value}")

@@ -1,0 +1,55 @@
+"""FastAPI dependencies: the request's database session, clock and authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import access
+from billing.domain.roles import Principal
+from billing.settings import BillingSettings
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer fm_…`")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; services commit, anything uncommitted is rolled back."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+def get_now(request: Request) -> datetime:
+    """The service's clock (tests drive it; production reads the system clock in UTC)."""
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+def get_settings(request: Request) -> BillingSettings:
+    settings: BillingSettings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(get_now)]
+SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
+
+
+def get_principal(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller behind the bearer token; 401 without a valid one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    principal = access.principal_for(session, credentials.credentials)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,48 @@
+"""Domain errors become HTTP answers with a reason; every error body has the ``Problem`` shape."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
+
+
+class Problem(BaseModel):
+    """Why a request was refused."""
+
+    detail: str
+
+
+STATUS_BY_ERROR: tuple[tuple[type[BillingError], int], ...] = (
+    (NotFound, 404),
+    (PermissionDenied, 403),
+    (Conflict, 409),
+    (RuleViolation, 400),
+)
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "A rule refuses the request; `detail` says which."},
+    401: {"model": Problem, "description": "No valid bearer token."},
+    403: {"model": Problem, "description": "The caller's role may not do this."},
+    404: {"model": Problem, "description": "No such resource in the caller's reach."},
+    409: {"model": Problem, "description": "The resource's state forbids this change."},
+}
+
+
+def _status_for(error: BillingError) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 400  # every other domain error is bad input: an invalid rate card, amount or quantity
+
+
+async def _billing_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, BillingError)
+    return JSONResponse({"detail": str(error)}, status_code=_status_for(error))
+
+
+def install(app: FastAPI) -> None:
+    """Map every billing domain error to its status code."""
+    app.add_exception_handler(BillingError, _billing_error)

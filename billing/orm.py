@@ -1,0 +1,200 @@
+"""Tables of the admin service: accounts, people and tokens, services, rates, statements, audit.
+
+Every table lives on metering's one ``MetaData`` so Alembic sees a single schema.
+Ids users see are short strings (``acc_…``, ``svc_…``); money is stored as exact decimal
+text through ``MoneyText`` because SQLite has no decimal type; instants use ``UtcDateTime``.
+The audit log and finalized statements are append-only: no repository updates them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Dialect, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from billing.domain.money import to_decimal
+from metering.db import Base, BigId, UtcDateTime
+
+ID = 64
+ROLES = ("admin", "finance", "superuser", "engineer", "billing", "user")
+PLATFORM_ROLES = ("admin", "finance")
+
+
+class MoneyText(TypeDecorator[Decimal]):
+    """A Decimal stored as its exact text, so SQLite and PostgreSQL keep every digit alike."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:  # noqa: ARG002
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money columns take Decimal, got {type(value).__name__}")
+        return format(value, "f")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:  # noqa: ARG002
+        return None if value is None else to_decimal(value)
+
+
+class Account(Base):
+    """A customer account: paid or trial, billed in one currency."""
+
+    __tablename__ = "account"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(10))  # "paid" | "trial"
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AccountProduct(Base):
+    """A product (``compute`` or ``fanout``) the account has purchased; no row = not enabled."""
+
+    __tablename__ = "account_product"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id"), primary_key=True)
+    product: Mapped[str] = mapped_column(String(20), primary_key=True)
+    enabled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class User(Base):
+    """A person with one role: platform roles have no account, account roles exactly one."""
+
+    __tablename__ = "app_user"  # "user" is reserved in PostgreSQL
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token, kept only as its SHA-256: a user's, a service's publish or an ingest token."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "user" | "publish" | "ingest"
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, shown in listings so people can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id"), index=True)
+    service_id: Mapped[str | None] = mapped_column(ForeignKey("service.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Service(Base):
+    """A Compute or Delivery service of an account, with the flags Fanout cares about."""
+
+    __tablename__ = "service"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(10))  # "compute" | "delivery"
+    fanout_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    directors: Mapped[bool] = mapped_column(Boolean, default=False)
+    shielding: Mapped[bool] = mapped_column(Boolean, default=False)
+    ngwaf: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Backend(Base):
+    """An origin of a service; ``settings`` holds anything beyond the four Fanout allows."""
+
+    __tablename__ = "backend"
+    __table_args__ = (UniqueConstraint("service_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    service_id: Mapped[str] = mapped_column(ForeignKey("service.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(255))
+    use_tls: Mapped[bool] = mapped_column(Boolean)
+    override_host: Mapped[str | None] = mapped_column(String(255))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # "verified" | "unverified" (not reachable when checked) | "not_applicable" (no TLS)
+    tls_status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RateCardVersion(Base):
+    """Prices effective from a month on: the default card (no account) or a contract override.
+
+    Never updated: a change is a new row, so every month keeps the prices it was billed at.
+    """
+
+    __tablename__ = "rate_card_version"
+    __table_args__ = (Index("ix_rate_card_version_lookup", "account_id", "effective_month"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id"))
+    effective_month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM"
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)  # rate card JSON, prices as strings
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(ID))
+
+
+class StatementRecord(Base):
+    """A stored statement (draft or finalized) of one account for one month.
+
+    ``body`` is the statement JSON of DESIGN.md; ``billed_usage`` records, per month, the
+    usage this statement bills, so a later statement can bill only what arrived since.
+    """
+
+    __tablename__ = "statement"
+    __table_args__ = (UniqueConstraint("account_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(10))  # "draft" | "finalized"
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    billed_usage: Mapped[dict[str, Any]] = mapped_column(JSON)
+    number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    generated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finalized_by: Mapped[str | None] = mapped_column(String(ID))
+
+
+class Adjustment(Base):
+    """An adjustment or credit finance added to an account's statement for a month."""
+
+    __tablename__ = "adjustment"
+    __table_args__ = (Index("ix_adjustment_account_month", "account_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    amount: Mapped[Decimal] = mapped_column(MoneyText)  # a credit is negative
+    reason: Mapped[str] = mapped_column(Text)
+    service_id: Mapped[str | None] = mapped_column(String(ID))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(ID))
+
+
+class AuditEntry(Base):
+    """Append-only: who changed what, when, and the value before and after."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_account_at", "account_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(ID))  # user id, or "system" for beat tasks
+    account_id: Mapped[str | None] = mapped_column(String(ID))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
