@@ -69,4 +69,15 @@ def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:  #
 
 
 def _begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader (see ``read_only``) begins a deferred transaction: in WAL mode it reads its
+    # snapshot without waiting for, or blocking, the one writer.
+    deferred = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "fanmeter_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine for transactions that only read: on SQLite they never wait for a writer."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})

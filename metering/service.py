@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from metering import repository, rollups
+from metering.db import read_only
 from metering.domain.events import MeteringEvent, Rejection, decode_event
 from metering.domain.instants import Month
 from metering.domain.usage import DailyUsage, UsageReport, usage_report
@@ -114,9 +115,14 @@ def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
 
 def usage_for_month(engine: Engine, account_id: str, month: Month) -> UsageReport:
     """Returns an account's usage for a UTC month from the daily rollups."""
-    with engine.connect() as conn:
+    return usage_report(account_id, month, daily_usage_for_month(engine, account_id, month))
+
+
+def daily_usage_for_month(engine: Engine, account_id: str, month: Month) -> list[DailyUsage]:
+    """Returns an account's rollup rows for a UTC month, per service and day (sorted so)."""
+    with read_only(engine).connect() as conn:
         rows = repository.usage_rows(conn, account_id, month.first_day, month.last_day)
-    return usage_report(account_id, month, (DailyUsage(*row) for row in rows))
+    return [DailyUsage(*row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ class IngestProgress:
 
 def ingest_progress(engine: Engine, batch_prefix: str) -> IngestProgress:
     """Reports how far the batches whose ids start with ``batch_prefix`` have got through the pipeline."""
-    with engine.begin() as conn:
+    with read_only(engine).connect() as conn:
         batches, accepted, duplicates, rejected, high = repository.batch_totals(conn, batch_prefix)
         pending = repository.pending_up_to(conn, high) if batches else 0
         reasons = repository.rejection_reasons(conn, batch_prefix)

@@ -10,8 +10,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from billing.api import errors
-from billing.api.routers import accounts, health
+from billing.api.routers import accounts, events, health, operations, usage
 from billing.settings import BillingSettings
+from metering.settings import MeteringSettings
 
 DESCRIPTION = """\
 The fanmeter admin service: accounts and their people, products and services, rate cards,
@@ -34,7 +35,11 @@ def create_app(
     app.state.settings = settings or BillingSettings()
     app.state.clock = clock
     app.state.engine = engine
+    metering_settings = MeteringSettings()
+    app.state.ingest_batch_size = metering_settings.ingest_batch_size
+    # A connection is counted open while not closed and seen within the lost-close window.
+    app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
-    for router in (health.router, accounts.router):
+    for router in (health.router, operations.router, accounts.router, usage.router, events.router):
         app.include_router(router)
     return app

@@ -13,14 +13,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing import access
 from billing.domain.roles import Principal
 from billing.settings import BillingSettings
+from metering.db import read_only
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer fm_…`")
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; services commit, anything uncommitted is rolled back."""
+    """One session per request; services commit, anything uncommitted is rolled back.
+
+    A GET only reads, so its session reads without taking SQLite's write lock.
+    """
     factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    bind = read_only(request.app.state.engine) if request.method in ("GET", "HEAD") else request.app.state.engine
+    with factory(bind=bind) as session:
         yield session
 
 
@@ -47,6 +52,7 @@ def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = access.principal_for(session, credentials.credentials)
+    session.rollback()  # end the lookup's transaction: the handler starts its own when it needs one
     if principal is None:
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return principal

@@ -1,0 +1,86 @@
+"""``POST /v1/events`` (ingest tokens) and the status of what was sent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+
+from billing import events
+from billing.access import require
+from billing.api.deps import CallerDep
+from billing.api.schemas_usage import BatchStatusOut, EventsAccepted
+from billing.domain.exceptions import PermissionDenied
+from billing.domain.roles import Action, Principal
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+EVENT_TYPES = ("application/cloudevents-batch+json", "application/cloudevents+json", "application/json")
+
+
+def _require_ingest(caller: Principal) -> None:
+    if caller.kind != "ingest":
+        raise PermissionDenied("only an ingest token may send events")
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventsAccepted,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}
+                for media in EVENT_TYPES
+            },
+        }
+    },
+    responses={413: {"description": "The body is over 10 MiB."}, 415: {"description": "Not a CloudEvents JSON body."}},
+)
+async def post_events(
+    request: Request, caller: CallerDep, content_type: Annotated[str | None, Header()] = None
+) -> EventsAccepted:
+    """Accept a CloudEvents batch (or one structured event) and hand it to the metering pipeline."""
+    _require_ingest(caller)
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in EVENT_TYPES:
+        raise HTTPException(415, f"content type must be one of {', '.join(EVENT_TYPES)}, got {media or 'none'!r}")
+    body = await _body_within_limit(request)
+    texts = events.split_events(body)
+    batch_size: int = request.app.state.ingest_batch_size
+    batch_id, messages = events.send(texts, batch_size)
+    return EventsAccepted(batch_id=batch_id, events=len(texts), messages=messages)
+
+
+async def _body_within_limit(request: Request) -> bytes:
+    """Read the body, refusing it with 413 as soon as it passes the limit (never buffering more)."""
+    too_large = HTTPException(413, f"the body is over the {events.MAX_BODY_BYTES:,}-byte limit")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > events.MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > events.MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+@router.get("/events/batches/{batch_id}", response_model=BatchStatusOut)
+def batch_status(batch_id: str, request: Request, caller: CallerDep) -> BatchStatusOut:
+    """How far the pipeline has got: counts, rejection reasons, and whether every event is folded."""
+    if caller.kind != "ingest":
+        require(caller, Action.MANAGE_ACCOUNTS, None)
+    progress, expected = events.progress(request.app.state.engine, batch_id)
+    return BatchStatusOut(
+        batch_id=batch_id,
+        messages=expected,
+        messages_done=progress.batches_done,
+        accepted=progress.accepted,
+        duplicates=progress.duplicates,
+        rejected=progress.rejected,
+        pending_connection_events=progress.pending_left,
+        rejection_reasons=dict(progress.rejection_reasons),
+        done=progress.batches_done >= expected and progress.pending_left == 0,
+    )

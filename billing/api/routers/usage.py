@@ -1,0 +1,100 @@
+"""Usage per account, service and UTC day, month to date: JSON and a CSV download."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from billing import accounts
+from billing.access import require
+from billing.api.deps import CallerDep, NowDep, SessionDep
+from billing.api.schemas_usage import DailyUsageOut, DailyUsageReportOut, UsageOut
+from billing.domain.exceptions import RuleViolation
+from billing.domain.roles import Action, Principal
+from metering import service as metering_service
+from metering.domain.instants import Month, to_micros
+
+router = APIRouter(prefix="/v1", tags=["usage"])
+
+MonthQuery = Annotated[
+    str | None,
+    Query(pattern=r"^\d{4}-\d{2}$", description="UTC month `YYYY-MM`; the current month (to date) by default."),
+]
+CSV_COLUMNS = ("day", "service_id", "connection_minutes", "messages_published", "messages_delivered", "bytes_out")
+
+
+def _month(text: str | None, now_us: int) -> Month:
+    if text is None:
+        return Month.of(now_us)
+    try:
+        return Month.parse(text)
+    except ValueError as error:
+        raise RuleViolation(f"month: {error}") from None
+
+
+def _authorized_month(session: Session, caller: Principal, account_id: str, month: str | None, now_us: int) -> Month:
+    require(caller, Action.READ_USAGE, account_id)
+    accounts.get_account(session, account_id)
+    return _month(month, now_us)
+
+
+@router.get("/accounts/{account_id}/usage", response_model=UsageOut)
+def usage(
+    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
+) -> UsageOut:
+    """The account's usage for a month, in total and per service."""
+    chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
+    report = metering_service.usage_for_month(request.app.state.engine, account_id, chosen)
+    return UsageOut.model_validate(report.to_json())
+
+
+def _daily(request: Request, account_id: str, month: Month) -> list[DailyUsageOut]:
+    rows = metering_service.daily_usage_for_month(request.app.state.engine, account_id, month)
+    return [
+        DailyUsageOut(
+            day=row.day,
+            service_id=row.service_id,
+            connection_minutes=row.connection_minutes,
+            messages_published=row.messages_published,
+            messages_delivered=row.messages_delivered,
+            bytes_out=row.bytes_out,
+        )
+        for row in sorted(rows, key=lambda row: (row.day, row.service_id))
+    ]
+
+
+@router.get("/accounts/{account_id}/usage/daily", response_model=DailyUsageReportOut)
+def daily_usage(
+    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
+) -> DailyUsageReportOut:
+    """The account's usage per service and UTC day for a month."""
+    chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
+    return DailyUsageReportOut(account_id=account_id, month=str(chosen), days=_daily(request, account_id, chosen))
+
+
+@router.get(
+    "/accounts/{account_id}/usage.csv",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "One row per day and service."}
+    },
+)
+def usage_csv(
+    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
+) -> Response:
+    """Download the account's daily usage for a month as CSV."""
+    chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in _daily(request, account_id, chosen):
+        writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
+    filename = f"usage-{account_id}-{chosen}.csv"
+    return Response(
+        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
