@@ -10,9 +10,12 @@ import time
 from datetime import UTC, datetime
 
 import click
+import httpx
+from sqlalchemy import Engine
 
 from billing import service as billing_service
-from fanmeter import demo
+from billing.settings import BillingSettings
+from fanmeter import demo, demo_people
 from fanmeter import ingest as ingest_cli
 from metering import migrate
 from metering import service as metering_service
@@ -31,6 +34,7 @@ def run(once: bool, events: int) -> None:
     this_month = Month.of(to_micros(now))
     previous = Month(this_month.year - 1, 12) if this_month.month == 1 else Month(this_month.year, this_month.month - 1)
     worker = subprocess.Popen([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"])
+    children = [worker]
     try:
         path = runtime.settings.data_dir / "demo-events.jsonl"
         demo.write_demo_file(str(path), this_month.start_us, events)
@@ -44,15 +48,51 @@ def run(once: bool, events: int) -> None:
                 click.echo(f"\n== {account} {month} ==")
                 click.echo(json.dumps({"usage": usage.to_json(), "statement": statement.to_json()}, indent=2))
         click.echo(f"\ndatabase: {runtime.engine.url.render_as_string(hide_password=True)}")
+        admin = _start_admin(runtime.engine, now)
+        if admin is not None:
+            children.append(admin)
         if not once:
             click.echo("worker running; try `fanmeter usage acme " + str(this_month) + "`. Ctrl-C stops.")
             _serve_until_interrupted()
     finally:
-        worker.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            _stop(child)
+
+
+def _start_admin(engine: Engine, now: datetime) -> subprocess.Popen[bytes] | None:
+    """Start the admin service, wait until it answers, print its URL and a demo token per role."""
+    settings = BillingSettings()
+    tokens = demo_people.seed(engine, now)
+    url = f"http://{settings.admin_host}:{settings.admin_port}"
+    process = subprocess.Popen([sys.executable, "-m", "fanmeter", "admin"], stderr=subprocess.DEVNULL)
+    if not _answers(f"{url}/healthz", process):
+        _stop(process)
+        click.echo(f"the admin service did not start on {url} (is the port taken? set FANMETER_ADMIN_PORT)", err=True)
+        return None
+    click.echo(f"\nadmin service: {url} (OpenAPI at {url}/docs)")
+    for role, secret in tokens.items():
+        where = "platform" if role in ("admin", "finance") else demo_people.PEOPLE_ACCOUNT
+        click.echo(f"  {role:<9} ({where:<8}) Authorization: Bearer {secret}")
+    return process
+
+
+def _answers(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _serve_until_interrupted() -> None:

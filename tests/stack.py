@@ -10,6 +10,7 @@ with a queue of the session's own so nothing else's messages interfere.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -110,3 +111,10 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

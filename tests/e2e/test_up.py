@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.stack import fresh_database, run_cli, stack_environment
+from tests.stack import free_port, fresh_database, run_cli, stack_environment
 
 
 def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statements(tmp_path: Path) -> None:
-    env = stack_environment(tmp_path)
+    env = {**stack_environment(tmp_path), "FANMETER_ADMIN_PORT": str(free_port())}
     with fresh_database() as url:
         if url:
             env["FANMETER_DATABASE_URL"] = url
@@ -24,9 +25,12 @@ def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statem
     assert out.count('"status": "draft"') == 3 and out.count('"status": "open"') == 3
     accepted = int(out.split("accepted:")[1].split()[0])
     assert accepted > 2900
+    assert f"admin service: http://127.0.0.1:{env['FANMETER_ADMIN_PORT']}" in out
+    for role in ("admin", "finance", "superuser", "engineer", "billing", "user"):
+        assert re.search(rf"^  {role} +\(\w+ *\) Authorization: Bearer fm_\S+$", out, re.MULTILINE), role
 
 
-@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db"])
+@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db", "admin", "token"])
 def test_every_command_documents_itself(command: str, tmp_path: Path) -> None:
     result = run_cli({"FANMETER_DATA_DIR": str(tmp_path)}, command, "--help")
 
