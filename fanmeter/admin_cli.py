@@ -34,13 +34,21 @@ def _engine_at_head() -> Engine:
 @click.command()
 @click.option("--host", help="Interface to listen on (default FANMETER_ADMIN_HOST or 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default FANMETER_ADMIN_PORT or 8480).")
-def admin(host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes.")
+def admin(host: str | None, port: int | None, workers: int) -> None:
     """Serve the admin API (OpenAPI at /docs) with uvicorn."""
-    from billing.api.app import create_app
-
     settings = BillingSettings()
-    app = create_app(_engine_at_head(), settings)
-    uvicorn.run(app, host=host or settings.admin_host, port=port or settings.admin_port, log_level="info")
+    _engine_at_head().dispose()  # refuse to start on an old schema; each server process opens its own engine
+    host, port = host or settings.admin_host, port or settings.admin_port
+    click.echo(f"fanmeter admin on http://{host}:{port} (OpenAPI at http://{host}:{port}/docs), {workers} worker(s)")
+    uvicorn.run(
+        "billing.bootstrap:bootstrap_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @click.group()
