@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from billing.api import errors
-from billing.api.routers import accounts, health
+from billing.api.routers import accounts, fanout, health, products, services
 from billing.settings import BillingSettings
 
 DESCRIPTION = """\
@@ -35,6 +35,6 @@ def create_app(
     app.state.clock = clock
     app.state.engine = engine
     errors.install(app)
-    for router in (health.router, accounts.router):
+    for router in (health.router, accounts.router, products.router, services.router, fanout.router):
         app.include_router(router)
     return app
