@@ -35,8 +35,16 @@ class TlsPolicy:
     timeout_seconds: float
     ca_file: str | None = None
 
-    def check(self, host: str, port: int) -> TlsCheck:
-        return check_tls(host, port, timeout=self.timeout_seconds, cafile=self.ca_file)
+    def check(self, backend: Backend) -> TlsCheck:
+        """Check a TLS backend: connect to its address and port, verify the name the origin is asked for
+        (its override host, else its address)."""
+        return check_tls(
+            backend.address,
+            backend_port(backend),
+            timeout=self.timeout_seconds,
+            cafile=self.ca_file,
+            server_name=backend.override_host or backend.address,
+        )
 
 
 def service_for(session: Session, principal: Principal, service_id: str, action: Action) -> Service:
@@ -189,7 +197,7 @@ def create_backend(
         reason = fanout_rules.backend_settings_refusal(name, backend_facts(backend).extra_settings)
         if reason:
             raise RuleViolation(reason)
-    check = tls.check(backend.address, backend_port(backend)) if backend.use_tls else None
+    check = tls.check(backend) if backend.use_tls else None
     backend.tls_status = check.status if check else fanout_rules.TLS_NOT_APPLICABLE
     if service.fanout_enabled:
         reason = fanout_rules.tls_refusal(backend_facts(backend, check))
@@ -224,7 +232,7 @@ def enable_fanout(session: Session, principal: Principal, service: Service, tls:
     if service.fanout_enabled:
         return service
     backends = list_backends(session, service.id)
-    checked = [(b, tls.check(b.address, backend_port(b)) if b.use_tls else None) for b in backends]
+    checked = [(b, tls.check(b) if b.use_tls else None) for b in backends]
     purchased = set(products_of(session, service.account_id))
     reason = fanout_rules.enable_refusal(purchased, facts(service), [backend_facts(b, c) for b, c in checked])
     if reason:

@@ -27,16 +27,19 @@ class TlsCheck:
     detail: str = ""
 
 
-def check_tls(host: str, port: int, *, timeout: float, cafile: str | None = None) -> TlsCheck:
-    """Connect to ``host:port`` and verify its certificate chain and name against ``cafile``.
+def check_tls(
+    host: str, port: int, *, timeout: float, cafile: str | None = None, server_name: str | None = None
+) -> TlsCheck:
+    """Connect to ``host:port`` and verify its certificate chain against ``cafile`` and its name.
 
-    ``cafile`` defaults to certifi's public CA bundle, the set of authorities Fanout accepts.
+    ``cafile`` defaults to certifi's public CA bundle, the set of authorities Fanout accepts;
+    ``server_name`` (SNI and the name checked) defaults to ``host``.
     """
     context = ssl.create_default_context(cafile=cafile or certifi.where())
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host),
+            context.wrap_socket(raw, server_hostname=server_name or host),
         ):
             pass
     except ssl.SSLCertVerificationError as error:

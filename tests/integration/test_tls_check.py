@@ -41,3 +41,13 @@ def test_an_origin_nobody_answers_on_is_unverified_not_refused() -> None:
 
     assert result.status == "unverified"
     assert "refused" in result.detail.lower()
+
+
+def test_the_name_checked_is_the_server_name_when_one_is_given(tmp_path: Path) -> None:
+    ca, leaf = ca_signed(tmp_path)
+
+    with serving(leaf) as origin:
+        result = check_tls("127.0.0.1", origin.port, timeout=3, cafile=str(ca), server_name="app.example")
+
+    assert result.status == "untrusted"
+    assert "Hostname mismatch" in result.detail
