@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from billing import catalog
+from billing import accounts, catalog
 from billing.access import require
 from billing.api.deps import CallerDep, NowDep, SessionDep, SettingsDep
 from billing.api.routers.services import tls_policy
@@ -32,6 +32,7 @@ def fanout_services(session: SessionDep, caller: CallerDep, account_id: str | No
     if account_id is None:
         raise RuleViolation("platform users must pass ?account_id= to list an account's Fanout services")
     require(caller, Action.READ_SERVICES, account_id)
+    accounts.get_account(session, account_id)
     return FanoutServicesOut(
         product=PRODUCT,
         customer=ObjectRef(id=account_id, object="customer"),
