@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing import audit
@@ -214,7 +215,11 @@ def create_backend(
         after=backend_json(backend),
         now=now,
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same name added concurrently
+        session.rollback()
+        raise Conflict(f"service {service.id} already has a backend named {name!r}") from None
     return backend
 
 

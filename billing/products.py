@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing import audit
@@ -67,7 +68,14 @@ def purchase(session: Session, principal: Principal, account_id: str, product: s
         after=product_json(account_id, product, row),
         now=now,
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent purchase of the same product won: the outcome is the same
+        session.rollback()
+        winner = product_row(session, account_id, product)
+        if winner is None:
+            raise
+        return winner
     return row
 
 
