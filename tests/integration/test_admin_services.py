@@ -284,6 +284,19 @@ def test_a_tls_backend_whose_certificate_chains_to_a_trusted_ca_is_verified(engi
     assert enabled.status_code == 200
 
 
+def test_the_certificate_must_name_the_override_host_when_one_is_set(engine: Engine, tmp_path: Path) -> None:
+    ca, leaf = ca_signed(tmp_path)  # the certificate names 127.0.0.1 only
+    world = build_world(engine, settings=BillingSettings(tls_ca_file=str(ca)))
+    with world.client, serving(leaf) as origin:
+        service_id = new_service(world)
+        response = add_backend(
+            world, service_id, address="127.0.0.1", port=origin.port, use_tls=True, override_host="app.example"
+        )
+
+    assert response.status_code == 201
+    assert response.json()["tls_status"] == "untrusted"
+
+
 # --- Fanout per service ------------------------------------------------------------------------
 
 
