@@ -11,7 +11,6 @@ Goal (issue "Admin service"): p95 under 50 ms at 20 concurrent clients.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import re
@@ -129,9 +128,10 @@ def _insert_usage(conn, rows) -> None:  # type: ignore[no-untyped-def]
             for row in rows:
                 copy.write_row(row)
         return
-    conn.exec_driver_sql(f"INSERT INTO usage_daily ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)", [
-        (a, s, d.isoformat(), *v) for a, s, d, *v in rows
-    ])
+    conn.exec_driver_sql(
+        f"INSERT INTO usage_daily ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(a, s, d.isoformat(), *v) for a, s, d, *v in rows],
+    )
 
 
 def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir: Path) -> None:
@@ -142,14 +142,29 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
     try:
         base = f"http://127.0.0.1:{port}"
         _wait(base)
-        sample = httpx.get(f"{base}/v1/accounts/acc-00000/usage?month=2025-06", headers={"Authorization": f"Bearer {token}"})
+        sample = httpx.get(
+            f"{base}/v1/accounts/acc-00000/usage?month=2025-06", headers={"Authorization": f"Bearer {token}"}
+        )
         assert sample.status_code == 200 and sample.json()["services"], sample.text
         script = data_dir / "usage.lua"
         script.write_text(WRK_SCRIPT.replace("ACCOUNTS", str(args.accounts)).replace("TOKEN", token))
-        subprocess.run(["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", "-d2s", "-s", str(script), base], capture_output=True)
+        subprocess.run(
+            ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", "-d2s", "-s", str(script), base],
+            capture_output=True,
+        )
         result = subprocess.run(
-            ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", f"-d{args.duration}s", "-s", str(script), base],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                f"-t{min(2, args.connections)}",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "-s",
+                str(script),
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         _report(result.stdout, args)
     finally:

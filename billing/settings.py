@@ -15,3 +15,5 @@ class BillingSettings(BaseSettings):
     statement_grace_hours: int = Field(default=72, ge=0)
     # How long the configuration-time TLS check of a backend waits for the origin.
     tls_check_timeout_seconds: float = Field(default=3.0, gt=0)
+    # The CA bundle backends' certificates must chain to; None is certifi's public bundle.
+    tls_ca_file: str | None = None

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from billing.api import errors
-from billing.api.routers import accounts, events, health, operations, usage
+from billing.api.routers import accounts, events, fanout, health, operations, products, services, usage
 from billing.settings import BillingSettings
 from metering.settings import MeteringSettings
 
@@ -40,6 +40,7 @@ def create_app(
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
-    for router in (health.router, operations.router, accounts.router, usage.router, events.router):
+    routers = (health, operations, accounts, products, services, fanout, usage, events)
+    for router in (module.router for module in routers):
         app.include_router(router)
     return app
