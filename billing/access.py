@@ -64,15 +64,23 @@ def issue(
 
 def principal_for(session: Session, secret: str) -> Principal | None:
     """Who a bearer token speaks for, or None when it is unknown, revoked or its user removed."""
-    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(secret))).one_or_none()
-    if row is None or row.revoked_at is not None:
+    # One round trip: every request authenticates, so the token and its person come together.
+    query = (
+        select(
+            ApiToken.id, ApiToken.kind, ApiToken.account_id, ApiToken.service_id, User.id, User.role, User.account_id
+        )
+        .outerjoin(User, (User.id == ApiToken.user_id) & User.removed_at.is_(None))
+        .where(ApiToken.token_hash == token_hash(secret), ApiToken.revoked_at.is_(None))
+    )
+    row = session.execute(query).one_or_none()
+    if row is None:
         return None
-    if row.kind != "user":
-        return Principal(row.id, row.kind, account_id=row.account_id, service_id=row.service_id)
-    user = session.get(User, row.user_id)
-    if user is None or user.removed_at is not None:
+    token_id, kind, account_id, service_id, user_id, role, user_account_id = row
+    if kind != "user":
+        return Principal(token_id, kind, account_id=account_id, service_id=service_id)
+    if user_id is None:  # the person was removed
         return None
-    return Principal(row.id, "user", role=user.role, account_id=user.account_id, user_id=user.id)
+    return Principal(token_id, "user", role=role, account_id=user_account_id, user_id=user_id)
 
 
 def require(principal: Principal, action: Action, account_id: str | None) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from metering import repository, rollups
 from metering.db import read_only
@@ -115,13 +115,18 @@ def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
 
 def usage_for_month(engine: Engine, account_id: str, month: Month) -> UsageReport:
     """Returns an account's usage for a UTC month from the daily rollups."""
-    return usage_report(account_id, month, daily_usage_for_month(engine, account_id, month))
-
-
-def daily_usage_for_month(engine: Engine, account_id: str, month: Month) -> list[DailyUsage]:
-    """Returns an account's rollup rows for a UTC month, per service and day (sorted so)."""
     with read_only(engine).connect() as conn:
-        rows = repository.usage_rows(conn, account_id, month.first_day, month.last_day)
+        return usage_on(conn, account_id, month)
+
+
+def usage_on(conn: Connection, account_id: str, month: Month) -> UsageReport:
+    """``usage_for_month`` on a connection the caller holds (the admin API reuses its request's)."""
+    return usage_report(account_id, month, daily_usage_on(conn, account_id, month))
+
+
+def daily_usage_on(conn: Connection, account_id: str, month: Month) -> list[DailyUsage]:
+    """Returns an account's rollup rows for a UTC month, per service and day (sorted so)."""
+    rows = repository.usage_rows(conn, account_id, month.first_day, month.last_day)
     return [DailyUsage(*row) for row in rows]
 
 

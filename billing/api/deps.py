@@ -15,6 +15,7 @@ from billing.domain.roles import Principal
 from billing.settings import BillingSettings
 from metering.db import read_only
 
+READ_METHODS = ("GET", "HEAD")
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer fm_…`")
 
 
@@ -24,7 +25,7 @@ def get_session(request: Request) -> Iterator[Session]:
     A GET only reads, so its session reads without taking SQLite's write lock.
     """
     factory: sessionmaker[Session] = request.app.state.sessions
-    bind = read_only(request.app.state.engine) if request.method in ("GET", "HEAD") else request.app.state.engine
+    bind = read_only(request.app.state.engine) if request.method in READ_METHODS else request.app.state.engine
     with factory(bind=bind) as session:
         yield session
 
@@ -46,13 +47,16 @@ SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
 
 
 def get_principal(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     """The caller behind the bearer token; 401 without a valid one."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = access.principal_for(session, credentials.credentials)
-    session.rollback()  # end the lookup's transaction: the handler starts its own when it needs one
+    if request.method not in READ_METHODS:
+        # End the lookup's transaction: on SQLite a writer's transaction holds the database's
+        # write lock, which the handler should take only when it writes.
+        session.rollback()
     if principal is None:
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return principal

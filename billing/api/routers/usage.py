@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -44,17 +44,15 @@ def _authorized_month(session: Session, caller: Principal, account_id: str, mont
 
 
 @router.get("/accounts/{account_id}/usage", response_model=UsageOut)
-def usage(
-    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
-) -> UsageOut:
+def usage(account_id: str, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None) -> UsageOut:
     """The account's usage for a month, in total and per service."""
     chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
-    report = metering_service.usage_for_month(request.app.state.engine, account_id, chosen)
+    report = metering_service.usage_on(session.connection(), account_id, chosen)
     return UsageOut.model_validate(report.to_json())
 
 
-def _daily(request: Request, account_id: str, month: Month) -> list[DailyUsageOut]:
-    rows = metering_service.daily_usage_for_month(request.app.state.engine, account_id, month)
+def _daily(session: Session, account_id: str, month: Month) -> list[DailyUsageOut]:
+    rows = metering_service.daily_usage_on(session.connection(), account_id, month)
     return [
         DailyUsageOut(
             day=row.day,
@@ -70,11 +68,11 @@ def _daily(request: Request, account_id: str, month: Month) -> list[DailyUsageOu
 
 @router.get("/accounts/{account_id}/usage/daily", response_model=DailyUsageReportOut)
 def daily_usage(
-    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
+    account_id: str, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
 ) -> DailyUsageReportOut:
     """The account's usage per service and UTC day for a month."""
     chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
-    return DailyUsageReportOut(account_id=account_id, month=str(chosen), days=_daily(request, account_id, chosen))
+    return DailyUsageReportOut(account_id=account_id, month=str(chosen), days=_daily(session, account_id, chosen))
 
 
 @router.get(
@@ -85,14 +83,14 @@ def daily_usage(
     },
 )
 def usage_csv(
-    account_id: str, request: Request, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
+    account_id: str, session: SessionDep, caller: CallerDep, now: NowDep, month: MonthQuery = None
 ) -> Response:
     """Download the account's daily usage for a month as CSV."""
     chosen = _authorized_month(session, caller, account_id, month, to_micros(now))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in _daily(request, account_id, chosen):
+    for row in _daily(session, account_id, chosen):
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
     filename = f"usage-{account_id}-{chosen}.csv"
     return Response(
