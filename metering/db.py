@@ -79,5 +79,12 @@ READ_ONLY_OPTION = "fanmeter_read_only"
 
 
 def read_only(engine: Engine) -> Engine:
-    """The same engine for transactions that only read: on SQLite they never wait for a writer."""
-    return engine.execution_options(**{READ_ONLY_OPTION: True})
+    """The same engine for work that only reads.
+
+    On SQLite its transactions are deferred and never wait for a writer. On PostgreSQL it runs
+    in autocommit: each read is its own snapshot, and a request saves the BEGIN and ROLLBACK
+    round trips (reads of the admin API are independent of one another).
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READ_ONLY_OPTION: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
@@ -43,6 +45,15 @@ async def _billing_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=_status_for(error))
 
 
+async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """A NUL in the path or query is bad input (PostgreSQL cannot store or compare it): 400."""
+    texts = [request.scope["path"], *(part for item in request.query_params.multi_items() for part in item)]
+    if any("\x00" in text for text in texts):
+        return JSONResponse({"detail": "the path or query contains a NUL character"}, status_code=400)
+    return await call_next(request)
+
+
 def install(app: FastAPI) -> None:
-    """Map every billing domain error to its status code."""
+    """Map every billing domain error to its status code, and refuse NUL characters in URLs."""
     app.add_exception_handler(BillingError, _billing_error)
+    app.middleware("http")(_refuse_nul)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Plan = Literal["paid", "trial"]
 Role = Literal["admin", "finance", "superuser", "engineer", "billing", "user"]
@@ -13,9 +13,17 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused, naming the field, instead of being ignored."""
+    """Unknown fields are refused, naming the field, instead of being ignored; so is a NUL in any text."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL cannot store NUL in text; refuse it at the edge instead of failing in the database.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
 
 
 class AccountIn(Strict):

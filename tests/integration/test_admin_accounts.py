@@ -143,3 +143,15 @@ def test_removing_a_user_revokes_their_tokens(world: World) -> None:
 
 def test_healthz_answers_without_a_token(world: World) -> None:
     assert world.client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_a_nul_character_anywhere_is_refused_before_it_reaches_the_database(world: World) -> None:
+    headers = world.as_role("superuser")
+
+    in_body = world.client.post(f"/v1/accounts/{OWN}/users", json={"email": "\x00@x", "role": "user"}, headers=headers)
+    in_path = world.client.get("/v1/accounts/acc%00own", headers=headers)
+    in_query = world.client.get(f"/v1/accounts/{OWN}/usage?month=%00", headers=world.as_role("admin"))
+
+    assert in_body.status_code == 422 and "NUL" in in_body.json()["detail"][0]["msg"]
+    assert (in_path.status_code, in_query.status_code) == (400, 400)
+    assert in_path.json() == {"detail": "the path or query contains a NUL character"}
