@@ -1,0 +1,65 @@
+"""In-process fan-out: which connections hold which channel of which service."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from broker.connection import Connection, Delivery
+from broker.publish import Item
+
+ChannelKey = tuple[str, str]  # (service_id, channel): services never share a channel
+
+
+class Hub:
+    """Channel subscriptions of this node's connections; ``deliver`` queues items to them.
+
+    ``on_first``/``on_last`` tell a cross-node fan-out (Redis) when this node starts or stops
+    holding a channel.
+    """
+
+    def __init__(self) -> None:
+        self._subs: dict[ChannelKey, set[Connection]] = {}
+        self._keys = itertools.count()
+        self.on_first: Callable[[ChannelKey], None] = lambda _key: None
+        self.on_last: Callable[[ChannelKey], None] = lambda _key: None
+
+    def subscribe(self, conn: Connection, channel: str) -> None:
+        key = (conn.service.service_id, channel)
+        subs = self._subs.setdefault(key, set())
+        if not subs:
+            self.on_first(key)
+        subs.add(conn)
+        conn.channels.add(channel)
+
+    def unsubscribe(self, conn: Connection, channel: str) -> None:
+        key = (conn.service.service_id, channel)
+        subs = self._subs.get(key)
+        conn.channels.discard(channel)
+        if subs is None or conn not in subs:
+            return
+        subs.discard(conn)
+        if not subs:
+            del self._subs[key]
+            self.on_last(key)
+
+    def leave(self, conn: Connection) -> None:
+        for channel in list(conn.channels):
+            self.unsubscribe(conn, channel)
+
+    def channels(self) -> list[ChannelKey]:
+        return list(self._subs)
+
+    def deliver(self, service_id: str, items: tuple[Item, ...]) -> int:
+        """Queue each item to every local subscriber whose transport has a format in it; return how many queued."""
+        queued = 0
+        for item in items:
+            subs = self._subs.get((service_id, item.channel))
+            if not subs:
+                continue
+            key = f"{next(self._keys)}"
+            for conn in list(subs):
+                fmt = item.format_for(conn.transport)
+                if fmt is not None and conn.offer(Delivery(item, fmt, key)):
+                    queued += 1
+        return queued
