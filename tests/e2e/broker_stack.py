@@ -77,9 +77,9 @@ def grip_origin(tmp: Path, tls: bool = False) -> Iterator[str]:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 
-def services_file(path: Path, origin: str, tls_origin: str | None = None) -> Path:
+def services_file(path: Path, origin: str, tls_origin: str | None = None, account: str = "acct-a") -> Path:
     """Services: ``svc-a`` (Fanout on), ``svc-off`` (Fanout off), ``svc-tls`` (self-signed origin)."""
-    base = {"account_id": "acct-a", "origin": origin, "publish_tokens": [TOKEN], "grip_key": GRIP_KEY}
+    base = {"account_id": account, "origin": origin, "publish_tokens": [TOKEN], "grip_key": GRIP_KEY}
     services = [
         {**base, "service_id": "svc-a", "fanout_enabled": True, "hosts": ["svc-a.test"]},
         {**base, "service_id": "svc-off", "fanout_enabled": False},
