@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from broker.hub import ChannelKey, Hub
 from broker.publish import Item, parse_publish_body
 
 REDIS_PREFIX = "fanmeter:channel:"
+logger = logging.getLogger(__name__)
 
 
 class Fanout(Protocol):
@@ -58,6 +60,7 @@ class RedisFanout:
         self._ready = asyncio.Event()
         hub.on_first = lambda key: self._changes.put_nowait(("subscribe", redis_channel(key)))
         hub.on_last = lambda key: self._changes.put_nowait(("unsubscribe", redis_channel(key)))
+        hub.settle = self._changes.join
 
     async def start(self) -> None:
         await self._redis.ping()
@@ -81,10 +84,15 @@ class RedisFanout:
     async def _apply_changes(self) -> None:
         while True:
             action, channel = await self._changes.get()
-            if action == "subscribe":
-                await self._pubsub.subscribe(channel)
-            else:
-                await self._pubsub.unsubscribe(channel)
+            try:
+                if action == "subscribe":
+                    await self._pubsub.subscribe(channel)
+                else:
+                    await self._pubsub.unsubscribe(channel)
+            except Exception:  # keep serving local clients; redis-py reconnects and resubscribes on the next call
+                logger.exception("Redis %s of %s failed", action, channel)
+            finally:
+                self._changes.task_done()
 
     async def _listen(self) -> None:
         while True:

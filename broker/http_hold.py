@@ -30,6 +30,7 @@ async def _subscribe(ctx: HoldContext, conn: Connection, hold: Hold) -> None:
     await ctx.meter.opened(conn)
     for channel in hold.channels:
         ctx.hub.subscribe(conn, channel.name)
+    await ctx.hub.settled()  # before the client sees anything: a publish after that reaches it
 
 
 def _release(ctx: HoldContext, conn: Connection, reason: str) -> None:

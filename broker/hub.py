@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from broker.connection import Connection, Delivery
 from broker.publish import Item
@@ -23,6 +23,11 @@ class Hub:
         self._keys = itertools.count()
         self.on_first: Callable[[ChannelKey], None] = lambda _key: None
         self.on_last: Callable[[ChannelKey], None] = lambda _key: None
+        self.settle: Callable[[], Awaitable[None]] = _nothing
+
+    async def settled(self) -> None:
+        """Return once subscriptions made so far are in effect everywhere (Redis: SUBSCRIBE sent)."""
+        await self.settle()
 
     def subscribe(self, conn: Connection, channel: str) -> None:
         key = (conn.service.service_id, channel)
@@ -63,3 +68,7 @@ class Hub:
                 if fmt is not None and conn.offer(Delivery(item, fmt, key)):
                     queued += 1
         return queued
+
+
+async def _nothing() -> None:
+    return None

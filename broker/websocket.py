@@ -156,6 +156,7 @@ async def _apply(ctx: HoldContext, session: WsSession, events: list[WsEvent], se
 async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Control, send: Send) -> None:
     if control.type == "subscribe" and control.channel:
         ctx.hub.subscribe(session.conn, control.channel)
+        await ctx.hub.settled()
     elif control.type == "unsubscribe" and control.channel:
         ctx.hub.unsubscribe(session.conn, control.channel)
     elif control.type == "detach":
