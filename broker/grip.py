@@ -95,7 +95,7 @@ def split_params(value: str) -> tuple[str, dict[str, str]]:
     for part in parts[1:]:
         key, _, raw = part.partition("=")
         params[key.strip().lower()] = _unquote(raw.strip())
-    return parts[0].strip(), params
+    return _unquote(parts[0].strip()), params
 
 
 def _split_outside_quotes(value: str, separator: str) -> list[str]:
