@@ -82,7 +82,7 @@ def payload_size(fmt: Format) -> int:
 
 
 def parse_publish_body(body: bytes) -> tuple[Item, ...]:
-    """Validate a publish body; every item must be valid or none is published.
+    """Validate a publish body; every item must be valid or none is published (an empty list is valid).
 
     >>> parse_publish_body(b'{"items":[{"channel":"a","formats":{"http-stream":{"content":"hi"}}}]}')[0].channel
     'a'
@@ -93,8 +93,6 @@ def parse_publish_body(body: bytes) -> tuple[Item, ...]:
         raise PublishError("body is not valid JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         raise PublishError('body must be an object with an "items" list')
-    if not doc["items"]:
-        raise PublishError('"items" must not be empty')
     return tuple(_item(raw, index) for index, raw in enumerate(doc["items"]))
 
 
@@ -109,10 +107,11 @@ def _item(raw: Any, index: int) -> Item:
         if key in raw and not isinstance(raw[key], str):
             raise PublishError(f"{where}.{key} must be a string")
     formats = _formats_of(raw, where)
-    unknown = sorted(set(formats) - set(FORMAT_NAMES))
-    if unknown:
-        raise PublishError(f"{where}.formats has unknown format {unknown[0]!r}")
-    parsed = {name: _format(name, value, f"{where}.formats.{name}") for name, value in formats.items()}
+    # Format names this broker does not know are ignored, as Pushpin does: a publisher may send
+    # formats for other transports, and the item still reaches the ones it has a format for.
+    parsed = {
+        name: _format(name, value, f"{where}.formats.{name}") for name, value in formats.items() if name in FORMAT_NAMES
+    }
     return Item(channel, parsed, raw.get("id"), raw.get("prev-id"), raw)
 
 
@@ -121,7 +120,7 @@ def _formats_of(raw: dict[str, Any], where: str) -> dict[str, Any]:
     nested = raw.get("formats", {})
     if not isinstance(nested, dict):
         raise PublishError(f"{where}.formats must be an object")
-    top = {name: raw[name] for name in FORMAT_NAMES if name in raw}
+    top = {name: raw[name] for name in FORMAT_NAMES if name in raw}  # EPCP: only known names are formats
     both = sorted(set(nested) & set(top))
     if both:
         raise PublishError(f"{where} has format {both[0]!r} both in formats and at the top level")

@@ -61,7 +61,6 @@ def test_the_item_size_is_its_largest_payload():
     [
         (b"\xff", "not valid JSON"),
         (b"[]", '"items" list'),
-        (b'{"items": []}', "must not be empty"),
         (body(1), "items[0] must be an object"),
         (body({"channel": 5, "http-stream": {"content": "x"}}), "channel must be a non-empty string"),
         (body({"channel": "c", "id": 5, "http-stream": {"content": "x"}}), "items[0].id must be a string"),
@@ -71,7 +70,6 @@ def test_the_item_size_is_its_largest_payload():
             body({"channel": "c", "formats": {"http-stream": {"content": "x"}}, "http-stream": {"content": "y"}}),
             "both in formats",
         ),
-        (body({"channel": "c", "formats": {"carrier-pigeon": {}}}), "unknown format 'carrier-pigeon'"),
         (body({"channel": "c", "http-stream": 1}), "http-stream must be an object"),
         (body({"channel": "c", "http-stream": {"action": "explode"}}), "action must be send or close"),
         (body({"channel": "c", "http-stream": {}}), "needs content or content-bin"),
@@ -92,3 +90,13 @@ def test_invalid_publish_bodies_are_refused_with_the_reason(raw, reason):
 def test_one_invalid_item_refuses_the_whole_publish():
     with pytest.raises(PublishError, match=r"items\[1\]"):
         parse_publish_body(body({"channel": "a", "http-stream": {"content": "x"}}, {"channel": ""}))
+
+
+def test_an_empty_item_list_publishes_nothing_and_unknown_formats_are_ignored_as_pushpin_does():
+    assert parse_publish_body(b'{"items": []}') == ()
+    (item,) = parse_publish_body(
+        body({"channel": "c", "formats": {"carrier-pigeon": {}, "http-stream": {"content": "x"}}})
+    )
+    assert list(item.formats) == ["http-stream"]
+    (only_unknown,) = parse_publish_body(body({"channel": "c", "formats": {"carrier-pigeon": {}}}))
+    assert only_unknown.formats == {} and only_unknown.size == 0
