@@ -18,6 +18,8 @@ class BrokerSettings(MeteringSettings):
     broker_node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=40)
     # Deliveries waiting per connection; beyond this a slow consumer's deliveries are dropped.
     broker_queue_size: int = Field(default=1000, gt=0)
+    # Ship the outbox to the pipeline (off only for benchmarks: events then stay in the outbox).
+    broker_ship: bool = True
     # Events per batch sent to the metering pipeline, and how often the shipper looks.
     broker_ship_batch: int = Field(default=2000, gt=0, le=100_000)
     broker_ship_interval_ms: int = Field(default=250, gt=0)

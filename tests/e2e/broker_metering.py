@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from gripcontrol import GripPubControl, HttpStreamFormat, WebSocketMessageFormat
 from pubcontrol import Item
 
 from metering import service as metering_service
-from metering.bootstrap import bootstrap
+from metering.db import make_engine
 from metering.domain.instants import Month
 from tests.e2e.broker_stack import TOKEN, BrokerNode
 from tests.stack import run_cli, settings_for
@@ -95,11 +95,14 @@ async def receive_all(clients: list[Any], count: int) -> int:
 
 
 def usage(env: dict[str, str], account: str) -> dict[str, int]:
-    """The account's usage this month through the metering service (sums the previous month too near a boundary)."""
-    engine = bootstrap(settings_for(env)).engine
+    """The account's usage this month and last (a test may straddle a month boundary), through the metering service."""
+    engine = make_engine(settings_for(env).resolved_database_url)
     now = datetime.now(UTC)
-    months = {Month.of_day(now.date()), Month.of_day(now.replace(day=1).date())}
-    reports = [metering_service.usage_for_month(engine, account, m) for m in months]
+    months = {Month.of_day(now.date()), Month.of_day((now.replace(day=1) - timedelta(days=1)).date())}
+    try:
+        reports = [metering_service.usage_for_month(engine, account, m) for m in months]
+    finally:
+        engine.dispose()
     keys = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
     return {k: sum(getattr(r, k) for r in reports) for k in keys}
 
