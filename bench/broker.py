@@ -85,6 +85,11 @@ def tree_rss_kib(root: int) -> int:
 
 
 async def open_stream(target: Target, path: str, marker: bytes) -> Sub:
+    """One client; a stream not open within 15 s counts as failed."""
+    return await asyncio.wait_for(_open_stream(target, path, marker), timeout=15)
+
+
+async def _open_stream(target: Target, path: str, marker: bytes) -> Sub:
     reader, writer = await asyncio.open_connection(target.host, target.port)
     writer.write(f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode())
     buffer = b""
@@ -182,6 +187,7 @@ async def measure(target: Target, idle: int, subs_n: int, burst: int, connects: 
 def fanmeter_target(tmp: Path, origin: str) -> Iterator[Target]:
     env = {"FANMETER_DATA_DIR": str(tmp / "data"), "FANMETER_BROKER_SHIP": "false",
            "FANMETER_BROKER_QUEUE_SIZE": "1000"}  # fmt: skip
+    (tmp / "data").mkdir()
     config = services_file(tmp / "services.json", origin)
     with broker_node(env, config, "bench") as node:
         yield Target("fanmeter", "127.0.0.1", node.port, "/s/svc-a", node.publish_url(),

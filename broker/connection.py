@@ -30,13 +30,11 @@ class Connection:
     dropped: int = 0
     channels: set[str] = field(default_factory=set)
     queue: asyncio.Queue[Delivery] = field(init=False)
+    who: Subject = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
-
-    @property
-    def who(self) -> Subject:
-        return Subject(self.service.account_id, self.service.service_id)
+        self.who = Subject(self.service.account_id, self.service.service_id)  # once: the delivery path uses it
 
     def offer(self, delivery: Delivery) -> bool:
         """Queue a delivery; a full queue (slow consumer) drops it, counted here and never as delivered."""

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 
 from broker.connection import Connection, Delivery
-from broker.publish import Item
+from broker.publish import TRANSPORT_FORMAT, Item
 
 ChannelKey = tuple[str, str]  # (service_id, channel): services never share a channel
 
@@ -63,9 +63,11 @@ class Hub:
             if not subs:
                 continue
             key = f"{next(self._keys)}"
+            # One Delivery per format, shared by every subscriber that takes it.
+            deliveries = {name: Delivery(item, fmt, key) for name, fmt in item.formats.items()}
             for conn in list(subs):
-                fmt = item.format_for(conn.transport)
-                if fmt is not None and conn.offer(Delivery(item, fmt, key)):
+                delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
+                if delivery is not None and conn.offer(delivery):
                     queued += 1
         return queued
 

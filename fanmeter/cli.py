@@ -144,7 +144,11 @@ def statement(account: str, month: Month, fmt: str) -> None:
 @click.option("--once", is_flag=True, help="Exit after printing instead of serving.")
 @click.option("--events", default=20_000, show_default=True, help="Simulated events to send.")
 def up(once: bool, events: int) -> None:
-    """Run everything on the embedded default with simulated demo traffic; print usage and statements."""
+    """Run everything on the embedded default with simulated demo traffic; print usage and statements.
+
+    Then start a broker (port 7999 if free) in front of a demo origin, connect real clients,
+    publish through the publish API and print the usage metered for them (account live-demo).
+    """
     from fanmeter import up as up_command
 
     up_command.run(once=once, events=events)

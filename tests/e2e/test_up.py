@@ -24,9 +24,13 @@ def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statem
     assert out.count('"status": "draft"') == 3 and out.count('"status": "open"') == 3
     accepted = int(out.split("accepted:")[1].split()[0])
     assert accepted > 2900
+    live = out.split("metered usage of live-demo:")[1]
+    assert "5 clients received 20 messages" in out
+    assert '"messages_published": 4,' in live and '"messages_delivered": 20,' in live
+    assert '"connection_minutes": 5,' in live
 
 
-@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db"])
+@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db", "broker"])
 def test_every_command_documents_itself(command: str, tmp_path: Path) -> None:
     result = run_cli({"FANMETER_DATA_DIR": str(tmp_path)}, command, "--help")
 
