@@ -52,6 +52,8 @@ class Meter:
         if self.open.pop(conn.id, None) is None:
             return
         self.dropped_total += conn.dropped
+        if conn.dropped:  # operators see slow consumers in the close events they already have
+            reason = f"{reason}; {conn.dropped} deliveries dropped (slow consumer)"
         event = events.connection_report(
             self._node, new_id(), self._clock(), conn.who, conn.id, (conn.bytes_out, conn.bytes_in), reason
         )

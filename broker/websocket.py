@@ -75,8 +75,8 @@ async def websocket_session(ctx: HoldContext, origins: Origins, service: Service
     except (OriginError, OriginRefused, WsEventsError):
         await send({"type": "websocket.close", "code": 1011})
         return
+    await ctx.meter.opened(conn)  # durable before the client learns it is connected
     await send({"type": "websocket.accept"})
-    await ctx.meter.opened(conn)
     reason = "client disconnected"
     try:
         await _apply(ctx, session, opening[1:], send)

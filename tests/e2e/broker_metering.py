@@ -15,6 +15,7 @@ import httpx
 import websockets
 from gripcontrol import GripPubControl, HttpStreamFormat, WebSocketMessageFormat
 from pubcontrol import Item
+from sqlalchemy import text
 
 from metering import service as metering_service
 from metering.db import make_engine
@@ -48,13 +49,24 @@ class StreamClient:
         self.bytes += len(first)
         self._buffer = b""
 
+    async def receive_until_idle(self, idle_s: float = 2.0) -> None:
+        """Read whatever the broker still has for this client; stop once nothing came for ``idle_s``."""
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(self._chunks), idle_s)
+            except TimeoutError:
+                return
+            self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        self._buffer += chunk
+        *done, self._buffer = self._buffer.split(b"\n")
+        self.lines += [line.decode() for line in done]
+
     async def receive(self, count: int) -> None:
         while len(self.lines) < count:
-            chunk = await anext(self._chunks)
-            self.bytes += len(chunk)
-            self._buffer += chunk
-            *done, self._buffer = self._buffer.split(b"\n")
-            self.lines += [line.decode() for line in done]
+            self._take(await anext(self._chunks))
 
 
 class SocketClient:
@@ -141,3 +153,16 @@ def outbox_delivered(path: Path) -> int:
 def outbox_backlog(path: Path) -> int:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT count(*) FROM outbox_event").fetchone()[0])
+
+
+def close_reasons(env: dict[str, str], account: str) -> list[str]:
+    """The reasons of the account's stored close events (what operators see in raw events)."""
+    engine = make_engine(settings_for(env).resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT reason FROM raw_event WHERE account_id = :a AND reason IS NOT NULL"), {"a": account}
+            )
+            return [str(r[0]) for r in rows]
+    finally:
+        engine.dispose()

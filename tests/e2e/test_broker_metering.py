@@ -8,10 +8,12 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broker.settings import BrokerSettings
 from tests.e2e.broker_metering import (
+    close_reasons,
     open_clients,
     outbox_backlog,
     outbox_delivered,
@@ -20,7 +22,7 @@ from tests.e2e.broker_metering import (
     usage_by_cli,
     wait_for_usage,
 )
-from tests.e2e.broker_stack import broker_node, services_file
+from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file
 from tests.stack import migrated_stack, run_cli, running_worker
 
 pytestmark = pytest.mark.anyio
@@ -122,3 +124,31 @@ async def _until(condition: object, timeout_s: float = 30) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_a_slow_consumer_is_billed_only_for_what_it_received_and_drops_are_recorded(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """A client that stops reading: the broker's writes block, its queue (2) fills, later deliveries drop."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    publishes, size = 30, 400_000
+    with broker_node(broker_stack_env, config, f"slow-{account}", {"FANMETER_BROKER_QUEUE_SIZE": "2"}) as node:
+        async with AsyncExitStack() as stack:
+            (slow,) = await open_clients(stack, node, "slow", 1, 0)
+            for n in range(publishes):  # the client reads nothing meanwhile
+                await asyncio.to_thread(_publish_big, node, "slow", n, size)
+            await slow.receive_until_idle()
+        received = len(slow.lines)
+    assert 0 < received < publishes
+    expected = {"messages_published": publishes, "messages_delivered": received}
+    seen = wait_for_usage(broker_stack_env, account, expected)
+    assert {k: seen[k] for k in expected} == expected
+    reasons = await asyncio.to_thread(close_reasons, broker_stack_env, account)
+    assert reasons == [f"client disconnected; {publishes - received} deliveries dropped (slow consumer)"]
+
+
+def _publish_big(node: BrokerNode, channel: str, n: int, size: int) -> None:
+    body = {"items": [{"channel": channel, "formats": {"http-stream": {"content": f"{n:04d}" + "x" * size + "\n"}}}]}
+    response = httpx.post(node.publish_url(), json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert response.status_code == 200
