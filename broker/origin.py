@@ -64,7 +64,9 @@ class Origins:
             verify=public_ca_context(),
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            # Origin requests are short (a hold lives on the broker, not on the origin connection), so a
+            # small pool suffices; httpcore scans its whole pool per request, so a big one costs CPU per connect.
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
 
     async def close(self) -> None:
