@@ -61,6 +61,9 @@ async def hold_response(ctx: HoldContext, conn: Connection, hold: Hold, timeout_
         else:
             await respond(send, timeout_reply.code, timeout_reply.body, relayable(timeout_reply.headers))
             conn.bytes_out += len(timeout_reply.body)
+    except asyncio.CancelledError:
+        reason = "shutdown"
+        raise
     finally:
         got.cancel()
         disconnect.cancel()
@@ -78,6 +81,9 @@ async def hold_stream(ctx: HoldContext, conn: Connection, hold: Hold, first: Ori
         done = await first_of(disconnect, pump)
         if pump in done and pump.exception() is None and pump.result():
             reason = "closed by publisher"
+    except asyncio.CancelledError:
+        reason = "shutdown"  # the server stopped with this stream still open
+        raise
     finally:
         pump.cancel()
         disconnect.cancel()

@@ -84,6 +84,9 @@ async def websocket_session(ctx: HoldContext, origins: Origins, service: Service
     except (OriginError, OriginRefused, WsEventsError) as error:
         reason = f"origin error: {error}"
         await _close(send, 1011)
+    except asyncio.CancelledError:
+        reason = "shutdown"
+        raise
     finally:
         ctx.hub.leave(conn)
         ctx.meter.closed(conn, reason)

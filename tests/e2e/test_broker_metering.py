@@ -22,7 +22,7 @@ from tests.e2e.broker_metering import (
     usage_by_cli,
     wait_for_usage,
 )
-from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file
+from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file, stop
 from tests.stack import migrated_stack, run_cli, running_worker
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +152,18 @@ def _publish_big(node: BrokerNode, channel: str, n: int, size: int) -> None:
     body = {"items": [{"channel": channel, "formats": {"http-stream": {"content": f"{n:04d}" + "x" * size + "\n"}}}]}
     response = httpx.post(node.publish_url(), json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert response.status_code == 200
+
+
+async def test_a_broker_stopped_with_streams_open_closes_them_and_ships_the_closes_before_exiting(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"stop-{account}") as node:
+        async with AsyncExitStack() as stack:
+            await open_clients(stack, node, "stop", 2, 0)
+            await asyncio.to_thread(stop, node.process)  # SIGTERM with both streams still open
+    seen = wait_for_usage(broker_stack_env, account, {"connection_minutes": 2})
+    assert seen["connection_minutes"] == 2
+    # uvicorn ends held responses as a disconnect when it stops; what matters is that each got its close.
+    assert len(await asyncio.to_thread(close_reasons, broker_stack_env, account)) == 2
