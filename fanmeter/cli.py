@@ -144,10 +144,50 @@ def statement(account: str, month: Month, fmt: str) -> None:
 @click.option("--once", is_flag=True, help="Exit after printing instead of serving.")
 @click.option("--events", default=20_000, show_default=True, help="Simulated events to send.")
 def up(once: bool, events: int) -> None:
-    """Run everything on the embedded default with simulated demo traffic; print usage and statements."""
+    """Run everything on the embedded default with simulated demo traffic; print usage and statements.
+
+    Then start a broker (port 7999 if free) in front of a demo origin, connect real clients,
+    publish through the publish API and print the usage metered for them (account live-demo).
+    """
     from fanmeter import up as up_command
 
     up_command.run(once=once, events=events)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=7999, show_default=True, help="Port for clients and the publish API.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Services file (TOML or JSON); default: FANMETER_BROKER_CONFIG.")  # fmt: skip
+@click.option(
+    "--node", help="This node's name (events' source broker/<node>); default: FANMETER_BROKER_NODE or the host name."
+)
+def broker(host: str, port: int, config_path: Path | None, node: str | None) -> None:
+    """Serve the GRIP broker: client transports, the publish API, metering to the pipeline.
+
+    Clients reach a service at /s/<service_id>/... or by a Host the service lists; publishers
+    POST to /service/<service_id>/publish/. Needs a running worker to ship metering events
+    (`fanmeter worker`); events wait in the node's outbox until it runs.
+    """
+    import uvicorn
+
+    from broker import bootstrap as broker_bootstrap
+    from broker.exceptions import ConfigError
+    from broker.settings import BrokerSettings
+
+    overrides: dict[str, object] = {}
+    if config_path is not None:
+        overrides["broker_config"] = config_path
+    if node:
+        overrides["broker_node"] = node
+    settings = BrokerSettings().model_copy(update=overrides)
+    try:
+        app = broker_bootstrap.build(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"broker {settings.broker_node} on http://{host}:{port} serving {len(app.config.services)} services")
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
+                lifespan="on", log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
 
 
 def _register_admin_commands() -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from billing import service as billing_service
 from billing.settings import BillingSettings
-from fanmeter import demo, demo_people
+from fanmeter import demo, demo_people, live_demo
 from fanmeter import ingest as ingest_cli
 from metering import migrate
 from metering import service as metering_service
@@ -25,7 +25,8 @@ from metering.domain.instants import Month, to_micros
 
 
 def run(once: bool, events: int) -> None:
-    """Migrate, start a worker, send demo traffic across the last month boundary, print the results."""
+    """Migrate, start a worker, send demo traffic across the last month boundary, print the results;
+    then start a broker and a demo origin and meter real clients and publishes through them."""
     runtime = bootstrap()
     configure(runtime.settings)
     declare_queue()
@@ -51,9 +52,15 @@ def run(once: bool, events: int) -> None:
         admin = _start_admin(runtime.engine, now)
         if admin is not None:
             children.append(admin)
-        if not once:
-            click.echo("worker running; try `fanmeter usage acme " + str(this_month) + "`. Ctrl-C stops.")
-            _serve_until_interrupted()
+        with live_demo.running(runtime.settings.data_dir) as live:
+            _live_traffic(runtime.engine, live, this_month)
+            if not once:
+                click.echo(
+                    "worker, broker and admin service running; try `fanmeter usage acme "
+                    + str(this_month)
+                    + "`. Ctrl-C stops."
+                )
+                _serve_until_interrupted()
     finally:
         for child in reversed(children):
             _stop(child)
@@ -93,6 +100,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def _live_traffic(engine: Engine, live: live_demo.LiveDemo, month: Month) -> None:
+    """Real clients and publishes through the broker; print the usage the pipeline metered for them."""
+    click.echo(f"\nbroker {live.broker_url} in front of the demo origin {live.origin_url}")
+    received = live_demo.traffic(live)
+    expected = live_demo.MESSAGES * (1 + live_demo.CLIENTS)  # published in + delivered out
+    deadline = time.monotonic() + 120
+    usage = metering_service.usage_for_month(engine, live_demo.ACCOUNT, month)
+    while (usage.messages < expected or usage.connection_minutes < live_demo.CLIENTS) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        usage = metering_service.usage_for_month(engine, live_demo.ACCOUNT, month)
+    click.echo(f"{live_demo.CLIENTS} clients received {received} messages; metered usage of {live_demo.ACCOUNT}:")
+    click.echo(json.dumps(usage.to_json(), indent=2))
+    click.echo(f"connect: curl -N {live.client_url}")
+    click.echo(
+        f"publish: curl -H 'Authorization: Bearer {live_demo.TOKEN}' -d "
+        f'\'{{"items":[{{"channel":"news","formats":{{"http-stream":{{"content":"hi\\n"}}}}}}]}}\' '
+        f"{live.publish_url}"
+    )
 
 
 def _serve_until_interrupted() -> None:

@@ -28,9 +28,13 @@ def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statem
     assert f"admin service: http://127.0.0.1:{env['FANMETER_ADMIN_PORT']}" in out
     for role in ("admin", "finance", "superuser", "engineer", "billing", "user"):
         assert re.search(rf"^  {role} +\(\w+ *\) Authorization: Bearer fm_\S+$", out, re.MULTILINE), role
+    live = out.split("metered usage of live-demo:")[1]
+    assert "5 clients received 20 messages" in out
+    assert '"messages_published": 4,' in live and '"messages_delivered": 20,' in live
+    assert '"connection_minutes": 5,' in live
 
 
-@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db", "admin", "token"])
+@pytest.mark.parametrize("command", ["up", "ingest", "usage", "statement", "worker", "db", "admin", "token", "broker"])
 def test_every_command_documents_itself(command: str, tmp_path: Path) -> None:
     result = run_cli({"FANMETER_DATA_DIR": str(tmp_path)}, command, "--help")
 

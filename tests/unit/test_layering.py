@@ -90,3 +90,17 @@ def test_the_metering_domain_imports_no_framework_and_nothing_from_billing():
 
 def test_the_billing_domain_imports_no_framework():
     assert violations("billing/domain", FRAMEWORKS) == []
+
+
+BROKER_PURE = ("grip", "publish", "wsevents", "events", "config", "exceptions")
+
+
+def test_the_broker_imports_nothing_from_billing():
+    assert violations("broker", frozenset({"billing"})) == []
+
+
+def test_the_brokers_pure_modules_import_no_framework_and_no_io_library():
+    found = [v for v in violations("broker", FRAMEWORKS | {"jwt", "uvicorn", "websockets", "sqlite3", "asyncio"})
+             if v.split(" ")[0].removeprefix("broker/").removesuffix(".py") in BROKER_PURE]  # fmt: skip
+    assert found == []
+    assert all((ROOT / "broker" / f"{name}.py").exists() for name in BROKER_PURE)

@@ -1,0 +1,210 @@
+"""The broker's ASGI application: routing, the publish API and the GRIP proxy, wired by ``build``.
+
+Routes, in order:
+- ``POST /service/{service_id}/publish/``: the publish API;
+- ``/s/{service_id}/...``: the embedded default's path-prefix routing (prefix stripped);
+- any other path: the service whose ``hosts`` names the request's Host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from broker import grip
+from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond, respond_text
+from broker.config import BrokerConfig, ServiceConfig
+from broker.connection import Connection
+from broker.events import Subject
+from broker.exceptions import GripError, PublishError
+from broker.fanout import Fanout
+from broker.http_hold import HoldContext, hold_response, hold_stream, stream_transport
+from broker.hub import Hub
+from broker.meter import Meter
+from broker.origin import OriginError, Origins, forwardable, relayable
+from broker.outbox import OutboxWriter
+from broker.publish import MAX_BODY_BYTES, parse_publish_body
+from broker.shipper import Shipper
+from broker.websocket import websocket_session
+
+PUBLISH_PATH = re.compile(r"^/service/([^/]+)/publish/$")
+PREFIX_PATH = re.compile(r"^/s/([^/]+)(/.*)?$")
+MAX_REQUEST_BYTES = 1_000_000
+
+
+@dataclass
+class Broker:
+    """Everything one broker process holds; ``app`` serves it."""
+
+    config: BrokerConfig
+    hub: Hub
+    meter: Meter
+    writer: OutboxWriter
+    origins: Origins
+    fanout: Fanout
+    shipper: Shipper | None
+    queue_size: int
+    alive_interval_s: float
+    flush_interval_s: float
+    _meter_task: asyncio.Task[None] | None = None
+
+    @property
+    def holds(self) -> HoldContext:
+        return HoldContext(self.hub, self.meter)
+
+    async def startup(self) -> None:
+        self.writer.start()
+        await self.fanout.start()
+        self._meter_task = asyncio.get_running_loop().create_task(
+            self.meter.run(self.alive_interval_s, self.flush_interval_s)
+        )
+        if self.shipper is not None:
+            self.shipper.start()
+
+    async def shutdown(self) -> None:
+        if self._meter_task is not None:
+            self._meter_task.cancel()
+        await self.meter.stop()
+        await self.writer.stop()
+        await self.fanout.stop()
+        await self.origins.close()
+        if self.shipper is not None:
+            await asyncio.to_thread(self.shipper.stop)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def route(self, scope: Scope) -> tuple[ServiceConfig | None, str, str | None]:
+        """The service a client request is for, the origin path, or a reason it has none."""
+        path: str = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        match = PREFIX_PATH.match(path)
+        if match:
+            service = self.config.services.get(match.group(1))
+            rest = match.group(2) or "/"
+            if service is None:
+                return None, rest, f"Unknown service {match.group(1)}"
+        else:
+            host = header(request_headers(scope), "host") or ""
+            service, rest = self.config.by_host(host), path
+            if service is None:
+                return None, rest, f"No service is configured for host {host!r} (or use /s/<service_id>/...)"
+        if not service.fanout_enabled:
+            return None, rest, f"Fanout is not enabled for service {service.service_id}"
+        return service, rest + (f"?{query}" if query else ""), None
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = PUBLISH_PATH.match(scope["path"])
+        if match:
+            await self._publish(match.group(1), scope, receive, send)
+            return
+        service, path, refusal = self.route(scope)
+        if service is None:
+            await respond_text(send, 403 if refusal and refusal.startswith("Fanout") else 404, f"{refusal}\n")
+            return
+        await self._proxy(service, path, scope, receive, send)
+
+    async def _publish(self, service_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        status, text = await self._handle_publish(service_id, scope, receive)
+        await respond_text(send, status, text)
+
+    async def _handle_publish(self, service_id: str, scope: Scope, receive: Receive) -> tuple[int, str]:
+        if scope["method"] != "POST":
+            return 405, "Method not allowed: publish with POST\n"
+        service = self.config.services.get(service_id)
+        if service is None:
+            return 404, f"Unknown service {service_id}\n"
+        headers = request_headers(scope)
+        refusal = check_publish_token(service, headers)
+        if refusal is not None:
+            return refusal
+        if not service.fanout_enabled:
+            return 403, f"Fanout is not enabled for service {service_id}\n"
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return 413, f"Request body over {MAX_BODY_BYTES} bytes\n"
+        try:
+            items = parse_publish_body(body)
+        except PublishError as error:
+            return 400, f"Invalid format: {error}\n"
+        await self.meter.published(Subject(service.account_id, service.service_id), items)
+        await self.fanout.publish(service.service_id, items)
+        return 200, "Published\n"
+
+    async def _proxy(self, service: ServiceConfig, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(receive, MAX_REQUEST_BYTES)
+        except BodyTooLarge:
+            await respond_text(send, 413, f"Request body over {MAX_REQUEST_BYTES} bytes\n")
+            return
+        headers = [*forwardable(request_headers(scope)), *_forwarded_for(scope)]
+        try:
+            reply = await self.origins.request(service, scope["method"], path, headers, body)
+            if (reply.header("content-type") or "").split(";")[0].strip() == grip.INSTRUCT_TYPE:
+                instruction = grip.instruction_from_body(reply.body)
+            else:
+                instruction = grip.instruction_from_headers(reply.code, reply.reason, reply.headers, reply.body)
+        except OriginError as error:
+            await respond_text(send, 502, f"Bad gateway: {error}\n")
+            return
+        except GripError as error:
+            await respond_text(send, 502, f"Bad gateway: origin sent invalid GRIP instructions: {error}\n")
+            return
+        hold, response = instruction.hold, instruction.response
+        if hold is None:
+            await respond(send, response.code, response.body, relayable(response.headers))
+            return
+        transport = "long-poll" if hold.mode is grip.HoldMode.RESPONSE else stream_transport(response)
+        conn = Connection(uuid.uuid4().hex, service, transport, self.queue_size, bytes_in=len(body))
+        if hold.mode is grip.HoldMode.RESPONSE:
+            await hold_response(self.holds, conn, hold, response, receive, send)
+        else:
+            await hold_stream(self.holds, conn, hold, response, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service, path, _refusal = self.route(scope)
+        if service is None:
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await websocket_session(self.holds, self.origins, service, path, scope, receive, send, self.queue_size)
+
+
+def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[int, str] | None:
+    """401 without a token, 403 with a token that is not one of the service's publish tokens."""
+    token = header(headers, "fastly-key")
+    authorization = header(headers, "authorization")
+    if token is None and authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    if not token:
+        return 401, "Unauthorized: send a publish token in Fastly-Key or Authorization: Bearer\n"
+    if not any(hmac.compare_digest(token.encode(), t.encode()) for t in service.publish_tokens):
+        return 403, f"Forbidden: the token is not a publish token of service {service.service_id}\n"
+    return None
+
+
+def _forwarded_for(scope: Scope) -> list[tuple[str, str]]:
+    client: Any = scope.get("client")
+    return [("X-Forwarded-For", str(client[0]))] if client else []

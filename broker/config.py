@@ -1,0 +1,109 @@
+"""The services a broker serves, from a TOML or JSON file (``FANMETER_BROKER_CONFIG`` or ``--config``).
+
+The same fields are what the admin service will hand the broker once it lands, so the file
+is one source of ``ServiceConfig`` values among possible others (docs/decisions.md, "Broker").
+
+    [[services]]
+    service_id = "svc-1"
+    account_id = "acme"
+    origin = "https://origin.example.com"   # https is verified against the public CA bundle
+    publish_tokens = ["a-secret-token"]
+    grip_key = "a-shared-signing-key"        # signs Grip-Sig (JWT HS256)
+    fanout_enabled = true
+    hosts = ["svc-1.example.com"]            # optional: route by Host as well as /s/svc-1/
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from broker.exceptions import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    service_id: str
+    account_id: str
+    origin: str
+    publish_tokens: tuple[str, ...]
+    grip_key: str
+    fanout_enabled: bool
+    hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    services: dict[str, ServiceConfig]
+
+    def by_host(self, host: str) -> ServiceConfig | None:
+        """The service whose ``hosts`` list names ``host`` (port ignored, case-insensitive)."""
+        name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+        for service in self.services.values():
+            if name in service.hosts:
+                return service
+        return None
+
+
+def load_config(path: Path) -> BrokerConfig:
+    """Read and validate the services file (``.toml`` or ``.json``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read broker config {path}: {error.strerror}") from None
+    try:
+        doc = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"broker config {path} is not valid {path.suffix[1:] or 'JSON'}: {error}") from None
+    return parse_config(doc)
+
+
+def parse_config(doc: Any) -> BrokerConfig:
+    """Validate a decoded config document: ``{"services": [ {...}, ... ]}``."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), list):
+        raise ConfigError('broker config must have a "services" list')
+    services: dict[str, ServiceConfig] = {}
+    for index, raw in enumerate(doc["services"]):
+        service = _service(raw, f"services[{index}]")
+        if service.service_id in services:
+            raise ConfigError(f"service {service.service_id!r} is configured twice")
+        services[service.service_id] = service
+    return BrokerConfig(services)
+
+
+def _service(raw: Any, where: str) -> ServiceConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table/object")
+    text = {name: _text(raw, name, where) for name in ("service_id", "account_id", "origin", "grip_key")}
+    origin = urlsplit(text["origin"])
+    if origin.scheme not in ("http", "https") or not origin.netloc:
+        raise ConfigError(f"{where}.origin must be an http:// or https:// URL, got {text['origin']!r}")
+    tokens = raw.get("publish_tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise ConfigError(f"{where}.publish_tokens must be a list of non-empty strings")
+    enabled = raw.get("fanout_enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.fanout_enabled must be true or false")
+    hosts = raw.get("hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError(f"{where}.hosts must be a list of host names")
+    return ServiceConfig(
+        service_id=text["service_id"],
+        account_id=text["account_id"],
+        origin=text["origin"].rstrip("/"),
+        publish_tokens=tuple(tokens),
+        grip_key=text["grip_key"],
+        fanout_enabled=enabled,
+        hosts=tuple(h.lower() for h in hosts),
+    )
+
+
+def _text(raw: dict[str, Any], name: str, where: str) -> str:
+    value = raw.get(name)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{name} must be a non-empty string")
+    return value

@@ -1,0 +1,53 @@
+"""A held client connection: its bounded delivery queue and its byte counters."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from broker.config import ServiceConfig
+from broker.events import Subject
+from broker.publish import Format, Item
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One published item on its way to one connection, in the format that connection takes."""
+
+    item: Item
+    format: Format
+    item_key: str  # this node's key of the published item: deliveries are counted per item
+
+
+@dataclass(eq=False)
+class Connection:
+    id: str
+    service: ServiceConfig
+    transport: str
+    queue_size: int
+    bytes_out: int = 0
+    bytes_in: int = 0
+    dropped: int = 0
+    channels: set[str] = field(default_factory=set)
+    queue: asyncio.Queue[Delivery] = field(init=False)
+    who: Subject = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+        self.who = Subject(self.service.account_id, self.service.service_id)  # once: the delivery path uses it
+
+    def offer(self, delivery: Delivery) -> bool:
+        """Queue a delivery; a full queue (slow consumer) drops it, counted here and never as delivered."""
+        try:
+            self.queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return False
+        return True
+
+    def take_ready(self, first: Delivery, limit: int = 1000) -> list[Delivery]:
+        """``first`` and whatever else is already queued: one write to the client for all of them."""
+        batch = [first]
+        while len(batch) < limit and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch

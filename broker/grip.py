@@ -1,0 +1,289 @@
+"""GRIP instructions from an origin's response: headers or an ``application/grip-instruct`` body.
+
+Pure parsing only; the transports act on the returned values. Pushpin's documented
+behaviour is the reference (pushpin.org/docs, "GRIP").
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from broker.exceptions import GripError
+
+# Pushpin holds a response-mode request this long when the origin names no timeout.
+DEFAULT_TIMEOUT_S = 55
+DEFAULT_KEEP_ALIVE_S = 55
+MAX_TIMEOUT_S = 24 * 3600
+INSTRUCT_TYPE = "application/grip-instruct"
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class HoldMode(StrEnum):
+    RESPONSE = "response"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A channel a held request subscribes to; ``prev_id`` is the last id the origin knew of."""
+
+    name: str
+    prev_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Content sent on a held stream after ``timeout_s`` seconds without other output."""
+
+    content: bytes
+    timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class OriginResponse:
+    """The response the client gets first (stream) or on timeout (response hold)."""
+
+    code: int
+    reason: str
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    mode: HoldMode
+    channels: tuple[Channel, ...]
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    keep_alive: KeepAlive | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """What to do with one origin response: hold it (``hold`` set) or relay ``response`` as is."""
+
+    hold: Hold | None
+    response: OriginResponse
+
+
+def is_grip_header(name: str) -> bool:
+    return name.lower().startswith("grip-")
+
+
+def strip_grip_headers(headers: Headers) -> Headers:
+    """Drop every ``Grip-*`` header: clients never see the origin's instructions."""
+    return tuple((k, v) for k, v in headers if not is_grip_header(k))
+
+
+def header_values(headers: Headers, name: str) -> list[str]:
+    lowered = name.lower()
+    return [v for k, v in headers if k.lower() == lowered]
+
+
+def split_params(value: str) -> tuple[str, dict[str, str]]:
+    """Split ``first; a=1; b="x;y"`` into its first part and its parameters (quotes honoured).
+
+    >>> split_params('chan; prev-id="7"')
+    ('chan', {'prev-id': '7'})
+    """
+    parts = _split_outside_quotes(value, ";")
+    params: dict[str, str] = {}
+    for part in parts[1:]:
+        key, _, raw = part.partition("=")
+        params[key.strip().lower()] = _unquote(raw.strip())
+    return _unquote(parts[0].strip()), params
+
+
+def _split_outside_quotes(value: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"')
+    return value
+
+
+def parse_channels(values: list[str]) -> tuple[Channel, ...]:
+    """Parse every ``Grip-Channel`` header value (comma-separated lists allowed)."""
+    channels = []
+    for value in values:
+        for entry in _split_outside_quotes(value, ","):
+            if not entry.strip():
+                continue
+            name, params = split_params(entry)
+            if not name:
+                raise GripError("Grip-Channel has an empty channel name")
+            channels.append(Channel(name, params.get("prev-id")))
+    return tuple(channels)
+
+
+def parse_timeout(value: str | None, default: int = DEFAULT_TIMEOUT_S) -> int:
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = int(value.strip())
+    except ValueError:
+        raise GripError(f"Grip-Timeout must be an integer number of seconds, got {value!r}") from None
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise GripError(f"Grip-Timeout must be 1-{MAX_TIMEOUT_S} seconds, got {seconds}")
+    return seconds
+
+
+def parse_keep_alive(value: str) -> KeepAlive:
+    """Parse ``Grip-Keep-Alive: <data>; format=raw|cstring|base64; timeout=<s>``.
+
+    >>> parse_keep_alive('\\\\n; format=cstring; timeout=20')
+    KeepAlive(content=b'\\n', timeout_s=20)
+    """
+    data, params = split_params(value)
+    fmt = params.get("format", "raw")
+    content = _decode_keep_alive(data, fmt)
+    timeout = parse_timeout(params.get("timeout"), DEFAULT_KEEP_ALIVE_S)
+    return KeepAlive(content, timeout)
+
+
+def _decode_keep_alive(data: str, fmt: str) -> bytes:
+    if fmt == "raw":
+        return data.encode()
+    if fmt == "cstring":
+        return decode_cstring(data)
+    if fmt == "base64":
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError:
+            raise GripError("Grip-Keep-Alive has invalid base64 data") from None
+    raise GripError(f"Grip-Keep-Alive format must be raw, cstring or base64, got {fmt!r}")
+
+
+_CSTRING_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "0": "\0"}
+
+
+def decode_cstring(data: str) -> bytes:
+    """Decode C-style escapes (``\\n``, ``\\r``, ``\\t``, ``\\\\``) as Pushpin's cstring format does."""
+    out, chars = [], iter(data)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        escaped = next(chars, None)
+        if escaped not in _CSTRING_ESCAPES:
+            raise GripError(f"Grip-Keep-Alive has an unknown escape \\{escaped or ''}")
+        out.append(_CSTRING_ESCAPES[escaped])
+    return "".join(out).encode()
+
+
+def instruction_from_headers(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
+    """Read GRIP headers; without ``Grip-Hold`` the response is relayed as it is."""
+    relayed = OriginResponse(code, reason, strip_grip_headers(headers), body)
+    holds = header_values(headers, "Grip-Hold")
+    if not holds:
+        return Instruction(None, relayed)
+    mode_name = holds[0].strip().lower()
+    if mode_name not in (HoldMode.RESPONSE, HoldMode.STREAM):
+        raise GripError(f"Grip-Hold must be response or stream, got {holds[0]!r}")
+    channels = parse_channels(header_values(headers, "Grip-Channel"))
+    if not channels:
+        raise GripError("Grip-Hold without any Grip-Channel")
+    timeouts = header_values(headers, "Grip-Timeout")
+    keep_alives = header_values(headers, "Grip-Keep-Alive")
+    hold = Hold(
+        HoldMode(mode_name),
+        channels,
+        parse_timeout(timeouts[0] if timeouts else None),
+        parse_keep_alive(keep_alives[0]) if keep_alives else None,
+    )
+    return Instruction(hold, relayed)
+
+
+def instruction_from_body(body: bytes) -> Instruction:
+    """Parse an ``application/grip-instruct`` JSON body (``hold`` and ``response`` objects)."""
+    try:
+        doc = json.loads(body)
+    except ValueError as error:
+        raise GripError(f"grip-instruct body is not JSON ({error})") from None
+    if not isinstance(doc, dict):
+        raise GripError("grip-instruct body must be a JSON object")
+    response = _instruct_response(doc.get("response", {}))
+    raw_hold = doc.get("hold")
+    if raw_hold is None:
+        return Instruction(None, response)
+    return Instruction(_instruct_hold(raw_hold), response)
+
+
+def _instruct_hold(raw: Any) -> Hold:
+    if not isinstance(raw, dict):
+        raise GripError("grip-instruct hold must be an object")
+    mode = raw.get("mode", "response")
+    if mode not in (HoldMode.RESPONSE, HoldMode.STREAM):
+        raise GripError(f"grip-instruct hold.mode must be response or stream, got {mode!r}")
+    raw_channels = raw.get("channels")
+    if not isinstance(raw_channels, list) or not raw_channels:
+        raise GripError("grip-instruct hold.channels must be a non-empty list")
+    channels = tuple(_instruct_channel(c) for c in raw_channels)
+    timeout = raw.get("timeout", DEFAULT_TIMEOUT_S)
+    if type(timeout) is not int or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise GripError(f"grip-instruct hold.timeout must be 1-{MAX_TIMEOUT_S} seconds")
+    return Hold(HoldMode(mode), channels, timeout, _instruct_keep_alive(raw.get("keep-alive")))
+
+
+def _instruct_channel(raw: Any) -> Channel:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise GripError("grip-instruct channel must be an object with a non-empty name")
+    prev_id = raw.get("prev-id")
+    return Channel(raw["name"], prev_id if isinstance(prev_id, str) else None)
+
+
+def _instruct_keep_alive(raw: Any) -> KeepAlive | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise GripError("grip-instruct hold.keep-alive must be an object")
+    timeout = raw.get("timeout", DEFAULT_KEEP_ALIVE_S)
+    if type(timeout) is not int or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise GripError("grip-instruct keep-alive timeout must be a positive integer")
+    return KeepAlive(text_or_bin(raw, "content"), timeout)
+
+
+def _instruct_response(raw: Any) -> OriginResponse:
+    if not isinstance(raw, dict):
+        raise GripError("grip-instruct response must be an object")
+    code = raw.get("code", 200)
+    if type(code) is not int or not 100 <= code <= 599:
+        raise GripError("grip-instruct response.code must be an HTTP status")
+    headers = raw.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise GripError("grip-instruct response.headers must map names to strings")
+    reason = str(raw["reason"]) if isinstance(raw.get("reason"), str) else ""
+    return OriginResponse(code, reason, strip_grip_headers(tuple(headers.items())), text_or_bin(raw, "body"))
+
+
+def text_or_bin(raw: dict[str, Any], name: str) -> bytes:
+    """Read ``name`` (text) or ``name-bin`` (base64) from a GRIP object; absent is empty."""
+    if isinstance(raw.get(name), str):
+        return str(raw[name]).encode()
+    binary = raw.get(f"{name}-bin")
+    if binary is None:
+        return b""
+    if not isinstance(binary, str):
+        raise GripError(f"{name}-bin must be a base64 string")
+    try:
+        return base64.b64decode(binary, validate=True)
+    except ValueError:
+        raise GripError(f"{name}-bin is not valid base64") from None

@@ -1,0 +1,112 @@
+"""The node's metering: connection open/alive/close, messages published and delivered, into the outbox.
+
+Opens and publishes are written (durably) before the work is acknowledged to the client or
+publisher. Deliveries are summed per published item and written every flush interval: a
+delivery is counted only after the client write returned (docs/decisions.md, "Broker metering").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from broker import events
+from broker.connection import Connection
+from broker.events import Subject
+from broker.outbox import OutboxWriter
+from broker.publish import Item
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Meter:
+    def __init__(self, writer: OutboxWriter, node: str, clock: Clock = utc_now) -> None:
+        self._writer = writer
+        self._node = node
+        self._clock = clock
+        self.open: dict[str, Connection] = {}
+        # (subject, channel, item key) -> [count, bytes] since the last flush
+        self._delivered: dict[tuple[Subject, str, str], list[int]] = {}
+        self.delivered_total = 0
+        self.dropped_total = 0
+
+    async def opened(self, conn: Connection) -> None:
+        """Record the open durably, before the client sees the response start."""
+        self.open[conn.id] = conn
+        event = events.connection_open(self._node, new_id(), self._clock(), conn.who, conn.id, conn.transport)
+        await self._writer.write([event])
+
+    def closed(self, conn: Connection, reason: str) -> None:
+        """Queue the close (safe in a cancelled task's finally; the writer commits it shortly)."""
+        if self.open.pop(conn.id, None) is None:
+            return
+        self.dropped_total += conn.dropped
+        if conn.dropped:  # operators see slow consumers in the close events they already have
+            reason = f"{reason}; {conn.dropped} deliveries dropped (slow consumer)"
+        event = events.connection_report(
+            self._node, new_id(), self._clock(), conn.who, conn.id, (conn.bytes_out, conn.bytes_in), reason
+        )
+        self._writer.enqueue([event])
+
+    async def published(self, who: Subject, items: tuple[Item, ...]) -> None:
+        """One ``message.published`` per item, durable before the publisher gets its 200."""
+        at = self._clock()
+        batch = [events.message_event("published", self._node, new_id(), at, who, i.channel, 1, i.size) for i in items]
+        await self._writer.write(batch)
+
+    def delivered(self, conn: Connection, channel: str, item_key: str, size: int) -> None:
+        """Count one delivery the client write accepted."""
+        totals = self._delivered.setdefault((conn.who, channel, item_key), [0, 0])
+        totals[0] += 1
+        totals[1] += size
+        self.delivered_total += 1
+
+    def flush_delivered(self) -> None:
+        if not self._delivered:
+            return
+        at, pending = self._clock(), self._delivered
+        self._delivered = {}
+        self._writer.enqueue(
+            [
+                events.message_event("delivered", self._node, new_id(), at, who, channel, count, size)
+                for (who, channel, _key), (count, size) in pending.items()
+            ]
+        )
+
+    def alive_events(self) -> list[dict[str, Any]]:
+        at = self._clock()
+        return [
+            events.connection_report(self._node, new_id(), at, c.who, c.id, (c.bytes_out, c.bytes_in))
+            for c in self.open.values()
+        ]
+
+    async def run(self, alive_interval_s: float, flush_interval_s: float) -> None:
+        """Flush deliveries every ``flush_interval_s``; report every open connection every alive interval."""
+        loop = asyncio.get_running_loop()
+        next_alive = loop.time() + alive_interval_s
+        while True:
+            await asyncio.sleep(min(flush_interval_s, max(0.0, next_alive - loop.time())))
+            self.flush_delivered()
+            if loop.time() >= next_alive:
+                next_alive += alive_interval_s
+                reports = self.alive_events()
+                if reports:
+                    self._writer.enqueue(reports)
+
+    async def stop(self) -> None:
+        """Close every connection still open (shutdown) and make everything durable."""
+        for conn in list(self.open.values()):
+            self.closed(conn, "shutdown")
+        self.flush_delivered()
+        await self._writer.flush()

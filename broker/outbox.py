@@ -1,0 +1,168 @@
+"""The node's durable outbox: a SQLite file in WAL mode, with a schema of its own.
+
+Why its own file and not the metering database: the broker must record an event before it
+acknowledges the work (a publish, an open connection) even when the pipeline or its database
+is down. The schema is created here, not by Alembic (it is node-local state, not the shared
+schema), and is documented in docs/decisions.md ("Broker outbox"):
+
+- ``outbox_event(seq, payload, batch_id)``: one CloudEvent JSON text per row; ``batch_id`` is
+  NULL until the shipper seals it into a batch.
+- ``outbox_batch(batch_id, created_at_us, sent_at_us, attempts)``: a sealed batch keeps its id
+  for every resend, so the pipeline's batch-id check turns a resend into a no-op.
+A batch the pipeline has recorded is deleted with its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    batch_id TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_outbox_event_batch_id ON outbox_event (batch_id);
+CREATE TABLE IF NOT EXISTS outbox_batch (
+    batch_id TEXT PRIMARY KEY,
+    created_at_us INTEGER NOT NULL,
+    sent_at_us INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class OutboxStore:
+    """Synchronous access to the outbox file; one instance per thread that uses it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # WAL survives a killed process with synchronous=NORMAL: a committed transaction is in the
+        # log before commit returns; only an OS crash or power loss could lose the last ones.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def append(self, payloads: list[str]) -> None:
+        """Store event texts durably (one transaction)."""
+        with self._transaction():
+            self._db.executemany("INSERT INTO outbox_event (payload) VALUES (?)", [(p,) for p in payloads])
+
+    def seal_batch(self, batch_id: str, limit: int, now_us: int) -> int:
+        """Put up to ``limit`` of the oldest unbatched events into a new batch; return how many."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE outbox_event SET batch_id = ? WHERE seq IN "
+                "(SELECT seq FROM outbox_event WHERE batch_id IS NULL ORDER BY seq LIMIT ?)",
+                (batch_id, limit),
+            )
+            if cursor.rowcount:
+                self._db.execute("INSERT INTO outbox_batch (batch_id, created_at_us) VALUES (?, ?)", (batch_id, now_us))
+            return cursor.rowcount
+
+    def due_batches(self, now_us: int, resend_us: int) -> list[tuple[str, list[str]]]:
+        """Batches never sent, or sent longer than ``resend_us`` ago and not yet acknowledged."""
+        rows = self._db.execute(
+            "SELECT batch_id FROM outbox_batch WHERE sent_at_us IS NULL OR sent_at_us <= ? ORDER BY created_at_us",
+            (now_us - resend_us,),
+        ).fetchall()
+        return [(batch_id, self.payloads(batch_id)) for (batch_id,) in rows]
+
+    def payloads(self, batch_id: str) -> list[str]:
+        rows = self._db.execute("SELECT payload FROM outbox_event WHERE batch_id = ? ORDER BY seq", (batch_id,))
+        return [payload for (payload,) in rows]
+
+    def sent_batches(self) -> list[str]:
+        return [b for (b,) in self._db.execute("SELECT batch_id FROM outbox_batch WHERE sent_at_us IS NOT NULL")]
+
+    def mark_sent(self, batch_id: str, now_us: int) -> None:
+        self._db.execute(
+            "UPDATE outbox_batch SET sent_at_us = ?, attempts = attempts + 1 WHERE batch_id = ?", (now_us, batch_id)
+        )
+
+    def mark_acknowledged(self, batch_id: str) -> None:
+        """The pipeline recorded the batch: forget it."""
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox_event WHERE batch_id = ?", (batch_id,))
+            self._db.execute("DELETE FROM outbox_batch WHERE batch_id = ?", (batch_id,))
+
+    def backlog(self) -> int:
+        """Events not yet acknowledged by the pipeline."""
+        return int(self._db.execute("SELECT count(*) FROM outbox_event").fetchone()[0])
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class OutboxWriter:
+    """Group commit for the event loop: every event waiting when a commit starts goes in it.
+
+    ``write`` returns once the events are durable (use it before acknowledging work);
+    ``enqueue`` only queues them (for a finally-block that may be cancelled; ``flush`` waits).
+    """
+
+    def __init__(self, store: OutboxStore) -> None:
+        self._store = store
+        self._pending: list[str] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def enqueue(self, events: list[dict[str, Any]]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.extend(json.dumps(e, separators=(",", ":")) for e in events)
+        self._waiters.append(future)
+        self._wake.set()
+        return future
+
+    async def write(self, events: list[dict[str, Any]]) -> None:
+        await asyncio.shield(self.enqueue(events))
+
+    async def flush(self) -> None:
+        if self._pending or self._waiters:
+            await self.write([])
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            payloads, waiters = self._pending, self._waiters
+            self._pending, self._waiters = [], []
+            try:
+                if payloads:
+                    await asyncio.to_thread(self._store.append, payloads)
+            except Exception as error:  # the waiters must learn it: their work is not acknowledged
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)

@@ -1,0 +1,200 @@
+"""WebSocket clients, bridged to the origin with WebSocket-over-HTTP (one POST per batch of client events)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+from broker import wsevents
+from broker.asgi import Receive, Scope, Send, first_of, request_headers
+from broker.config import ServiceConfig
+from broker.connection import Connection, Delivery
+from broker.exceptions import WsEventsError
+from broker.http_hold import HoldContext
+from broker.origin import OriginError, Origins, forwardable
+from broker.publish import WsMessageFormat
+from broker.wsevents import WsEvent
+
+WS_REQUEST_DROP = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
+)
+
+
+class OriginRefused(Exception):
+    """The origin did not accept the connection (no OPEN) or answered badly."""
+
+
+@dataclass
+class WsSession:
+    """One client socket: its origin-side state (meta, grip prefix, detached) and its connection."""
+
+    service: ServiceConfig
+    path: str
+    origins: Origins
+    base_headers: list[tuple[str, str]]
+    conn: Connection
+    meta: dict[str, str] = field(default_factory=dict)
+    prefix: bytes | None = None
+    detached: bool = False
+    keep_alive: tuple[bytes, int] | None = None
+    close_code: int | None = None  # set when the origin or a publisher ends the socket
+
+    async def call_origin(self, events: list[WsEvent]) -> list[WsEvent]:
+        headers = [
+            *self.base_headers,
+            ("Content-Type", wsevents.CONTENT_TYPE),
+            ("Connection-Id", self.conn.id),
+            ("Sec-WebSocket-Extensions", "grip"),
+            *((f"Meta-{k}", v) for k, v in self.meta.items()),
+        ]
+        reply = await self.origins.request(self.service, "POST", self.path, headers, wsevents.encode_events(events))
+        if reply.code != 200:
+            raise OriginRefused(f"origin answered {reply.code} to WebSocket-over-HTTP")
+        for name, value in reply.headers:
+            if name.lower().startswith("set-meta-"):
+                self.meta[name[len("set-meta-") :].lower()] = value
+        extensions = reply.header("Sec-WebSocket-Extensions")
+        if extensions is not None:
+            self.prefix = wsevents.grip_message_prefix(extensions)
+        return wsevents.decode_events(reply.body)
+
+
+async def websocket_session(ctx: HoldContext, origins: Origins, service: ServiceConfig, path: str,
+                            scope: Scope, receive: Receive, send: Send, queue_size: int) -> None:  # fmt: skip
+    """Accept a client only if the origin answers OPEN; then relay both ways until either side closes."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    headers = [(k, v) for k, v in forwardable(request_headers(scope)) if k.lower() not in WS_REQUEST_DROP]
+    conn = Connection(uuid.uuid4().hex, service, "websocket", queue_size)
+    session = WsSession(service, path, origins, headers, conn)
+    try:
+        opening = await session.call_origin([WsEvent("OPEN")])
+        if not opening or opening[0].type != "OPEN":
+            raise OriginRefused("origin did not accept the WebSocket (no OPEN)")
+    except (OriginError, OriginRefused, WsEventsError):
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    await ctx.meter.opened(conn)  # durable before the client learns it is connected
+    await send({"type": "websocket.accept"})
+    reason = "client disconnected"
+    try:
+        await _apply(ctx, session, opening[1:], send)
+        reason = await _run(ctx, session, receive, send)
+    except (OriginError, OriginRefused, WsEventsError) as error:
+        reason = f"origin error: {error}"
+        await _close(send, 1011)
+    except asyncio.CancelledError:
+        reason = "shutdown"
+        raise
+    finally:
+        ctx.hub.leave(conn)
+        ctx.meter.closed(conn, reason)
+
+
+async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Send) -> str:
+    conn = session.conn
+    incoming = asyncio.ensure_future(receive())
+    got: asyncio.Future[Delivery] = asyncio.ensure_future(conn.queue.get())
+    try:
+        while session.close_code is None:
+            timeout = session.keep_alive[1] if session.keep_alive else None
+            done = await first_of(incoming, got, timeout=timeout)
+            if incoming in done:
+                message = incoming.result()
+                if message["type"] == "websocket.disconnect":
+                    await _client_gone(session, message.get("code", 1005))
+                    return "client disconnected"
+                incoming = asyncio.ensure_future(receive())
+                await _from_client(ctx, session, message, send)
+            if got in done:
+                await _deliver(ctx, session, conn.take_ready(got.result()), send)
+                got = asyncio.ensure_future(conn.queue.get())
+            if not done and session.keep_alive:
+                await _send_text(send, conn, session.keep_alive[0])
+        return "closed"
+    finally:
+        incoming.cancel()
+        got.cancel()
+
+
+async def _client_gone(session: WsSession, code: int) -> None:
+    """Tell the origin: CLOSE with the client's code after a clean close, DISCONNECT after a lost one."""
+    if session.detached:
+        return
+    event = wsevents.close_event(code) if code not in (1005, 1006) else WsEvent("DISCONNECT")
+    try:
+        await session.call_origin([event])
+    except (OriginError, OriginRefused, WsEventsError):
+        pass  # the client is gone either way; nothing to answer
+
+
+async def _from_client(ctx: HoldContext, session: WsSession, message: dict[str, object] | object, send: Send) -> None:
+    assert isinstance(message, dict)
+    text, data = message.get("text"), message.get("bytes")
+    payload = text.encode() if isinstance(text, str) else data if isinstance(data, bytes) else b""
+    session.conn.bytes_in += len(payload)
+    if session.detached:
+        return
+    event = WsEvent("TEXT" if isinstance(text, str) else "BINARY", payload)
+    await _apply(ctx, session, await session.call_origin([event]), send)
+
+
+async def _apply(ctx: HoldContext, session: WsSession, events: list[WsEvent], send: Send) -> None:
+    """Act on the origin's events: messages to the client, control messages, CLOSE and DISCONNECT."""
+    for event in events:
+        content = event.content or b""
+        if event.type == "TEXT" and session.prefix is not None and content.startswith(wsevents.CONTROL_PREFIX):
+            await _control(ctx, session, wsevents.parse_control(content), send)
+        elif event.type in ("TEXT", "BINARY"):
+            if session.prefix and content.startswith(session.prefix):
+                content = content[len(session.prefix) :]
+            await (_send_text if event.type == "TEXT" else _send_bytes)(send, session.conn, content)
+        elif event.type in ("CLOSE", "DISCONNECT"):
+            session.close_code = wsevents.close_code(event) or 1000 if event.type == "CLOSE" else 1011
+            await _close(send, session.close_code)
+            return
+
+
+async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Control, send: Send) -> None:
+    if control.type == "subscribe" and control.channel:
+        ctx.hub.subscribe(session.conn, control.channel)
+        await ctx.hub.settled()
+    elif control.type == "unsubscribe" and control.channel:
+        ctx.hub.unsubscribe(session.conn, control.channel)
+    elif control.type == "detach":
+        session.detached = True
+    elif control.type == "keep-alive" and control.timeout_s:
+        session.keep_alive = (control.content, control.timeout_s)
+    elif control.type == "close":
+        session.close_code = 1000
+        await _close(send, 1000)
+
+
+async def _deliver(ctx: HoldContext, session: WsSession, batch: list[Delivery], send: Send) -> None:
+    for delivery in batch:
+        fmt = delivery.format
+        assert isinstance(fmt, WsMessageFormat)
+        if fmt.close:
+            session.close_code = fmt.code or 1000
+            await _close(send, session.close_code, fmt.reason)
+            return
+        await (_send_bytes if fmt.binary else _send_text)(send, session.conn, fmt.content)
+        ctx.meter.delivered(session.conn, delivery.item.channel, delivery.item_key, len(fmt.content))
+
+
+async def _send_text(send: Send, conn: Connection, content: bytes) -> None:
+    await send({"type": "websocket.send", "text": content.decode("utf-8", errors="replace")})
+    conn.bytes_out += len(content)
+
+
+async def _send_bytes(send: Send, conn: Connection, content: bytes) -> None:
+    await send({"type": "websocket.send", "bytes": content})
+    conn.bytes_out += len(content)
+
+
+async def _close(send: Send, code: int, reason: str = "") -> None:
+    try:
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+    except (OSError, RuntimeError):
+        pass  # already closed by the client

@@ -1,0 +1,103 @@
+"""A small GRIP origin built with the real `gripcontrol` library, unchanged, as a customer's backend would be.
+
+Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certificate for the
+TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import parse_qs
+
+from gripcontrol import (
+    WebSocketContext,
+    WebSocketEvent,
+    create_grip_channel_header,
+    create_hold_response,
+    decode_websocket_events,
+    encode_websocket_events,
+    validate_sig,
+)
+
+GRIP_KEY = os.environ.get("GRIP_ORIGIN_KEY", "origin-secret")
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    status, out_headers, out_body = route(scope["path"], query, headers, body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in out_headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": out_body})
+
+
+def route(path: str, query: dict[str, str], headers: dict[str, str], body: bytes):
+    channel = query.get("ch", "test")
+    if path == "/plain":
+        return 200, [("Content-Type", "text/plain"), ("X-Origin", "yes")], b"plain answer\n"
+    if path == "/stream":
+        hold = [("Grip-Hold", "stream"), ("Grip-Channel", create_grip_channel_header(channel))]
+        if "ka" in query:
+            hold.append(("Grip-Keep-Alive", f"ka\\n; format=cstring; timeout={query['ka']}"))
+        return 200, [("Content-Type", "text/plain"), *hold], b"stream open\n"
+    if path == "/sse":
+        hold = [("Grip-Hold", "stream"), ("Grip-Channel", create_grip_channel_header(channel))]
+        return 200, [("Content-Type", "text/event-stream"), *hold], b"event: open\ndata: ready\n\n"
+    if path == "/poll":
+        timeout = query.get("timeout", "55")
+        hold = [("Grip-Hold", "response"), ("Grip-Channel", channel), ("Grip-Timeout", timeout)]
+        return 200, [("Content-Type", "text/plain"), *hold], b"timed out\n"
+    if path == "/instruct":
+        instruct = create_hold_response(channel, "instruct timed out\n", timeout=int(query.get("timeout", "55")))
+        return 200, [("Content-Type", "application/grip-instruct")], instruct.encode()
+    if path == "/sig":
+        valid = validate_sig(headers.get("grip-sig", ""), GRIP_KEY)
+        return 200, [("Content-Type", "text/plain")], b"signed\n" if valid else b"not signed\n"
+    if path == "/ws":
+        return websocket_over_http(headers, body, channel)
+    return 404, [("Content-Type", "text/plain")], b"no such path\n"
+
+
+def websocket_over_http(headers: dict[str, str], body: bytes, channel: str):
+    """Echo with GRIP: OPEN subscribes to ``channel``; text "detach"/"unsub"/"close" exercise control messages."""
+    meta = {k[len("meta-") :]: v for k, v in headers.items() if k.startswith("meta-")}
+    context = WebSocketContext(headers["connection-id"], meta, decode_websocket_events(body))
+    out: list[WebSocketEvent] = []
+    if context.is_opening():
+        context.accept()
+        context.subscribe(channel)
+        context.send("welcome")
+        context.meta["user"] = "alice"
+    while context.can_recv():
+        message = context.recv()
+        if message is None:
+            context.close()
+            break
+        if message == "detach":
+            context.detach()
+        elif message == "unsub":
+            context.unsubscribe(channel)
+            context.send("unsubscribed")
+        elif message == "whoami":
+            context.send(f"user={context.meta.get('user', '')}")
+        elif message == "close":
+            context.close(4001)
+        else:
+            context.send(f"echo:{message}")
+    if context.accepted:
+        out.append(WebSocketEvent("OPEN"))
+    out.extend(context.out_events)
+    if context.closed:
+        out.append(WebSocketEvent("CLOSE", (context.out_close_code or 1000).to_bytes(2, "big")))
+    reply_headers = [("Content-Type", "application/websocket-events"), ("Sec-WebSocket-Extensions", "grip")]
+    reply_headers += [(f"Set-Meta-{k}", v) for k, v in context.meta.items() if context.orig_meta.get(k) != v]
+    return 200, reply_headers, encode_websocket_events(out)

@@ -1,0 +1,169 @@
+"""Metering exactness: what the pipeline bills is what clients received, across a kill -9 and across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.settings import BrokerSettings
+from tests.e2e.broker_metering import (
+    close_reasons,
+    open_clients,
+    outbox_backlog,
+    outbox_delivered,
+    publish_round,
+    receive_all,
+    usage_by_cli,
+    wait_for_usage,
+)
+from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file, stop
+from tests.stack import migrated_stack, run_cli, running_worker
+
+pytestmark = pytest.mark.anyio
+
+
+def fresh_account() -> str:
+    return f"acct-{uuid.uuid4().hex[:8]}"
+
+
+def outbox_path(env: dict[str, str], node: str) -> Path:
+    return BrokerSettings(data_dir=Path(env["FANMETER_DATA_DIR"]), broker_node=node).outbox_path
+
+
+async def test_n_clients_and_m_publishes_bill_exactly_the_deliveries_clients_received(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    streams, sockets, publishes = 4, 3, 5
+    with broker_node(broker_stack_env, config, f"exact-{account}") as node:
+        async with AsyncExitStack() as stack:
+            clients = await open_clients(stack, node, "exact", streams, sockets)
+            await asyncio.to_thread(publish_round, node, "exact", publishes, "m")
+            received = await receive_all(clients, publishes)
+    expected = {
+        "messages_published": publishes,
+        "messages_delivered": received,
+        "connection_minutes": streams + sockets,
+        "bytes_out": sum(c.bytes for c in clients),  # every byte the clients got, welcome messages included
+    }
+    assert received == (streams + sockets) * publishes
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+    report = usage_by_cli(broker_stack_env, account)
+    assert (report["messages_published"], report["messages_delivered"]) == (publishes, received)
+    assert report["messages"] == publishes + received
+
+
+async def test_connections_held_for_known_durations_bill_one_minute_each_and_their_bytes(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"minutes-{account}") as node:
+        async with AsyncExitStack() as stack:
+            clients = await open_clients(stack, node, "minutes", 3, 0)
+            # Held past two alive intervals (1 s here), so alive reports with bytes are part of the record.
+            await asyncio.to_thread(publish_round, node, "minutes", 2, "x")
+            await receive_all(clients, 2)
+            await asyncio.sleep(2.5)  # the duration under test, not a synchronisation
+        sent = sum(c.bytes for c in clients)
+    expected = {"connection_minutes": 3, "messages_delivered": 6, "bytes_out": sent}
+    seen = wait_for_usage(broker_stack_env, account, expected)
+    assert {k: seen[k] for k in expected} == expected
+
+
+async def test_a_broker_killed_with_sigkill_and_restarted_ships_everything_once(
+    origin_url: str, tmp_path: Path
+) -> None:
+    """No worker runs until the end, so every batch is sent and unacknowledged, then resent after the restart."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    env_dir = tmp_path / "stack"
+    env_dir.mkdir()
+    with migrated_stack(env_dir, lambda e: _upgrade(e)) as env:
+        env = {**env, "FANMETER_ALIVE_INTERVAL_SECONDS": "1", "FANMETER_BROKER_SHIP_INTERVAL_MS": "100",
+               "FANMETER_BROKER_RESEND_SECONDS": "1"}  # fmt: skip
+        outbox = outbox_path(env, "killme")
+        with broker_node(env, config, "killme") as node:
+            async with AsyncExitStack() as stack:
+                clients = await open_clients(stack, node, "k", 3, 1)
+                await asyncio.to_thread(publish_round, node, "k", 3, "before")
+                first = await receive_all(clients, 3)
+                await _until(lambda: outbox_delivered(outbox) == first)
+                node.process.send_signal(signal.SIGKILL)  # mid-traffic: four connections still open
+                node.process.wait()
+        assert outbox_backlog(outbox) > 0
+        with broker_node(env, config, "killme") as node:
+            async with AsyncExitStack() as stack:
+                clients = await open_clients(stack, node, "k", 2, 0)
+                await asyncio.to_thread(publish_round, node, "k", 2, "after")
+                second = await receive_all(clients, 2)
+            with running_worker(env):
+                expected = {"messages_published": 5, "messages_delivered": first + second, "connection_minutes": 6}
+                seen = wait_for_usage(env, account, expected)
+                assert {k: seen[k] for k in expected} == expected
+                await _until(lambda: outbox_backlog(outbox) == 0)
+    assert (first, second) == (12, 4)
+
+
+def _upgrade(env: dict[str, str]) -> None:
+    result = run_cli(env, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+
+
+async def _until(condition: object, timeout_s: float = 30) -> None:
+    assert callable(condition)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_slow_consumer_is_billed_only_for_what_it_received_and_drops_are_recorded(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """A client that stops reading: the broker's writes block, its queue (2) fills, later deliveries drop."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    publishes, size = 30, 400_000
+    with broker_node(broker_stack_env, config, f"slow-{account}", {"FANMETER_BROKER_QUEUE_SIZE": "2"}) as node:
+        async with AsyncExitStack() as stack:
+            (slow,) = await open_clients(stack, node, "slow", 1, 0)
+            for n in range(publishes):  # the client reads nothing meanwhile
+                await asyncio.to_thread(_publish_big, node, "slow", n, size)
+            await slow.receive_until_idle()
+        received = len(slow.lines)
+    assert 0 < received < publishes
+    expected = {"messages_published": publishes, "messages_delivered": received}
+    seen = wait_for_usage(broker_stack_env, account, expected)
+    assert {k: seen[k] for k in expected} == expected
+    reasons = await asyncio.to_thread(close_reasons, broker_stack_env, account)
+    assert reasons == [f"client disconnected; {publishes - received} deliveries dropped (slow consumer)"]
+
+
+def _publish_big(node: BrokerNode, channel: str, n: int, size: int) -> None:
+    body = {"items": [{"channel": channel, "formats": {"http-stream": {"content": f"{n:04d}" + "x" * size + "\n"}}}]}
+    response = httpx.post(node.publish_url(), json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert response.status_code == 200
+
+
+async def test_a_broker_stopped_with_streams_open_closes_them_and_ships_the_closes_before_exiting(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"stop-{account}") as node:
+        async with AsyncExitStack() as stack:
+            await open_clients(stack, node, "stop", 2, 0)
+            await asyncio.to_thread(stop, node.process)  # SIGTERM with both streams still open
+    seen = wait_for_usage(broker_stack_env, account, {"connection_minutes": 2})
+    assert seen["connection_minutes"] == 2
+    # uvicorn ends held responses as a disconnect when it stops; what matters is that each got its close.
+    assert len(await asyncio.to_thread(close_reasons, broker_stack_env, account)) == 2

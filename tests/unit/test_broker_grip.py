@@ -1,0 +1,147 @@
+"""GRIP instructions: headers and grip-instruct bodies, as Pushpin documents them."""
+
+import base64
+import json
+
+import pytest
+from gripcontrol import Channel as GcChannel
+from gripcontrol import create_grip_channel_header, create_hold_response, create_hold_stream
+
+from broker.exceptions import GripError
+from broker.grip import (
+    DEFAULT_TIMEOUT_S,
+    Channel,
+    HoldMode,
+    KeepAlive,
+    instruction_from_body,
+    instruction_from_headers,
+    parse_channels,
+    parse_keep_alive,
+    split_params,
+    strip_grip_headers,
+)
+
+
+def hold_headers(*extra):
+    return (("Content-Type", "text/plain"), ("Grip-Hold", "stream"), *extra)
+
+
+def test_a_response_without_grip_hold_is_relayed_without_its_grip_headers():
+    instruction = instruction_from_headers(200, "OK", (("X-A", "1"), ("Grip-Channel", "c")), b"body")
+    assert instruction.hold is None
+    assert instruction.response.headers == (("X-A", "1"),)
+    assert instruction.response.body == b"body"
+
+
+def test_several_grip_channel_headers_and_comma_lists_with_prev_ids_are_all_read():
+    header = create_grip_channel_header([GcChannel("a", "7"), GcChannel("b")])
+    instruction = instruction_from_headers(
+        200, "OK", hold_headers(("Grip-Channel", header), ("Grip-Channel", "c")), b""
+    )
+    assert instruction.hold is not None
+    assert instruction.hold.channels == (Channel("a", "7"), Channel("b"), Channel("c"))
+
+
+def test_grip_timeout_defaults_to_55_seconds_and_is_read_when_given():
+    default = instruction_from_headers(200, "", (("Grip-Hold", "response"), ("Grip-Channel", "c")), b"")
+    given = instruction_from_headers(
+        200, "", (("Grip-Hold", "response"), ("Grip-Channel", "c"), ("Grip-Timeout", "3")), b""
+    )
+    assert default.hold is not None and default.hold.timeout_s == DEFAULT_TIMEOUT_S == 55
+    assert given.hold is not None and given.hold.mode is HoldMode.RESPONSE and given.hold.timeout_s == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ((("Grip-Hold", "forever"), ("Grip-Channel", "c")), "Grip-Hold must be response or stream"),
+        ((("Grip-Hold", "stream"),), "without any Grip-Channel"),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", " ; prev-id=1")), "empty channel name"),
+        ((("Grip-Hold", "response"), ("Grip-Channel", "c"), ("Grip-Timeout", "soon")), "integer number of seconds"),
+        ((("Grip-Hold", "response"), ("Grip-Channel", "c"), ("Grip-Timeout", "0")), "Grip-Timeout must be"),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", "c"), ("Grip-Keep-Alive", "x; format=rot13")), "format must be"),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", "c"), ("Grip-Keep-Alive", "!; format=base64")), "invalid base64"),
+        (
+            (("Grip-Hold", "stream"), ("Grip-Channel", "c"), ("Grip-Keep-Alive", "\\q; format=cstring")),
+            "unknown escape",
+        ),
+    ],
+)
+def test_invalid_grip_headers_are_refused_with_the_reason(headers, reason):
+    with pytest.raises(GripError, match=reason):
+        instruction_from_headers(200, "", headers, b"")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("\\n; format=cstring; timeout=20", KeepAlive(b"\n", 20)),
+        ("ping", KeepAlive(b"ping", 55)),
+        (f"{base64.b64encode(b'x').decode()}; format=base64; timeout=5", KeepAlive(b"x", 5)),
+        ('":\\r\\n\\t\\\\"; format=cstring', KeepAlive(b":\r\n\t\\", 55)),
+    ],
+)
+def test_keep_alive_content_is_decoded_by_its_format(value, expected):
+    assert parse_keep_alive(value) == expected
+
+
+def test_parameters_may_be_quoted_and_quotes_protect_separators():
+    assert split_params('name; a="x;y"; b=2') == ("name", {"a": "x;y", "b": "2"})
+    assert parse_channels(['a; prev-id="1,2", b']) == (Channel("a", "1,2"), Channel("b"))
+
+
+def test_grip_headers_are_stripped_case_insensitively():
+    assert strip_grip_headers((("grip-hold", "x"), ("GRIP-SIG", "y"), ("Gripper", "z"))) == (("Gripper", "z"),)
+
+
+def test_a_grip_instruct_body_made_by_gripcontrol_holds_a_response_with_its_timeout_reply():
+    body = create_hold_response([GcChannel("a", "1"), GcChannel("b")], "on timeout", timeout=9).encode()
+    instruction = instruction_from_body(body)
+    assert instruction.hold is not None
+    assert (instruction.hold.mode, instruction.hold.timeout_s) == (HoldMode.RESPONSE, 9)
+    assert instruction.hold.channels == (Channel("a", "1"), Channel("b"))
+    assert (instruction.response.code, instruction.response.body) == (200, b"on timeout")
+
+
+def test_a_grip_instruct_stream_with_binary_body_keep_alive_and_headers_is_read():
+    doc = json.loads(create_hold_stream("s"))
+    doc["hold"]["keep-alive"] = {"content-bin": base64.b64encode(b"\x00").decode(), "timeout": 10}
+    doc["response"] = {"code": 202, "reason": "Accepted", "headers": {"X-A": "1", "Grip-Z": "2"},
+                       "body-bin": base64.b64encode(b"\x01\x02").decode()}  # fmt: skip
+    instruction = instruction_from_body(json.dumps(doc).encode())
+    assert instruction.hold is not None and instruction.hold.keep_alive == KeepAlive(b"\x00", 10)
+    assert instruction.response.headers == (("X-A", "1"),)
+    assert (instruction.response.code, instruction.response.reason, instruction.response.body) == (
+        202,
+        "Accepted",
+        b"\x01\x02",
+    )
+
+
+def test_a_grip_instruct_body_without_hold_is_relayed():
+    instruction = instruction_from_body(b'{"response": {"body": "hi"}}')
+    assert instruction.hold is None and instruction.response.body == b"hi"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"nope", "not JSON"),
+        (b"[]", "must be a JSON object"),
+        (b'{"hold": 1}', "hold must be an object"),
+        (b'{"hold": {"mode": "x", "channels": [{"name": "c"}]}}', "hold.mode"),
+        (b'{"hold": {"channels": []}}', "non-empty list"),
+        (b'{"hold": {"channels": [{"name": ""}]}}', "non-empty name"),
+        (b'{"hold": {"channels": [{"name": "c"}], "timeout": "5"}}', "hold.timeout"),
+        (b'{"hold": {"channels": [{"name": "c"}], "keep-alive": 1}}', "keep-alive must be an object"),
+        (b'{"hold": {"channels": [{"name": "c"}], "keep-alive": {"timeout": 0}}}', "keep-alive timeout"),
+        (b'{"response": 1}', "response must be an object"),
+        (b'{"response": {"code": 99}}', "HTTP status"),
+        (b'{"response": {"headers": {"a": 1}}}', "map names to strings"),
+        (b'{"response": {"body-bin": 5}}', "base64 string"),
+        (b'{"response": {"body-bin": "!!"}}', "not valid base64"),
+    ],
+)
+def test_invalid_grip_instruct_bodies_are_refused_with_the_reason(body, reason):
+    with pytest.raises(GripError, match=reason):
+        instruction_from_body(body)

@@ -1,0 +1,75 @@
+"""WebSocket-over-HTTP bodies and control messages, checked against gripcontrol's own encoder and decoder."""
+
+import pytest
+from gripcontrol import WebSocketEvent, decode_websocket_events, encode_websocket_events, websocket_control_message
+
+from broker.exceptions import WsEventsError
+from broker.wsevents import (
+    Control,
+    WsEvent,
+    close_code,
+    close_event,
+    decode_events,
+    encode_events,
+    grip_message_prefix,
+    parse_control,
+)
+
+ALL_SEVEN = [WsEvent("OPEN"), WsEvent("TEXT", "héllo".encode()), WsEvent("BINARY", b"\x00\r\n\x01"), WsEvent("PING"),
+             WsEvent("PONG", b"p"), close_event(1001), WsEvent("DISCONNECT")]  # fmt: skip
+
+
+def test_all_seven_event_types_round_trip():
+    assert decode_events(encode_events(ALL_SEVEN)) == ALL_SEVEN
+
+
+def test_our_encoding_is_what_gripcontrol_decodes_and_the_reverse():
+    decoded = decode_websocket_events(encode_events(ALL_SEVEN))
+    assert [(e.type, e.content) for e in decoded] == [(e.type, e.content) for e in ALL_SEVEN]
+    theirs = encode_websocket_events([WebSocketEvent("TEXT", b"m:hi"), WebSocketEvent("CLOSE", b"\x03\xe8")])
+    assert decode_events(theirs) == [WsEvent("TEXT", b"m:hi"), WsEvent("CLOSE", b"\x03\xe8")]
+
+
+def test_close_codes_are_two_big_endian_bytes():
+    assert close_code(close_event(4001)) == 4001
+    assert close_code(WsEvent("CLOSE")) is None
+    assert close_event(None) == WsEvent("CLOSE")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"OPEN", "without CRLF"), (b"SHOUT\r\n", "unknown event type"), (b"TEXT zz\r\nab\r\n", "bad content length"),
+     (b"TEXT 5\r\nab\r\n", "shorter than its length")],
+)  # fmt: skip
+def test_malformed_bodies_are_refused_with_the_reason(body, reason):
+    with pytest.raises(WsEventsError, match=reason):
+        decode_events(body)
+
+
+@pytest.mark.parametrize(
+    ("header", "prefix"),
+    [(None, None), ("permessage-deflate", None), ("grip", b"m:"), ('grip; message-prefix=""', b""),
+     ("x, grip; message-prefix=msg", b"msg")],
+)  # fmt: skip
+def test_the_grip_extension_enables_control_messages_with_its_message_prefix(header, prefix):
+    assert grip_message_prefix(header) == prefix
+
+
+def test_control_messages_made_by_gripcontrol_are_parsed():
+    def control(kind, **args):
+        return parse_control(b"c:" + websocket_control_message(kind, args or None).encode())
+
+    assert control("subscribe", channel="a") == Control("subscribe", channel="a")
+    assert control("unsubscribe", channel="a") == Control("unsubscribe", channel="a")
+    assert control("detach") == Control("detach")
+    assert control("keep-alive", content="ka", timeout=10) == Control("keep-alive", content=b"ka", timeout_s=10)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"c:{", "not JSON"), (b'c:{"type": "dance"}', "type must be one of"),
+     (b'c:{"type": "subscribe"}', "needs a channel"), (b'c:{"type": "keep-alive", "timeout": -1}', "positive integer")],
+)  # fmt: skip
+def test_invalid_control_messages_are_refused(content, reason):
+    with pytest.raises(WsEventsError, match=reason):
+        parse_control(content)
