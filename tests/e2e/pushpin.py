@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import httpx
 
 from tests.e2e.broker_stack import GRIP_KEY, free_port, running, wait_for_port
 
@@ -89,4 +92,22 @@ def pushpin(tmp: Path, origin_url: str, message_rate: int = 2500, message_hwm: i
     out = tmp / f"pushpin-{tag}.out"
     with running(["pushpin", "--config", str(config)], {}, http_port, out) as process:
         wait_for_port(publish_port, process, out)
-        yield PushpinNode(f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{publish_port}", process)
+        node = PushpinNode(f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{publish_port}", process)
+        _wait_until_routing(node.url, process, out)
+        yield node
+
+
+def _wait_until_routing(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:
+    """Wait until a request is proxied: Pushpin's HTTP port opens before its proxy has joined it,
+    and a request in between is dropped (seen as "Server disconnected")."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pushpin exited at start:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/", timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"pushpin did not route a request in {timeout_s} s:\n{log.read_text(errors='replace')}")
