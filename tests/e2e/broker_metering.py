@@ -166,3 +166,20 @@ def close_reasons(env: dict[str, str], account: str) -> list[str]:
             return [str(r[0]) for r in rows]
     finally:
         engine.dispose()
+
+
+def session_rows(env: dict[str, str], account: str) -> list[tuple[int, int, bool, int, str]]:
+    """(start_us, end_us, closed, billable_minutes, transport) of the account's connection sessions."""
+    engine = make_engine(settings_for(env).resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT start_us, end_us, closed, billable_minutes, transport FROM connection_session "
+                    "WHERE account_id = :a"
+                ),
+                {"a": account},
+            )
+            return [(int(r[0]), int(r[1]), bool(r[2]), int(r[3]), str(r[4])) for r in rows]
+    finally:
+        engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.e2e.broker_metering import (
     outbox_delivered,
     publish_round,
     receive_all,
+    session_rows,
     usage_by_cli,
     wait_for_usage,
 )
@@ -60,22 +62,40 @@ async def test_n_clients_and_m_publishes_bill_exactly_the_deliveries_clients_rec
     assert report["messages"] == publishes + received
 
 
-async def test_connections_held_for_known_durations_bill_one_minute_each_and_their_bytes(
+async def test_connections_held_for_known_durations_are_metered_with_those_durations_and_one_minute_each(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:
+    """Three clients held 0.5 s, 1.5 s and 2.5 s (past alive reports at 1 s): the sessions the pipeline
+    builds start and end inside the client's own connect/close window, each billed max(1, ceil(d/60 s))."""
     account = fresh_account()
     config = services_file(tmp_path / "services.json", origin_url, account=account)
     with broker_node(broker_stack_env, config, f"minutes-{account}") as node:
-        async with AsyncExitStack() as stack:
-            clients = await open_clients(stack, node, "minutes", 3, 0)
-            # Held past two alive intervals (1 s here), so alive reports with bytes are part of the record.
-            await asyncio.to_thread(publish_round, node, "minutes", 2, "x")
-            await receive_all(clients, 2)
-            await asyncio.sleep(2.5)  # the duration under test, not a synchronisation
-        sent = sum(c.bytes for c in clients)
-    expected = {"connection_minutes": 3, "messages_delivered": 6, "bytes_out": sent}
-    seen = wait_for_usage(broker_stack_env, account, expected)
-    assert {k: seen[k] for k in expected} == expected
+        windows = await asyncio.gather(*(_hold(node, seconds) for seconds in (0.5, 1.5, 2.5)))
+    seen = wait_for_usage(broker_stack_env, account, {"connection_minutes": 3})
+    assert seen["connection_minutes"] == 3
+    # Paired by end: the three closes are a second apart, the opens race each other.
+    await _until(lambda: [row[2] for row in session_rows(broker_stack_env, account)] == [True] * 3)
+    sessions = sorted(await asyncio.to_thread(session_rows, broker_stack_env, account), key=lambda row: row[1])
+    assert [(closed, minutes, transport) for _, _, closed, minutes, transport in sessions] == [
+        (True, 1, "http-stream")
+    ] * 3
+    for (start_us, end_us, *_), (before, opened, closing, after) in zip(
+        sessions, sorted(windows, key=lambda w: w[2]), strict=True
+    ):
+        assert before <= start_us <= opened
+        assert closing <= end_us <= after + 1_000_000  # the broker notices a closed socket within a second
+
+
+async def _hold(node: BrokerNode, seconds: float) -> tuple[int, int, int, int]:
+    """Connect, hold ``seconds``, close; the wall-clock window (µs) around each step."""
+    async with AsyncExitStack() as stack:
+        before = time.time_ns() // 1000
+        clients = await open_clients(stack, node, "durations", 1, 0)  # held here: a dropped client would close
+        opened = time.time_ns() // 1000
+        await asyncio.sleep(seconds)  # the duration under test, not a synchronisation
+        closing = time.time_ns() // 1000
+        assert len(clients) == 1
+    return before, opened, closing, time.time_ns() // 1000
 
 
 async def test_a_broker_killed_with_sigkill_and_restarted_ships_everything_once(
