@@ -3,7 +3,9 @@
 It subscribes (ZeroMQ SUB) to ``conn``, ``message`` and ``report`` records, translates them
 (``translate.py``), writes the events to an outbox of its own (``broker/outbox.py``, file
 ``$FANMETER_DATA_DIR/pushpin-outbox-<node>.sqlite``) and ships them with the broker's shipper.
-Each received batch of records is durable in one transaction before the next is read.
+Each received batch of records is durable in one transaction before the next is read, together
+with the connections the translator remembers (table ``pushpin_connection`` in the same file),
+so a restarted adapter still bills a connection's later records to its route's service.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 
 import zmq
 
+from broker.events import Subject
 from broker.outbox import OutboxStore
 from broker.settings import BrokerSettings
 from broker.shipper import Shipper
 from fanmeter.pushpin_stats.records import BILLED_TYPES, BadRecord, parse_frame
-from fanmeter.pushpin_stats.translate import MonotonicStamp, Translator
+from fanmeter.pushpin_stats.translate import MonotonicStamp, OpenConnection, Translator
 
 logger = logging.getLogger("fanmeter.pushpin_stats")
 
@@ -39,10 +42,45 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pushpin_connection (
+    origin TEXT NOT NULL,
+    conn_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    service_id TEXT NOT NULL,
+    last_seen_us INTEGER NOT NULL,
+    ttl_us INTEGER NOT NULL,
+    PRIMARY KEY (origin, conn_id)
+);
+"""
+
+
+class AdapterStore(OutboxStore):
+    """The outbox plus the translator's open connections, written in one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._db.executescript(STATE_SCHEMA)
+
+    def save(self, payloads: list[str], opened: list[OpenConnection], forgotten: list[tuple[str, str]]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT INTO outbox_event (payload) VALUES (?)", [(p,) for p in payloads])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pushpin_connection VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.origin, c.conn_id, c.subject.account_id, c.subject.service_id, c.last_seen_us, c.ttl_us)
+                 for c in opened],
+            )  # fmt: skip
+            self._db.executemany("DELETE FROM pushpin_connection WHERE origin = ? AND conn_id = ?", forgotten)
+
+    def open_connections(self) -> list[OpenConnection]:
+        rows = self._db.execute("SELECT * FROM pushpin_connection ORDER BY origin, conn_id").fetchall()
+        return [OpenConnection(o, c, Subject(a, s), seen, ttl) for o, c, a, s, seen, ttl in rows]
+
+
 class StatsAdapter:
     """Reads records, writes their events to the outbox; ``run`` returns when ``stop`` is set."""
 
-    def __init__(self, stats_spec: str, translator: Translator, store: OutboxStore,
+    def __init__(self, stats_spec: str, translator: Translator, store: AdapterStore,
                  clock: Callable[[], datetime] = utc_now) -> None:  # fmt: skip
         self._spec = stats_spec
         self._translator = translator
@@ -69,6 +107,7 @@ class StatsAdapter:
                 now = self._clock()
                 if (now - last_expiry).total_seconds() >= 1:
                     self._translator.expire(now)
+                    self.handle([])
                     last_expiry = now
         finally:
             sock.close(linger=0)
@@ -98,8 +137,9 @@ class StatsAdapter:
                 self.skipped += 1
                 self._warn_once(f"record skipped: {translation.skipped}")
             payloads.extend(json.dumps(e, separators=(",", ":")) for e in translation.events)
-        if payloads:
-            self._store.append(payloads)
+        opened, forgotten = self._translator.take_changes()
+        if payloads or opened or forgotten:
+            self._store.save(payloads, opened, forgotten)
             self.events += len(payloads)
 
     def _warn_once(self, message: str) -> None:
@@ -129,7 +169,9 @@ def serve(settings: BrokerSettings, stats_spec: str, translator: Translator, sto
         OutboxStore(path), translator.node, pipeline.send, pipeline.recorded, settings.broker_ship_batch,
         settings.broker_ship_interval_ms / 1000, settings.broker_resend_seconds,
     )  # fmt: skip
-    adapter = StatsAdapter(stats_spec, translator, OutboxStore(path))
+    store = AdapterStore(path)
+    translator.restore(store.open_connections())
+    adapter = StatsAdapter(stats_spec, translator, store)
     shipper.start()
     try:
         adapter.run(stop)

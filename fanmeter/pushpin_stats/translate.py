@@ -5,7 +5,8 @@ The rules (docs/decisions.md, "Pushpin adapter"):
 - ``conn`` seen for the first time -> ``connection.open``; seen again (Pushpin re-sends it every
   3/4 of ``ttl`` while the connection lives) -> ``connection.alive``; ``unavailable`` ->
   ``connection.close``. Pushpin names the route only on the first records of a connection, so
-  the translator remembers each open connection's subject until it closes or its ``ttl`` lapses.
+  the translator remembers each open connection's subject until it closes or its ``ttl`` lapses
+  (the adapter persists that memory with the events, so a restart keeps it).
 - A lapsed ``ttl`` (no refresh seen, e.g. the disconnect was lost on the lossy PUB socket)
   emits nothing: the pipeline ends a connection without a close at its last-seen time, the
   last refresh, and a refresh or close that still arrives can extend it. A close invented here
@@ -44,11 +45,19 @@ class Translation:
     skipped: str | None = None  # why the record gave no event, for the operator
 
 
-@dataclass(slots=True)
-class _Tracked:
+@dataclass(frozen=True, slots=True)
+class OpenConnection:
+    """What the translator remembers of a connection until it closes or its ttl lapses."""
+
+    origin: str
+    conn_id: str
     subject: Subject
     last_seen_us: int
     ttl_us: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.origin, self.conn_id)
 
 
 @dataclass(slots=True)
@@ -57,11 +66,22 @@ class Translator:
 
     node: str
     route_map: RouteMap
-    _open: dict[tuple[str, str], _Tracked] = field(default_factory=dict)
+    _open: dict[tuple[str, str], OpenConnection] = field(default_factory=dict)
+    _changed: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def open_connections(self) -> int:
         return len(self._open)
+
+    def restore(self, connections: list[OpenConnection]) -> None:
+        """Remember connections saved by a previous run (so their later records keep their route's service)."""
+        self._open.update((c.key, c) for c in connections)
+
+    def take_changes(self) -> tuple[list[OpenConnection], list[tuple[str, str]]]:
+        """Connections opened or refreshed, and keys forgotten, since the last call (to persist them)."""
+        changed, self._changed = self._changed, set()
+        kept = [self._open[key] for key in sorted(changed) if key in self._open]
+        return kept, sorted(key for key in changed if key not in self._open)
 
     def translate(self, record: Record, at: datetime) -> Translation:
         """The events one record, received at ``at``, stands for."""
@@ -77,6 +97,7 @@ class Translator:
         lapsed = [key for key, c in self._open.items() if now_us - c.last_seen_us > c.ttl_us]
         for key in lapsed:
             del self._open[key]
+        self._changed.update(lapsed)
         return len(lapsed)
 
     def _conn(self, record: ConnRecord, at_us: int) -> Translation:
@@ -86,16 +107,17 @@ class Translator:
         if subject is None:
             return Translation([], f"unmapped route {record.route!r}")
         connection_id, at = connection_id_for(record), from_micros(at_us)
+        self._changed.add(key)
         if record.unavailable:
             self._open.pop(key, None)
             close_id = event_id("close", record.origin, record.conn_id)
             event = events.connection_report(self.node, close_id, at, subject, connection_id, (0, 0), "disconnected")
         elif tracked is not None:
-            tracked.last_seen_us, tracked.ttl_us = at_us, (record.ttl_s or 0) * 1_000_000
+            self._open[key] = OpenConnection(*key, subject, at_us, (record.ttl_s or 0) * 1_000_000)
             alive_id = event_id("alive", record.origin, record.conn_id, str(at_us))
             event = events.connection_report(self.node, alive_id, at, subject, connection_id, (0, 0))
         else:
-            self._open[key] = _Tracked(subject, at_us, (record.ttl_s or 0) * 1_000_000)
+            self._open[key] = OpenConnection(*key, subject, at_us, (record.ttl_s or 0) * 1_000_000)
             open_id = event_id("open", record.origin, record.conn_id)
             transport = TRANSPORTS[record.kind or "http"]
             event = events.connection_open(self.node, open_id, at, subject, connection_id, transport)
