@@ -220,6 +220,9 @@ def pushpin_stats(stats_spec: str, route_map_path: Path, node: str | None) -> No
         signal.signal(signum, lambda *_: stop.set())
     name = node or socket.gethostname()
     click.echo(f"pushpin-stats {name}: outbox {adapter.outbox_path(settings, name)}")
-    done = adapter.serve(settings, stats_spec, Translator(name, route_map), stop)
+    try:
+        done = adapter.serve(settings, stats_spec, Translator(name, route_map), stop)
+    except adapter.AdapterError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"pushpin-stats {name}: {done.records} records, {done.events} events, "
                f"{done.bad} bad, {done.skipped} skipped")  # fmt: skip

@@ -34,6 +34,10 @@ MAX_DRAIN = 2000  # records per outbox transaction
 POLL_MS = 250
 
 
+class AdapterError(Exception):
+    """The adapter cannot run (e.g. the stats socket address is invalid); the message says why."""
+
+
 def outbox_path(settings: BrokerSettings, node: str) -> Path:
     return settings.data_dir.resolve() / f"pushpin-outbox-{node}.sqlite"
 
@@ -97,7 +101,12 @@ class StatsAdapter:
         sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         for record_type in BILLED_TYPES:
             sock.setsockopt(zmq.SUBSCRIBE, record_type.encode() + b" ")
-        sock.connect(self._spec)
+        try:
+            sock.connect(self._spec)
+        except zmq.ZMQError as error:
+            sock.close(linger=0)
+            context.term()
+            raise AdapterError(f"cannot subscribe to Pushpin's stats at {self._spec!r}: {error}") from None
         logger.info("subscribed to Pushpin stats at %s", self._spec)
         last_expiry = self._clock()
         try:

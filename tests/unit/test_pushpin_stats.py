@@ -1,12 +1,15 @@
 """`fanmeter pushpin-stats`: Pushpin's stats records to fanmeter events (pure translation, no Pushpin)."""
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from broker.events import Subject
-from fanmeter.pushpin_stats.adapter import AdapterStore, StatsAdapter
+from fanmeter.cli import main
+from fanmeter.pushpin_stats.adapter import AdapterError, AdapterStore, StatsAdapter
 from fanmeter.pushpin_stats.records import BadRecord, ConnRecord, MessageRecord, ReportRecord, parse_frame
 from fanmeter.pushpin_stats.routemap import RouteMap, RouteMapError, load_route_map, parse_route_map
 from fanmeter.pushpin_stats.translate import MonotonicStamp, Translator, connection_id_for
@@ -318,3 +321,16 @@ def test_the_adapter_store_keeps_open_connections_with_their_events_across_a_res
         ("fanout.connection.close", "svc-chat"),
     ]  # fmt: skip
     assert store.open_connections() == []
+
+
+def test_an_invalid_stats_socket_address_is_an_adapter_error_naming_it(tmp_path):
+    adapter = StatsAdapter("not-a-zmq-address", Translator("pp1", ROUTES), AdapterStore(tmp_path / "o.sqlite"))
+    with pytest.raises(AdapterError, match="'not-a-zmq-address'"):
+        adapter.run(threading.Event())
+
+
+def test_the_command_refuses_an_invalid_route_map_before_starting(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text('{"routes": 1}')
+    result = CliRunner().invoke(main, ["pushpin-stats", "--stats-spec", "ipc:///nowhere", "--route-map", str(path)])
+    assert (result.exit_code, result.output.strip()) == (1, "Error: 'routes' must be a list")
