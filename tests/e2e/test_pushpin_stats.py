@@ -28,6 +28,7 @@ import httpx
 import pytest
 from gripcontrol import GripPubControl, HttpStreamFormat, WebSocketMessageFormat
 from pubcontrol import Item
+from sqlalchemy import Engine
 
 from metering import service as metering_service
 from metering.bootstrap import bootstrap
@@ -129,9 +130,8 @@ def minutes(held_s: float) -> int:
     return max(1, math.ceil(held_s / 60))
 
 
-def service_usage(env: dict[str, str], account: str) -> dict[str, tuple[int, int, int, int]]:
+def service_usage(engine: Engine, account: str) -> dict[str, tuple[int, int, int, int]]:
     """Per service (minutes, published, delivered, bytes out), this month and the previous one near a boundary."""
-    engine = bootstrap(settings_for(env)).engine
     now = datetime.now(UTC)
     totals: dict[str, list[int]] = {}
     for month in {Month.of_day(now.date()), Month.of_day(now.replace(day=1).date())}:
@@ -143,12 +143,16 @@ def service_usage(env: dict[str, str], account: str) -> dict[str, tuple[int, int
 
 
 def wait_for(env: dict[str, str], account: str, expected: dict[str, tuple[int, int, int, int]]) -> dict[str, tuple]:
-    deadline = time.monotonic() + 60
-    seen = service_usage(env, account)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.25)
-        seen = service_usage(env, account)
-    return seen
+    engine = bootstrap(settings_for(env)).engine
+    try:
+        deadline = time.monotonic() + 60
+        seen = service_usage(engine, account)
+        while seen != expected and time.monotonic() < deadline:
+            time.sleep(0.25)
+            seen = service_usage(engine, account)
+        return seen
+    finally:
+        engine.dispose()
 
 
 async def hold(stack: AsyncExitStack, opened_at: float, seconds: float) -> float:
