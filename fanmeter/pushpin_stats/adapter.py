@@ -179,7 +179,7 @@ def serve(settings: BrokerSettings, stats_spec: str, translator: Translator, sto
         settings.broker_ship_interval_ms / 1000, settings.broker_resend_seconds,
     )  # fmt: skip
     store = AdapterStore(path)
-    translator.restore(store.open_connections())
+    translator.restore(store.open_connections(), utc_now())
     adapter = StatsAdapter(stats_spec, translator, store)
     shipper.start()
     try:

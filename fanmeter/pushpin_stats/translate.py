@@ -24,7 +24,7 @@ The rules (docs/decisions.md, "Pushpin adapter"):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -73,9 +73,13 @@ class Translator:
     def open_connections(self) -> int:
         return len(self._open)
 
-    def restore(self, connections: list[OpenConnection]) -> None:
-        """Remember connections saved by a previous run (so their later records keep their route's service)."""
-        self._open.update((c.key, c) for c in connections)
+    def restore(self, connections: list[OpenConnection], at: datetime) -> None:
+        """Remember connections saved by a previous run, so their later records keep their route's service.
+
+        Each gets a fresh ``ttl`` from ``at``: a connection is not forgotten for the time the adapter was down.
+        """
+        now_us = to_micros(at)
+        self._open.update((c.key, replace(c, last_seen_us=max(c.last_seen_us, now_us))) for c in connections)
 
     def take_changes(self) -> tuple[list[OpenConnection], list[tuple[str, str]]]:
         """Connections opened or refreshed, and keys forgotten, since the last call (to persist them)."""

@@ -217,10 +217,11 @@ def test_a_restored_translator_bills_a_connections_later_records_to_its_routes_s
     opened, forgotten = before.take_changes()
     assert ([c.subject for c in opened], forgotten, before.take_changes()) == ([CHAT], [], ([], []))
     after = Translator("pp1", ROUTES)
-    after.restore(opened)
-    later = feed(after, (90, REFRESH), (150, GONE))
+    after.restore(opened, at(600))  # the adapter was down far longer than the ttl
+    assert after.expire(at(720)) == 0  # a fresh ttl from the restart
+    later = feed(after, (690, REFRESH), (750, GONE))
     assert {e["data"]["service_id"] for e in later} == {"svc-chat"}
-    assert month_usage(first + later).connection_minutes == 3  # 0 s to 150 s
+    assert month_usage(first + later).connection_minutes == 13  # 0 s to 750 s
     assert after.take_changes() == ([], [("pushpin-handler_30527", "condure:0-0-1")])
 
 
@@ -313,7 +314,7 @@ def test_the_adapter_store_keeps_open_connections_with_their_events_across_a_res
     (saved,) = store.open_connections()
     assert (saved.subject, saved.last_seen_us, saved.ttl_us) == (CHAT, 1_795_838_400_000_000, 120_000_000)
     translator = Translator("pp1", ROUTES)
-    translator.restore(store.open_connections())
+    translator.restore(store.open_connections(), T0)
     StatsAdapter("ipc://unused", translator, store, clock=lambda: at(90)).handle([[REFRESH], [GONE]])
     events = [json.loads(p) for p in store.payloads(store.seal_batch("b1", 10, 0) and "b1")]
     assert [(e["type"], e["data"]["service_id"]) for e in events] == [
