@@ -190,6 +190,48 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
                 lifespan="on", log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
 
 
+@main.command("pushpin-stats")
+@click.option("--stats-spec", required=True, help="Pushpin's stats_spec, e.g. ipc:///run/pushpin/pushpin-stats.")
+@click.option("--route-map", "route_map_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML/JSON mapping Pushpin routes and channel prefixes to accounts and services.")  # fmt: skip
+@click.option("--node", help="Names this Pushpin deployment (events' source pushpin/<node>); default: the host name.")
+def pushpin_stats(stats_spec: str, route_map_path: Path, node: str | None) -> None:
+    """Bill an existing Pushpin: turn its stats records (stats_format=json) into metering events.
+
+    Connections become open/alive/close events, relayed items delivered counts, and the global
+    route's report published counts; they go through a local durable outbox to the pipeline.
+    Needs a running worker (`fanmeter worker`). Stops on SIGTERM or Ctrl-C.
+    """
+    import logging
+    import signal
+    import socket
+    import threading
+
+    from broker.settings import BrokerSettings
+    from fanmeter.pushpin_stats import adapter
+    from fanmeter.pushpin_stats.routemap import RouteMapError, load_route_map
+    from fanmeter.pushpin_stats.translate import Translator
+
+    try:
+        route_map = load_route_map(route_map_path)
+    except RouteMapError as error:
+        raise click.ClickException(str(error)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = BrokerSettings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    name = node or socket.gethostname()
+    click.echo(f"pushpin-stats {name}: outbox {adapter.outbox_path(settings, name)}")
+    try:
+        done = adapter.serve(settings, stats_spec, Translator(name, route_map), stop)
+    except adapter.AdapterError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"pushpin-stats {name}: {done.records} records, {done.events} events, "
+               f"{done.bad} bad, {done.skipped} skipped")  # fmt: skip
+
+
 def _register_admin_commands() -> None:
     from fanmeter import admin_cli
 
