@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from billing.api import errors
-from billing.api.routers import accounts, health
+from billing.api.routers import accounts, audit, health, rate_cards, statements
 from billing.settings import BillingSettings
 
 DESCRIPTION = """\
@@ -35,6 +35,6 @@ def create_app(
     app.state.clock = clock
     app.state.engine = engine
     errors.install(app)
-    for router in (health.router, accounts.router):
+    for router in (health.router, accounts.router, rate_cards.router, statements.router, audit.router):
         app.include_router(router)
     return app
