@@ -360,3 +360,41 @@ def test_the_audit_log_is_readable_per_the_role_table(world: World) -> None:
     assert world.client.get("/v1/audit", headers=world.as_role("superuser")).status_code == 403
     assert world.client.get(f"/v1/accounts/{OTHER}/audit", headers=world.as_role("superuser")).status_code == 404
     assert world.client.get(f"/v1/accounts/{OWN}/audit", headers=world.as_role("billing")).status_code == 403
+
+
+def test_late_usage_of_a_finalized_month_lands_once_as_a_prior_period_line_and_the_finalized_body_stays(
+    world: World,
+) -> None:
+    add_usage(world.engine, OWN, date(2026, 3, 2), connection_minutes=1_000_000)
+    close_march(world)
+    march, april, may = (f"/v1/accounts/{OWN}/statements/{m}" for m in (MARCH, APRIL, MAY))
+    world.client.post(f"{march}/regenerate", headers=finance(world))
+    finalized = world.client.post(f"{march}/finalize", headers=finance(world)).json()
+
+    add_usage(world.engine, OWN, date(2026, 3, 31), service="svc-b", connection_minutes=2_000_000, bytes_out=10**9)
+    add_usage(world.engine, OWN, date(2026, 4, 2), connection_minutes=1_000_000)
+
+    assert world.client.get(march, headers=finance(world)).json() == finalized
+    estimate = world.client.get(april, headers=finance(world)).json()
+    prior = [line for line in estimate["lines"] if line["kind"] == "adjustment"]
+    assert [(p["amount"], p["description"]) for p in prior] == [
+        (
+            "2.12",
+            "Prior-period adjustment for 2026-03: +2,000,000 minutes, +0 messages, +1,000,000,000 bytes (2.12 USD)",
+        )
+    ]
+    assert (estimate["status"], estimate["subtotal"], estimate["total"]) == ("open", "1.00", "3.12")
+
+    world.clock.now = datetime(2026, 5, 4, 1, tzinfo=UTC)
+    world.client.post(f"{april}/regenerate", headers=finance(world))
+    april_final = world.client.post(f"{april}/finalize", headers=finance(world)).json()
+    assert april_final["total"] == "3.12"
+    assert world.client.get(may, headers=finance(world)).json()["lines"] == []  # landed exactly once
+
+    add_usage(world.engine, OWN, date(2026, 3, 20), messages_published=500_000)  # later still
+    may_lines = world.client.get(may, headers=finance(world)).json()["lines"]
+    assert [(line["amount"], line["description"][:43]) for line in may_lines] == [
+        ("1.00", "Prior-period adjustment for 2026-03: +0 min")
+    ]
+    assert world.client.get(march, headers=finance(world)).json() == finalized
+    assert world.client.get(april, headers=finance(world)).json() == april_final
