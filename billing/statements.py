@@ -21,7 +21,6 @@ from billing import statement_store as store
 from billing.domain import ledger
 from billing.domain.exceptions import Conflict, NotFound, RuleViolation
 from billing.domain.rate_card_json import card_in_force
-from billing.domain.rate_cards import RateCard
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
 from billing.orm import Account, Adjustment, StatementRecord
@@ -31,24 +30,7 @@ from metering.domain.usage import UsageReport
 SYSTEM = "system"  # the audit actor of beat-built drafts
 
 
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """Everything one account's statement of one month is computed from."""
-
-    usage: UsageReport
-    card: RateCard
-    prior: tuple[ledger.PriorPeriod, ...]
-    adjustments: tuple[ledger.Adjustment, ...]
-
-    def build(self, status: str) -> tuple[Statement, dict[str, Any]]:
-        """The statement, and the usage it bills (its month and each carried month)."""
-        prior_lines = [line for period in self.prior if (line := ledger.prior_period_line(period))]
-        statement = ledger.compose(self.usage, self.card, status, prior_lines, self.adjustments)
-        billed = ledger.snapshot_json([self.usage, *(period.current for period in self.prior)])
-        return statement, billed
-
-
-def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, Inputs]:
+def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, ledger.StatementInputs]:
     """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries."""
     accounts = store.account_ids(conn, only)
     usage = store.monthly_usage(conn, month, only)
@@ -69,7 +51,7 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
             )
             for m in carried[account]
         )
-        inputs[account] = Inputs(
+        inputs[account] = ledger.StatementInputs(
             usage.get(account) or UsageReport(account, month),
             card_in_force(versions, account, month),
             prior,

@@ -243,3 +243,19 @@ def statement_from_json(body: Mapping[str, Any]) -> Statement:
         content_hash=body["content_hash"],
         notes=notes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInputs:
+    """Everything one account's statement of one month is computed from."""
+
+    usage: UsageReport
+    card: RateCard
+    prior: tuple[PriorPeriod, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
+
+    def build(self, status: str) -> tuple[Statement, dict[str, Any]]:
+        """The statement, and the usage it bills as JSON: its own month and each carried month."""
+        prior_lines = [line for period in self.prior if (line := prior_period_line(period))]
+        statement = compose(self.usage, self.card, status, prior_lines, self.adjustments)
+        return statement, snapshot_json([self.usage, *(period.current for period in self.prior)])
