@@ -32,7 +32,7 @@ SYSTEM = "system"  # the audit actor of beat-built drafts
 
 def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, ledger.StatementInputs]:
     """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries."""
-    accounts = store.account_ids(conn, only)
+    accounts = store.account_ids(conn) if only is None else list(only)
     usage = store.monthly_usage(conn, month, only)
     versions = store.card_versions(conn, only)
     statuses = store.statuses_before(conn, month, only)
@@ -172,8 +172,13 @@ def _require_account(session: Session, account_id: str) -> None:
 
 
 def statement_body(session: Session, account_id: str, month: Month) -> dict[str, Any]:
-    """Return the stored statement of a month, or else the open estimate computed now."""
+    """Return the stored statement of an account's month, or else the open estimate computed now."""
     _require_account(session, account_id)
+    return stored_or_estimate(session, account_id, month)
+
+
+def stored_or_estimate(session: Session, account_id: str, month: Month) -> dict[str, Any]:
+    """The stored draft or finalized body, else the open estimate (also for ids metered but not yet accounts)."""
     record = _stored(session, account_id, month)
     if record is not None:
         return dict(record.body)
