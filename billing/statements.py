@@ -6,6 +6,7 @@ result in one transaction. docs/decisions.md ("Statements") explains the choices
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from billing import audit
 from billing import statement_store as store
 from billing.domain import ledger
 from billing.domain.exceptions import Conflict, NotFound, RuleViolation
-from billing.domain.rate_card_json import card_in_force
+from billing.domain.rate_card_json import CardVersion, card_in_force
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
 from billing.orm import Account, Adjustment, StatementRecord
@@ -34,7 +35,9 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
     """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries."""
     accounts = store.account_ids(conn) if only is None else list(only)
     usage = store.monthly_usage(conn, month, only)
-    versions = store.card_versions(conn, only)
+    versions: dict[str | None, list[CardVersion]] = defaultdict(list)
+    for version in store.card_versions(conn, only):
+        versions[version.account_id].append(version)
     statuses = store.statuses_before(conn, month, only)
     carried = {account: ledger.carried_months(statuses.get(account, {}), month) for account in accounts}
     needed = sorted({m for months in carried.values() for m in months})
@@ -47,13 +50,13 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
             ledger.PriorPeriod(
                 ledger.latest_billed(snapshots.get(account, {}), m) or UsageReport(account, m),
                 current[m].get(account) or UsageReport(account, m),
-                card_in_force(versions, account, m),
+                card_in_force([*versions[None], *versions.get(account, ())], account, m),
             )
             for m in carried[account]
         )
         inputs[account] = ledger.StatementInputs(
             usage.get(account) or UsageReport(account, month),
-            card_in_force(versions, account, month),
+            card_in_force([*versions[None], *versions.get(account, ())], account, month),
             prior,
             tuple(adjustments.get(account, ())),
         )
