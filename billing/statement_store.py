@@ -55,6 +55,44 @@ def monthly_usage(conn: Connection, month: Month, only: Accounts = None) -> dict
     return {account_id: UsageReport(account_id, month, tuple(rows)) for account_id, rows in services.items()}
 
 
+def usage_by_month(
+    conn: Connection, months: Sequence[Month], only: Accounts = None
+) -> dict[Month, dict[str, UsageReport]]:
+    """Each account's usage per service of each of ``months``, in one grouped query over their range."""
+    if not months:
+        return {}
+    daily = UsageDaily
+    month_of = (
+        func.to_char(daily.day, "YYYY-MM") if conn.dialect.name == "postgresql" else func.strftime("%Y-%m", daily.day)
+    )
+    wanted = {str(m) for m in months}
+    query = (
+        select(
+            month_of,
+            daily.account_id,
+            daily.service_id,
+            func.sum(daily.connection_minutes),
+            func.sum(daily.messages_published),
+            func.sum(daily.messages_delivered),
+            func.sum(daily.bytes_out),
+        )
+        .where(daily.day >= min(months).first_day, daily.day <= max(months).last_day)
+        .group_by(month_of, daily.account_id, daily.service_id)
+        .order_by(month_of, daily.account_id, daily.service_id)
+    )
+    if only is not None:
+        query = query.where(daily.account_id.in_(only))
+    services: dict[tuple[str, str], list[ServiceUsage]] = defaultdict(list)
+    for month, account_id, service_id, *sums in conn.execute(query):
+        if month in wanted:
+            services[(month, account_id)].append(ServiceUsage(service_id, *(int(value or 0) for value in sums)))
+    result: dict[Month, dict[str, UsageReport]] = {m: {} for m in months}
+    for (month, account_id), rows in services.items():
+        parsed = Month.parse(month)
+        result[parsed][account_id] = UsageReport(account_id, parsed, tuple(rows))
+    return result
+
+
 def card_versions(conn: Connection, only: Accounts = None) -> list[CardVersion]:
     """Every stored rate-card version: the default card's and the accounts' (or ``only``'s) overrides."""
     version = RateCardVersion

@@ -42,7 +42,7 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
     carried = {account: ledger.carried_months(statuses.get(account, {}), month) for account in accounts}
     needed = sorted({m for months in carried.values() for m in months})
     snapshots = store.finalized_snapshots(conn, needed[0], month, only) if needed else {}
-    current = {m: store.monthly_usage(conn, m, only) for m in needed}
+    current = store.usage_by_month(conn, needed, only)
     adjustments = store.adjustments(conn, month, only)
     inputs = {}
     for account in accounts:

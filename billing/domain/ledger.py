@@ -255,7 +255,13 @@ class StatementInputs:
     adjustments: tuple[Adjustment, ...] = ()
 
     def build(self, status: str) -> tuple[Statement, dict[str, Any]]:
-        """The statement, and the usage it bills as JSON: its own month and each carried month."""
-        prior_lines = [line for period in self.prior if (line := prior_period_line(period))]
-        statement = compose(self.usage, self.card, status, prior_lines, self.adjustments)
-        return statement, snapshot_json([self.usage, *(period.current for period in self.prior)])
+        """The statement, and the usage it bills as JSON: its own month and each carried month that changed.
+
+        A carried month whose usage did not change since it was last billed is left out of the
+        snapshot: its latest billed snapshot stays the same either way, and the stored history
+        stays linear in the number of months.
+        """
+        lines = {period.current.month: prior_period_line(period) for period in self.prior}
+        statement = compose(self.usage, self.card, status, [line for line in lines.values() if line], self.adjustments)
+        changed = [period.current for period in self.prior if lines[period.current.month] is not None]
+        return statement, snapshot_json([self.usage, *changed])

@@ -157,3 +157,18 @@ def test_an_adjustment_amount_is_to_the_cent_and_not_zero() -> None:
         ledger.adjustment_amount("1.005")
     with pytest.raises(InvalidAmount, match="changes nothing"):
         ledger.adjustment_amount("0.00")
+
+
+def test_the_billed_snapshot_holds_the_own_month_and_only_carried_months_whose_usage_changed() -> None:
+    unchanged = report(JAN, ServiceUsage("s1", 5))
+    grown = ledger.PriorPeriod(
+        report(FEB, ServiceUsage("s1", 1)), report(FEB, ServiceUsage("s1", 2)), DEFAULT_RATE_CARD
+    )
+    inputs = ledger.StatementInputs(
+        report(MAR), DEFAULT_RATE_CARD, (ledger.PriorPeriod(unchanged, unchanged, DEFAULT_RATE_CARD), grown)
+    )
+
+    statement, billed = inputs.build("draft")
+
+    assert sorted(billed) == ["2026-02", "2026-03"]
+    assert [line.description[:36] for line in statement.lines] == ["Prior-period adjustment for 2026-02:"]
