@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from billing.api.schemas import Strict
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-PRICE_PATTERN = r"^\d+(\.\d{1,6})?$"
-Month = str
+MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"  # billing months of the years 1900-2999
+MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="A UTC billing month, YYYY-MM.")]
+PRICE_PATTERN = r"^\d{1,9}(\.\d{1,6})?$"  # up to 999,999,999.999999 per unit
 
 
 class TierJson(Strict):
-    up_to: int | None = Field(description="Upper bound of the band in billing units; null = unbounded (last tier).")
+    up_to: int | None = Field(
+        le=10**15, description="Upper bound of the band in billing units; null = unbounded (last tier)."
+    )
     unit_price: str = Field(pattern=PRICE_PATTERN, description="Price per billing unit, up to 6 decimals.")
 
 
@@ -75,7 +78,7 @@ class StatementSummaryOut(BaseModel):
 
 
 class AdjustmentIn(Strict):
-    amount: str = Field(pattern=r"^-?\d+(\.\d{1,2})?$", description="To the cent; a credit is negative.")
+    amount: str = Field(pattern=r"^-?\d{1,12}(\.\d{1,2})?$", description="To the cent; a credit is negative.")
     reason: str = Field(min_length=1, max_length=2000)
     service_id: str | None = Field(default=None, max_length=64)
 

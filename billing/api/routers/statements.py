@@ -13,7 +13,7 @@ from billing import statements
 from billing.access import require
 from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.routers.rate_cards import parse_month
-from billing.api.statement_schemas import AdjustmentIn, AdjustmentOut, StatementOut, StatementSummaryOut
+from billing.api.statement_schemas import AdjustmentIn, AdjustmentOut, MonthPath, StatementOut, StatementSummaryOut
 from billing.domain.ledger import adjustment_amount
 from billing.domain.roles import Action
 from billing.orm import Adjustment
@@ -34,7 +34,7 @@ def list_statements(account_id: str, session: SessionDep, caller: CallerDep, now
 
 
 @router.get("/{month}.csv", response_class=Response, responses=_CSV)
-def statement_csv(account_id: str, month: str, session: SessionDep, caller: CallerDep) -> Response:
+def statement_csv(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> Response:
     """The statement as CSV: the lines, then subtotal and total rows."""
     require(caller, Action.READ_STATEMENTS, account_id)
     statement = statements.statement_of(session, account_id, parse_month(month))
@@ -46,7 +46,7 @@ def statement_csv(account_id: str, month: str, session: SessionDep, caller: Call
 
 
 @router.get("/{month}.pdf", response_class=Response, responses=_PDF)
-def statement_pdf(account_id: str, month: str, session: SessionDep, caller: CallerDep) -> Response:
+def statement_pdf(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> Response:
     """The statement as a PDF a finance team can send."""
     require(caller, Action.READ_STATEMENTS, account_id)
     statement = statements.statement_of(session, account_id, parse_month(month))
@@ -55,28 +55,28 @@ def statement_pdf(account_id: str, month: str, session: SessionDep, caller: Call
 
 
 @router.get("/{month}", response_model=StatementOut)
-def get_statement(account_id: str, month: str, session: SessionDep, caller: CallerDep) -> StatementOut:
+def get_statement(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> StatementOut:
     """The statement of a month (DESIGN.md's statement JSON): stored draft or finalized, else the open estimate."""
     require(caller, Action.READ_STATEMENTS, account_id)
     return StatementOut.model_validate(statements.statement_body(session, account_id, parse_month(month)))
 
 
 @router.post("/{month}/regenerate", response_model=StatementOut)
-def regenerate(account_id: str, month: str, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
+def regenerate(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
     """Rebuild the draft of a closed month from current usage (finance); a finalized statement answers 409."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
     return StatementOut.model_validate(statements.regenerate(session, caller, account_id, parse_month(month), now))
 
 
 @router.post("/{month}/finalize", response_model=StatementOut)
-def finalize(account_id: str, month: str, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
+def finalize(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
     """Finalize the draft as reviewed: numbered, hashed, immutable (finance); again answers 409."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
     return StatementOut.model_validate(statements.finalize(session, caller, account_id, parse_month(month), now))
 
 
 @router.get("/{month}/adjustments", response_model=list[AdjustmentOut])
-def list_adjustments(account_id: str, month: str, session: SessionDep, caller: CallerDep) -> list[AdjustmentOut]:
+def list_adjustments(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> list[AdjustmentOut]:
     """The adjustments and credits finance added to a month."""
     require(caller, Action.READ_STATEMENTS, account_id)
     return [_adjustment_out(a) for a in statements.adjustments_of(session, account_id, parse_month(month))]
@@ -84,7 +84,7 @@ def list_adjustments(account_id: str, month: str, session: SessionDep, caller: C
 
 @router.post("/{month}/adjustments", status_code=status.HTTP_201_CREATED, response_model=AdjustmentOut)
 def add_adjustment(
-    account_id: str, month: str, body: AdjustmentIn, session: SessionDep, caller: CallerDep, now: NowDep
+    account_id: str, month: MonthPath, body: AdjustmentIn, session: SessionDep, caller: CallerDep, now: NowDep
 ) -> AdjustmentOut:
     """Add an adjustment or credit (negative) with a reason (finance); refused with 409 on a finalized month."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
