@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from billing.orm import AuditEntry, RateCardVersion, StatementRecord
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, World, build_world
+from tests.stack import run_cli
 
 MARCH, APRIL, MAY = "2026-03", "2026-04", "2026-05"
 
@@ -398,3 +401,23 @@ def test_late_usage_of_a_finalized_month_lands_once_as_a_prior_period_line_and_t
     ]
     assert world.client.get(march, headers=finance(world)).json() == finalized
     assert world.client.get(april, headers=finance(world)).json() == april_final
+
+
+def test_the_statement_command_prints_the_stored_finalized_statement_and_writes_its_pdf(
+    world: World, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    add_usage(world.engine, OWN, date(2026, 3, 2), connection_minutes=1_000_000)
+    close_march(world)
+    url = f"/v1/accounts/{OWN}/statements/{MARCH}"
+    world.client.post(f"{url}/regenerate", headers=finance(world))
+    finalized = world.client.post(f"{url}/finalize", headers=finance(world)).json()
+
+    printed = run_cli(stack_env, "statement", OWN, MARCH, "--format", "json")
+    written = run_cli(stack_env, "statement", OWN, MARCH, "--format", "pdf", "--output", str(tmp_path / "s.pdf"))
+
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == finalized
+    assert written.returncode == 0, written.stderr
+    assert "finalized, total 1.00 USD" in written.stdout
+    text = "".join(page.extract_text() for page in PdfReader(tmp_path / "s.pdf").pages)
+    assert finalized["number"] in text and finalized["content_hash"] in text
