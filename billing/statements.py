@@ -235,9 +235,16 @@ def list_statements(session: Session, account_id: str, now: datetime) -> list[Su
 def regenerate(session: Session, principal: Principal, account_id: str, month: Month, now: datetime) -> dict[str, Any]:
     """Rebuild (or first build) one account's draft of a closed month; a finalized one is refused (409)."""
     _require_account(session, account_id)
-    _refuse_if_finalized(_stored(session, account_id, month, lock=True), "regenerated")
-    build_drafts(session.connection(), month, now, actor=principal.actor, only=[account_id])
-    session.commit()
+    for attempt in range(2):
+        _refuse_if_finalized(_stored(session, account_id, month, lock=True), "regenerated")
+        try:
+            build_drafts(session.connection(), month, now, actor=principal.actor, only=[account_id])
+            session.commit()
+            break
+        except IntegrityError:  # the beat inserted this draft meanwhile: rebuild it as an update
+            session.rollback()
+            if attempt:
+                raise Conflict("the draft is being built concurrently; retry") from None
     return statement_body(session, account_id, month)
 
 

@@ -421,3 +421,21 @@ def test_the_statement_command_prints_the_stored_finalized_statement_and_writes_
     assert "finalized, total 1.00 USD" in written.stdout
     text = "".join(page.extract_text() for page in PdfReader(tmp_path / "s.pdf").pages)
     assert finalized["number"] in text and finalized["content_hash"] in text
+
+
+def test_usage_arriving_after_the_draft_but_finalized_without_regeneration_lands_on_the_next_statement(
+    world: World,
+) -> None:
+    add_usage(world.engine, OWN, date(2026, 3, 2), connection_minutes=1_000_000)
+    close_march(world)
+    march, april = (f"/v1/accounts/{OWN}/statements/{m}" for m in (MARCH, APRIL))
+    draft = world.client.post(f"{march}/regenerate", headers=finance(world)).json()
+    add_usage(world.engine, OWN, date(2026, 3, 3), connection_minutes=4_000_000)  # after the draft was built
+
+    finalized = world.client.post(f"{march}/finalize", headers=finance(world)).json()
+
+    assert {**finalized, "status": "draft", "number": None, "content_hash": None} == draft  # what was reviewed
+    lines = world.client.get(april, headers=finance(world)).json()["lines"]
+    assert [(line["amount"], line["description"][:47]) for line in lines] == [
+        ("4.00", "Prior-period adjustment for 2026-03: +4,000,000")
+    ]
