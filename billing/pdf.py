@@ -21,7 +21,7 @@ from billing.domain.money import format_amount, format_unit_price
 from billing.domain.statements import Statement
 
 _HEADINGS = ("Service", "Kind", "Quantity", "Unit", "Unit price", "Amount", "Description")
-_WIDTHS = (24 * mm, 24 * mm, 24 * mm, 14 * mm, 20 * mm, 20 * mm, 56 * mm)
+_WIDTHS = (22 * mm, 22 * mm, 24 * mm, 14 * mm, 18 * mm, 18 * mm, 68 * mm)  # 186 mm: A4 less margins
 
 
 def render_pdf(statement: Statement) -> bytes:
@@ -54,7 +54,7 @@ def _header(statement: Statement) -> Table:
         ("Content hash (SHA-256)", statement.content_hash or "not finalized"),
         ("Currency", statement.currency),
     ]
-    table = Table(rows, colWidths=(45 * mm, 137 * mm), hAlign="LEFT")
+    table = Table(rows, colWidths=(45 * mm, 141 * mm), hAlign="LEFT")
     table.setStyle(TableStyle([("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 8)]))
     return table
 
@@ -65,9 +65,9 @@ def _lines(statement: Statement, style: object) -> Table:
         rows.append(
             [
                 Paragraph(escape(line.service_id or "all"), style),
-                line.kind.replace("_", " "),
+                Paragraph(line.kind.replace("_", " "), style),
                 format(line.quantity, ",f"),
-                line.unit,
+                Paragraph(escape(line.unit), style),
                 format_unit_price(line.unit_price),
                 format_amount(line.amount),
                 Paragraph(escape(line.description), style),
