@@ -71,7 +71,7 @@ def db_upgrade(revision: str) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Worker processes.")
-@click.option("--beat/--no-beat", default=True, show_default=True, help="Also run the periodic rollup sweep.")
+@click.option("--beat/--no-beat", default=True, show_default=True, help="Also run rollup sweeps and draft builds.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--hostname", "-n", help="Celery node name (default: fanmeter-PID@host).")
 def worker(concurrency: int, beat: bool, loglevel: str, hostname: str | None) -> None:
