@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from billing import statements
+from billing.domain import ledger
 from billing.domain.statements import build_statement
 from billing.orm import Account, AuditEntry, RateCardVersion, StatementRecord
 from metering import migrate
@@ -72,8 +73,12 @@ def reset_peak() -> bool:
         return False
 
 
+def days_of(month: Month) -> list[date]:
+    return [month.first_day + timedelta(days=n) for n in range((month.last_day - month.first_day).days + 1)]
+
+
 def seed(engine: Any, accounts: int, rng: random.Random) -> int:
-    days = [MONTH.first_day + timedelta(days=n) for n in range((MONTH.last_day - MONTH.first_day).days + 1)]
+    days = days_of(MONTH)
     account_rows = [
         {"id": f"acc_{n:06d}", "name": f"bench {n}", "plan": "paid", "currency": "USD", "created_at": NOW}
         for n in range(accounts)
@@ -117,6 +122,36 @@ def _days(account: str, service: str, days: list[date], rng: random.Random) -> l
     ]
 
 
+def seed_history(engine: Any, accounts: int, months: int, rng: random.Random) -> None:
+    """Finalized statements for the ``months`` before March, billing exactly the usage stored for them."""
+    history = [MONTH]
+    for _ in range(months):
+        history.append(ledger.previous_month(history[-1]))
+    for month in history[1:]:
+        usage_rows: list[dict[str, Any]] = []
+        statements_rows: list[dict[str, Any]] = []
+        for n in range(accounts):
+            account = f"acc_{n:06d}"
+            rows = _days(account, "svc-0", days_of(month), rng)
+            usage_rows.extend(rows)
+            totals = {
+                k: sum(r[k] for r in rows)
+                for k in ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
+            }
+            billed = {str(month): [{"service_id": "svc-0", **totals}]}
+            statements_rows.append(
+                {
+                    "account_id": account, "month": str(month), "status": "finalized", "body": {"bench": True},
+                    "billed_usage": billed, "number": f"FM-{month}-{n + 1:06d}", "content_hash": "0" * 64,
+                    "generated_at": NOW, "finalized_at": NOW, "finalized_by": "bench",
+                }
+            )  # fmt: skip
+        with engine.begin() as conn:
+            for start in range(0, len(usage_rows), 50_000):
+                conn.execute(insert(UsageDaily), usage_rows[start : start + 50_000])
+            conn.execute(insert(StatementRecord), statements_rows)
+
+
 def check(engine: Any, accounts: int, rng: random.Random) -> None:
     with Session(engine) as session:
         drafts = session.scalar(
@@ -124,21 +159,29 @@ def check(engine: Any, accounts: int, rng: random.Random) -> None:
         )
         assert drafts == accounts, f"{drafts} drafts for {accounts} accounts"
         for account in rng.sample([f"acc_{n:06d}" for n in range(accounts)], 20):
-            stored = session.scalars(select(StatementRecord.body).where(StatementRecord.account_id == account)).one()
+            stored = session.scalars(
+                select(StatementRecord.body).where(
+                    StatementRecord.account_id == account, StatementRecord.month == str(MONTH)
+                )
+            ).one()
             inputs = statements.load_inputs(session.connection(), MONTH, [account])[account]
             assert stored == build_statement(inputs.usage, inputs.card, "draft").to_json(), account
         audit = session.scalar(select(func.count()).select_from(AuditEntry))
         assert audit == accounts, audit
 
 
-def run(url: str, accounts: int) -> None:
+def run(url: str, accounts: int, history: int) -> None:
     engine = create_engine(url)
     migrate.upgrade(url)
     rng = random.Random(7)
     started = time.perf_counter()
     rows = seed(engine, accounts, rng)
+    seed_history(engine, accounts, history, rng)
     seconds = time.perf_counter() - started
-    print(f"seeded {accounts:,} accounts, {rows:,} usage_daily rows in {seconds:.1f} s ({engine.dialect.name})")
+    print(
+        f"seeded {accounts:,} accounts, {rows:,} usage_daily rows of {MONTH}, {history} finalized months before "
+        f"in {seconds:.1f} s ({engine.dialect.name})"
+    )
     exact = reset_peak()
     started = time.perf_counter()
     run_1 = statements.build_due_drafts(engine, NOW, 72)
@@ -163,18 +206,19 @@ def run(url: str, accounts: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--history", type=int, default=0, help="finalized months before March (prior-period checks)")
     parser.add_argument("--pg-url", help="a PostgreSQL server URL; a fresh database is created on it and dropped")
     args = parser.parse_args()
     if not args.pg_url:
         with tempfile.TemporaryDirectory() as directory:
-            run(f"sqlite:///{directory}/bench.db", args.accounts)
+            run(f"sqlite:///{directory}/bench.db", args.accounts, args.history)
         return
     name = f"fanmeter_bench_{uuid.uuid4().hex[:8]}"
     server = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        run(make_url(args.pg_url).set(database=name).render_as_string(hide_password=False), args.accounts)
+        run(make_url(args.pg_url).set(database=name).render_as_string(hide_password=False), args.accounts, args.history)
     finally:
         with server.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

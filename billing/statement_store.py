@@ -130,8 +130,10 @@ def finalized_snapshots(
     if only is not None:
         query = query.where(StatementRecord.account_id.in_(only))
     result: dict[str, dict[Month, dict[Month, UsageReport]]] = defaultdict(dict)
+    months: dict[str, Month] = {}
     for account_id, text, billed in conn.execute(query):
-        result[account_id][Month.parse(text)] = ledger.snapshot_from_json(account_id, billed)
+        month = months.setdefault(text, Month.parse(text))
+        result[account_id][month] = ledger.snapshot_from_json(account_id, billed)
     return result
 
 

@@ -26,6 +26,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from billing.domain.exceptions import InvalidAmount
@@ -118,14 +119,18 @@ def snapshot_json(reports: Iterable[UsageReport]) -> dict[str, Any]:
 
 def snapshot_from_json(account_id: str, data: Mapping[str, Any]) -> dict[Month, UsageReport]:
     """Read billed usage written by ``snapshot_json``."""
-    return {
-        Month.parse(month): UsageReport(
-            account_id,
-            Month.parse(month),
-            tuple(ServiceUsage(row["service_id"], *(int(row[name]) for name in _USAGE_FIELDS)) for row in rows),
-        )
-        for month, rows in data.items()
-    }
+    reports = {}
+    for text, rows in data.items():
+        month = _month(text)
+        services = tuple(ServiceUsage(row["service_id"], *(int(row[name]) for name in _USAGE_FIELDS)) for row in rows)
+        reports[month] = UsageReport(account_id, month, services)
+    return reports
+
+
+@lru_cache(maxsize=4096)
+def _month(text: str) -> Month:
+    """``Month.parse``, cached: a batch of drafts reads the same few months thousands of times."""
+    return Month.parse(text)
 
 
 def latest_billed(finalized: Mapping[Month, Mapping[Month, UsageReport]], month: Month) -> UsageReport | None:
