@@ -99,15 +99,19 @@ def build_drafts(
         missing = [account for account in accounts if account not in stored]
         if not missing:
             return DraftRun(month, 0, 0, len(accounts), 0)
-        # Usually every draft is missing (the first sweep) or a few (accounts created since).
-        only = only if len(missing) == len(accounts) else missing
+        # Usually every draft is missing (the first sweep) or a few (accounts created since);
+        # many but not all: load everyone (no huge IN list) and skip the stored ones below.
+        only = missing if len(missing) <= 1000 and len(missing) < len(accounts) else only
     inputs = load_inputs(conn, month, only)
     new_rows, changed, entries = [], [], []
     counts = {"unchanged": 0, "finalized": 0}
     for account, account_inputs in inputs.items():
+        existing = stored.get(account)
+        if existing is not None and not refresh:
+            counts["unchanged"] += 1
+            continue
         statement, billed = account_inputs.build("draft")
         body = statement.to_json()
-        existing = stored.get(account)
         if existing is None:
             new_rows.append(_draft_row(account, month, body, billed, now))
             entries.append(_audit_entry(actor, account, month, "statement.draft", None, body, now))

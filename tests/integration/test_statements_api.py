@@ -19,7 +19,9 @@ from pypdf import PdfReader
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from billing import statements
 from billing.orm import AuditEntry, RateCardVersion, StatementRecord
+from metering.domain.instants import Month
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, World, build_world
 from tests.stack import run_cli
@@ -439,3 +441,21 @@ def test_usage_arriving_after_the_draft_but_finalized_without_regeneration_lands
     assert [(line["amount"], line["description"][:47]) for line in lines] == [
         ("4.00", "Prior-period adjustment for 2026-03: +4,000,000")
     ]
+
+
+def test_the_beat_builds_only_missing_drafts_and_leaves_a_draft_under_review_alone(world: World) -> None:
+    add_usage(world.engine, OWN, date(2026, 3, 2), connection_minutes=1_000_000)
+    close_march(world)
+    url = f"/v1/accounts/{OWN}/statements/{MARCH}"
+    reviewed = world.client.post(f"{url}/regenerate", headers=finance(world)).json()
+    add_usage(world.engine, OWN, date(2026, 3, 3), connection_minutes=1_000_000)
+
+    run = statements.build_due_drafts(world.engine, world.clock.now, 72)
+    again = statements.build_due_drafts(world.engine, world.clock.now, 72)
+
+    assert (run.month, run.created, run.updated) == (Month(2026, 3), 1, 0)
+    assert (again.created, again.updated) == (0, 0)
+    assert world.client.get(url, headers=finance(world)).json() == reviewed
+    assert (
+        world.client.get(f"/v1/accounts/{OTHER}/statements/{MARCH}", headers=finance(world)).json()["status"] == "draft"
+    )
