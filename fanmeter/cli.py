@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
-from billing import service as billing_service
+from billing import statements
+from billing.domain import ledger
+from billing.pdf import render_pdf
 from fanmeter import ingest as ingest_cli
 from metering import migrate
 from metering import service as metering_service
@@ -69,7 +71,7 @@ def db_upgrade(revision: str) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Worker processes.")
-@click.option("--beat/--no-beat", default=True, show_default=True, help="Also run the periodic rollup sweep.")
+@click.option("--beat/--no-beat", default=True, show_default=True, help="Also run rollup sweeps and draft builds.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--hostname", "-n", help="Celery node name (default: fanmeter-PID@host).")
 def worker(concurrency: int, beat: bool, loglevel: str, hostname: str | None) -> None:
@@ -130,14 +132,35 @@ def usage_table(report: UsageReport) -> str:
 @main.command()
 @click.argument("account")
 @click.argument("month", callback=_month)
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
-def statement(account: str, month: Month, fmt: str) -> None:
-    """Print ACCOUNT's statement for MONTH (YYYY-MM, UTC), priced with the default rate card."""
-    result = billing_service.statement_for_month(_runtime().engine, account, month, datetime.now(UTC))
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "pdf"]), default="json", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (pdf default: ./statement-ACCOUNT-MONTH.pdf).",
+)
+def statement(account: str, month: Month, fmt: str, output: Path | None) -> None:
+    """Print ACCOUNT's statement for MONTH (YYYY-MM, UTC).
+
+    The stored draft or finalized statement when there is one, else the open estimate
+    priced now with the account's rate card.
+    """
+    with Session(_runtime().engine) as session:
+        result = ledger.statement_from_json(statements.stored_or_estimate(session, account, month))
+    if fmt == "pdf":
+        target = output or Path(f"statement-{account}-{month}.pdf")
+        target.write_bytes(render_pdf(result))
+        click.echo(f"wrote {target} ({result.status}, total {result.to_json()['total']} {result.currency})")
+        return
+    text = io.StringIO()
     if fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
+        text.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:
-        csv.writer(sys.stdout, lineterminator="\n").writerows(result.to_csv_rows())
+        csv.writer(text, lineterminator="\n").writerows(result.to_csv_rows())
+    if output is None:
+        click.echo(text.getvalue(), nl=False)
+    else:
+        output.write_text(text.getvalue())
 
 
 @main.command()

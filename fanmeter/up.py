@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import click
 import httpx
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from billing import service as billing_service
+from billing import statements
 from billing.settings import BillingSettings
 from fanmeter import demo, demo_people, live_demo
 from fanmeter import ingest as ingest_cli
@@ -45,9 +46,10 @@ def run(once: bool, events: int) -> None:
         for account in sorted(demo.ACCOUNTS):
             for month in (previous, this_month):
                 usage = metering_service.usage_for_month(runtime.engine, account, month)
-                statement = billing_service.statement_for_month(runtime.engine, account, month, now)
+                with Session(runtime.engine) as session:
+                    statement = statements.stored_or_estimate(session, account, month)
                 click.echo(f"\n== {account} {month} ==")
-                click.echo(json.dumps({"usage": usage.to_json(), "statement": statement.to_json()}, indent=2))
+                click.echo(json.dumps({"usage": usage.to_json(), "statement": statement}, indent=2))
         click.echo(f"\ndatabase: {runtime.engine.url.render_as_string(hide_password=True)}")
         admin = _start_admin(runtime.engine, now)
         if admin is not None:

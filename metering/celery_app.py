@@ -16,8 +16,11 @@ from metering.settings import MeteringSettings
 
 # A rollup sweep folds waiting connection events whose triggering task was lost.
 ROLLUP_SWEEP_SECONDS = 30.0
+# Statement drafts are built by the first sweep after a month closes plus the grace period
+# (billing.tasks.build_due_drafts reads FANMETER_STATEMENT_GRACE_HOURS); rebuilding is idempotent.
+STATEMENT_DRAFT_SWEEP_SECONDS = 900.0
 
-app = Celery("fanmeter", include=["metering.tasks"])
+app = Celery("fanmeter", include=["metering.tasks", "billing.tasks"])
 
 
 def rollup_queue_name(ingest_queue: str) -> str:
@@ -46,6 +49,7 @@ def configure(settings: MeteringSettings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "rollup-sweep": {"task": "metering.tasks.rollup", "schedule": ROLLUP_SWEEP_SECONDS},
+            "statement-drafts": {"task": "billing.tasks.build_due_drafts", "schedule": STATEMENT_DRAFT_SWEEP_SECONDS},
         },
     )
     return app

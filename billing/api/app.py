@@ -10,7 +10,19 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from billing.api import errors
-from billing.api.routers import accounts, events, fanout, health, operations, products, services, usage
+from billing.api.routers import (
+    accounts,
+    audit,
+    events,
+    fanout,
+    health,
+    operations,
+    products,
+    rate_cards,
+    services,
+    statements,
+    usage,
+)
 from billing.settings import BillingSettings
 from metering.settings import MeteringSettings
 
@@ -40,7 +52,7 @@ def create_app(
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
-    routers = (health, operations, accounts, products, services, fanout, usage, events)
+    routers = (health, operations, accounts, products, services, fanout, usage, events, rate_cards, statements, audit)
     for router in (module.router for module in routers):
         app.include_router(router)
     return app

@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+from pypdf import PdfReader
+
 from tests.stack import run_cli
 from tests.strategies import close_event, delivered_event, open_event, published_event
 
@@ -78,7 +80,8 @@ def test_ingest_usage_and_statement_from_the_command_line(stack_env: dict[str, s
     assert set(statement) == {
         "account_id", "month", "status", "currency", "lines", "subtotal", "total", "number", "content_hash",
     }  # fmt: skip
-    assert (statement["status"], statement["currency"], statement["number"]) == ("draft", "USD", None)
+    # no draft is stored for February yet, so this is the open estimate computed now
+    assert (statement["status"], statement["currency"], statement["number"]) == ("open", "USD", None)
     bandwidth = next(line for line in statement["lines"] if line["kind"] == "bandwidth")
     assert (bandwidth["quantity"], bandwidth["unit"], bandwidth["amount"]) == ("2.000000000", "GB", "0.24")
     assert statement["total"] == "0.24"  # 1 minute and 30 messages round to 0.00
@@ -86,6 +89,12 @@ def test_ingest_usage_and_statement_from_the_command_line(stack_env: dict[str, s
     rows = list(csv.reader(io.StringIO(run_cli(stack_env, "statement", ACCOUNT, "2026-02", "--format", "csv").stdout)))
     assert rows[0][:3] == ["service_id", "kind", "quantity"]
     assert any(row[1] == "bandwidth" and row[5] == "0.24" for row in rows)
+
+    pdf_path = tmp_path / "february.pdf"
+    printed = run_cli(stack_env, "statement", ACCOUNT, "2026-02", "--format", "pdf", "--output", str(pdf_path))
+    assert printed.returncode == 0, printed.stderr
+    text = "".join(page.extract_text() for page in PdfReader(pdf_path).pages)
+    assert ACCOUNT in text and "2026-02" in text and "0.24" in text and "open" in text
 
 
 def test_bad_input_on_the_command_line_gets_a_clear_error(stack_env: dict[str, str], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from billing.access import issue
 from metering.bootstrap import Runtime
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 from tests.integration import test_services_role_matrix as services_matrix
+from tests.integration import test_statement_roles as statement_matrix
 
 PLATFORM = ("admin", "finance")
 ACCOUNT_ROLES = ("superuser", "engineer", "billing", "user")
@@ -152,6 +153,7 @@ def test_without_a_token_every_endpoint_answers_401(world: World, endpoint: Endp
 def _shape(path: str) -> str:
     """A route template with its parameter names and query left out: ``/v1/services/{}``."""
     path = path.split("?")[0].replace(BATCH, "{}").replace(OWN, "{}")
+    path = re.sub(r"/\d{4}-\d{2}(?=[/.]|$)", "/{}", path)  # a month in a statement path
     return re.sub(r"\{[^}]*\}", "{}", path)
 
 
@@ -163,6 +165,8 @@ def test_every_route_is_in_a_role_matrix(world: World) -> None:
         for method in route.methods
     }
     matrices = (*ENDPOINTS, *services_matrix.ENDPOINTS)
+    statement_endpoints = (*statement_matrix.ACCOUNT_ENDPOINTS, *statement_matrix.PLATFORM_ENDPOINTS)
     covered = {(e.method, _shape(e.path)) for e in matrices} | {(m, _shape(p)) for m, p in PUBLIC}
+    covered |= {(method, _shape(path)) for method, path, _body, _action in statement_endpoints}
 
     assert routes - covered == set()

@@ -1,0 +1,44 @@
+"""Celery tasks of billing: thin adapters over ``billing.statements``; each has an undecorated twin.
+
+The beat entry ``statement-drafts`` (in ``metering.celery_app``) sends ``build_due_drafts``
+every ``STATEMENT_DRAFT_SWEEP_SECONDS``; the task builds the drafts of the latest month whose
+grace period (``FANMETER_STATEMENT_GRACE_HOURS``) has passed. Rebuilding is idempotent, so a
+redelivery or an extra run writes nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from billing import statements
+from billing.settings import BillingSettings
+from metering.bootstrap import bootstrap
+from metering.celery_app import app
+
+TRANSIENT = (DBAPIError,)  # lock contention, a draft inserted by a concurrent run, a database restart
+
+
+def build_due_drafts_inner(now: datetime | None = None) -> statements.DraftRun:
+    """Build the drafts that are due at ``now`` (the system clock when None) for every account."""
+    runtime = bootstrap()
+    grace = BillingSettings().statement_grace_hours
+    return statements.build_due_drafts(runtime.engine, now or datetime.now(UTC), grace)
+
+
+@app.task(
+    name="billing.tasks.build_due_drafts",
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=10,
+)
+def build_due_drafts(now: str | None = None) -> dict[str, Any]:
+    """``now`` (RFC 3339, with a zone) lets tests and operators build as of a given instant."""
+    instant = None if now is None else datetime.fromisoformat(now)
+    if instant is not None and instant.tzinfo is None:
+        raise ValueError(f"now must carry a time zone, got {now!r}")
+    run = build_due_drafts_inner(instant)
+    return {"month": str(run.month), "created": run.created, "updated": run.updated, "unchanged": run.unchanged}
