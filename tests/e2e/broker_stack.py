@@ -54,7 +54,9 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         process.send_signal(sig)
         try:
-            process.wait(timeout=20)
+            # A graceful stop flushes deliveries and ships the outbox; on a loaded machine that can
+            # take a while, and a kill here would leave events unshipped until the node's restart.
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
