@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import hmac
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -11,6 +12,7 @@ from broker.app import check_publish_token
 from broker.config import BrokerConfig, ServiceConfig
 from broker.database_services import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.exceptions import ConfigError
+from broker.origin import Origins
 from broker.refresh import keep_fresh
 from broker.settings import BrokerSettings
 
@@ -128,3 +130,25 @@ def test_a_failed_reload_keeps_the_last_good_services_and_the_next_success_appli
 
     asyncio.run(run())
     assert applied == [fresh]
+
+
+def test_an_override_host_is_the_host_the_origin_is_asked_for_and_its_tls_server_name() -> None:
+    seen: list[httpx.Request] = []
+
+    def origin(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text="ok")
+
+    async def run() -> None:
+        origins = Origins()
+        await origins.close()
+        origins._client = httpx.AsyncClient(transport=httpx.MockTransport(origin))  # the origin, faked
+        key = grip_key(SECRET, "s")
+        service = ServiceConfig("s", "a", "https://10.0.0.1:8443", (), key, True, origin_host="app.example")
+        await origins.request(service, "GET", "/path", [("Accept", "*/*")], b"")
+        await origins.close()
+
+    asyncio.run(run())
+    (request,) = seen
+    assert (str(request.url), request.headers["host"]) == ("https://10.0.0.1:8443/path", "app.example")
+    assert request.extensions["sni_hostname"] == "app.example"
