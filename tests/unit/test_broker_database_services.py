@@ -10,10 +10,10 @@ from pydantic import SecretStr
 
 from broker.app import check_publish_token
 from broker.config import BrokerConfig, ServiceConfig
-from broker.database_services import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.exceptions import ConfigError
 from broker.origin import Origins
 from broker.refresh import keep_fresh
+from broker.service_rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.settings import BrokerSettings
 
 SECRET = "a-broker-wide-secret-of-some-length"
