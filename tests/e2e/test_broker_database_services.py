@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from metering import migrate
 from metering.db import make_engine
 from tests.admin_world import OWN, World, build_world
-from tests.e2e.broker_stack import BrokerNode, broker_node, grip_origin
+from tests.e2e.broker_stack import BrokerNode, broker_node, free_port, grip_origin
 from tests.stack import migrated_stack, run_cli, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -181,3 +182,17 @@ def test_a_delivery_service_is_unknown_to_the_broker(deployment: Deployment) -> 
     eventually(lambda: deployment.get(compute).status_code == 200)
     response = deployment.get(delivery)
     assert (response.status_code, response.text) == (404, f"Unknown service {delivery}\n")
+
+
+def test_without_a_services_file_the_broker_refuses_to_start_without_a_grip_secret(tmp_path: Path) -> None:
+    env = {"FANMETER_DATA_DIR": str(tmp_path), "FANMETER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    started = run_cli({**env, "FANMETER_GRIP_SECRET": "changeme"}, "broker", "--port", str(free_port()), timeout=60)
+    assert started.returncode != 0
+    assert "FANMETER_GRIP_SECRET looks like a placeholder" in started.stderr
+
+
+def test_without_a_services_file_the_broker_refuses_a_database_without_the_schema(tmp_path: Path) -> None:
+    env = {"FANMETER_DATA_DIR": str(tmp_path), "FANMETER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    started = run_cli({**env, "FANMETER_GRIP_SECRET": GRIP_SECRET}, "broker", "--port", str(free_port()), timeout=60)
+    assert started.returncode != 0
+    assert "cannot read services from the database" in started.stderr and "fanmeter db upgrade" in started.stderr
