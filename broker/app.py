@@ -9,9 +9,11 @@ Routes, in order:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from broker.meter import Meter
 from broker.origin import OriginError, Origins, forwardable, relayable
 from broker.outbox import OutboxWriter
 from broker.publish import MAX_BODY_BYTES, parse_publish_body
+from broker.refresh import keep_fresh
 from broker.shipper import Shipper
 from broker.websocket import websocket_session
 
@@ -50,7 +53,11 @@ class Broker:
     queue_size: int
     alive_interval_s: float
     flush_interval_s: float
+    # Where fresh services come from (the database source) and how often they are read again.
+    reload: Callable[[], BrokerConfig] | None = None
+    reload_interval_s: float = 5.0
     _meter_task: asyncio.Task[None] | None = None
+    _reload_task: asyncio.Task[None] | None = None
 
     @property
     def holds(self) -> HoldContext:
@@ -64,8 +71,17 @@ class Broker:
         )
         if self.shipper is not None:
             self.shipper.start()
+        if self.reload is not None:
+            self._reload_task = asyncio.get_running_loop().create_task(
+                keep_fresh(self.reload, self._apply, self.reload_interval_s)
+            )
+
+    def _apply(self, config: BrokerConfig) -> None:
+        self.config = config
 
     async def shutdown(self) -> None:
+        if self._reload_task is not None:
+            self._reload_task.cancel()
         if self._meter_task is not None:
             self._meter_task.cancel()
         await self.meter.stop()
@@ -192,7 +208,11 @@ class Broker:
 
 
 def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[int, str] | None:
-    """401 without a token, 403 with a token that is not one of the service's publish tokens."""
+    """401 without a token, 403 with a token that is not one of the service's publish tokens.
+
+    A token is the service's when it equals one of its ``publish_tokens`` or its hex SHA-256 is one
+    of its ``publish_token_hashes`` (compared in constant time either way).
+    """
     token = header(headers, "fastly-key")
     authorization = header(headers, "authorization")
     if token is None and authorization is not None:
@@ -200,7 +220,9 @@ def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[
         token = value.strip() if scheme.lower() == "bearer" else None
     if not token:
         return 401, "Unauthorized: send a publish token in Fastly-Key or Authorization: Bearer\n"
-    if not any(hmac.compare_digest(token.encode(), t.encode()) for t in service.publish_tokens):
+    digest = hashlib.sha256(token.encode()).hexdigest().encode()
+    known = any(hmac.compare_digest(token.encode(), t.encode()) for t in service.publish_tokens)
+    if not (known or any(hmac.compare_digest(digest, h.encode()) for h in service.publish_token_hashes)):
         return 403, f"Forbidden: the token is not a publish token of service {service.service_id}\n"
     return None
 

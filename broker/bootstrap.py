@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from broker.app import Broker
 from broker.config import BrokerConfig, load_config
+from broker.database_services import DatabaseServices
 from broker.exceptions import ConfigError
 from broker.fanout import Fanout, LocalFanout, RedisFanout
 from broker.hub import Hub
@@ -12,14 +16,17 @@ from broker.origin import Origins
 from broker.outbox import OutboxStore, OutboxWriter
 from broker.settings import BrokerSettings
 from broker.shipper import Shipper
+from metering.db import make_engine, read_only
 
 
 def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bool = True) -> Broker:
-    """A broker for ``settings``; ``config`` defaults to the services file the settings name."""
-    if config is None:
-        if settings.broker_config is None:
-            raise ConfigError("no services configured: set FANMETER_BROKER_CONFIG or pass --config")
+    """A broker for ``settings``; ``config`` defaults to the services file the settings name, else the database's."""
+    reload = None
+    if config is None and settings.broker_config is not None:
         config = load_config(settings.broker_config)
+    elif config is None:
+        reload = database_services(settings)
+        config = _first_load(reload, settings)
     settings.ensure_data_dir()
     hub = Hub()
     writer = OutboxWriter(OutboxStore(settings.outbox_path))
@@ -35,7 +42,27 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         queue_size=settings.broker_queue_size,
         alive_interval_s=float(settings.alive_interval_seconds),
         flush_interval_s=settings.broker_delivery_flush_ms / 1000,
+        reload=reload,
+        reload_interval_s=settings.broker_reload_seconds,
     )
+
+
+def database_services(settings: BrokerSettings) -> DatabaseServices:
+    """The admin service's services in ``FANMETER_DATABASE_URL`` as a reloadable source."""
+    secret = settings.required_grip_secret()
+    settings.ensure_data_dir()  # the embedded default's SQLite file lives there
+    return DatabaseServices(read_only(make_engine(settings.resolved_database_url)), secret)
+
+
+def _first_load(source: DatabaseServices, settings: BrokerSettings) -> BrokerConfig:
+    try:
+        return source()
+    except SQLAlchemyError as error:
+        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        raise ConfigError(
+            f"cannot read services from the database {url} (run `fanmeter db upgrade`, or give --config): "
+            f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def _shipper(settings: BrokerSettings) -> Shipper:

@@ -1,7 +1,7 @@
 """The services a broker serves, from a TOML or JSON file (``FANMETER_BROKER_CONFIG`` or ``--config``).
 
-The same fields are what the admin service will hand the broker once it lands, so the file
-is one source of ``ServiceConfig`` values among possible others (docs/decisions.md, "Broker").
+The file is one source of ``ServiceConfig`` values; the other is the admin service's database
+(``broker/database_services.py``), used when no file is given (docs/decisions.md, "Broker").
 
     [[services]]
     service_id = "svc-1"
@@ -34,6 +34,10 @@ class ServiceConfig:
     grip_key: str
     fanout_enabled: bool
     hosts: tuple[str, ...] = ()
+    # Hex SHA-256 of publish tokens, as the admin service stores them (the database source).
+    publish_token_hashes: tuple[str, ...] = ()
+    # The Host (and TLS server name) the origin is asked for, when not the origin URL's host.
+    origin_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

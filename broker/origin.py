@@ -77,8 +77,14 @@ class Origins:
     ) -> OriginReply:
         """Send one request to the service's origin, signed; transport and TLS failures raise ``OriginError``."""
         signed = [*headers, ("Grip-Sig", grip_sig(service.grip_key, time.time()))]
+        extensions = {}
+        if service.origin_host:  # a backend's override host: the Host asked for, and the TLS name verified
+            signed.append(("Host", service.origin_host))
+            extensions["sni_hostname"] = service.origin_host
         try:
-            response = await self._client.request(method, service.origin + path, headers=signed, content=body)
+            response = await self._client.request(
+                method, service.origin + path, headers=signed, content=body, extensions=extensions
+            )
         except httpx.ConnectError as error:
             raise OriginError(_connect_reason(service, error)) from None
         except httpx.TimeoutException:

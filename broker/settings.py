@@ -5,14 +5,24 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from broker.exceptions import ConfigError
 from metering.settings import MeteringSettings
+
+# Values that look like documentation, not a secret: refused as FANMETER_GRIP_SECRET.
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "change_me", "secret", "placeholder", "example", "test"})
+MIN_GRIP_SECRET_CHARS = 16
 
 
 class BrokerSettings(MeteringSettings):
     # The services file (TOML or JSON, see broker/config.py); `fanmeter broker --config` overrides it.
+    # Unset: the services come from the admin service's tables in FANMETER_DATABASE_URL.
     broker_config: Path | None = None
+    # With services from the database: how often they are read again (Fanout off or a revoked
+    # token takes effect within this), and the secret each service's GRIP key is derived from.
+    broker_reload_seconds: float = Field(default=5.0, gt=0)
+    grip_secret: SecretStr | None = None
     # This node's name: events carry source "broker/<node>" and the outbox file is named after it,
     # so it must stay the same across restarts for a node to resume shipping its own outbox.
     broker_node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=40)
@@ -27,6 +37,17 @@ class BrokerSettings(MeteringSettings):
     broker_resend_seconds: float = Field(default=15.0, gt=0)
     # Delivery counts are summed per published item and written this often.
     broker_delivery_flush_ms: int = Field(default=200, gt=0)
+
+    def required_grip_secret(self) -> str:
+        """``FANMETER_GRIP_SECRET``, refused when unset, short, or a placeholder."""
+        secret = self.grip_secret.get_secret_value() if self.grip_secret else ""
+        if not secret:
+            raise ConfigError("FANMETER_GRIP_SECRET is not set: services from the database need it for GRIP keys")
+        if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_GRIP_SECRET_CHARS:
+            raise ConfigError(
+                f"FANMETER_GRIP_SECRET looks like a placeholder: use at least {MIN_GRIP_SECRET_CHARS} random characters"
+            )
+        return secret
 
     @property
     def outbox_path(self) -> Path:

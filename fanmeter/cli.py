@@ -181,7 +181,7 @@ def up(once: bool, events: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=7999, show_default=True, help="Port for clients and the publish API.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Services file (TOML or JSON); default: FANMETER_BROKER_CONFIG.")  # fmt: skip
+              help="Services file (TOML or JSON); default: FANMETER_BROKER_CONFIG, else the database.")  # fmt: skip
 @click.option(
     "--node", help="This node's name (events' source broker/<node>); default: FANMETER_BROKER_NODE or the host name."
 )
@@ -189,7 +189,8 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
     """Serve the GRIP broker: client transports, the publish API, metering to the pipeline.
 
     Clients reach a service at /s/<service_id>/... or by a Host the service lists; publishers
-    POST to /service/<service_id>/publish/. Needs a running worker to ship metering events
+    POST to /service/<service_id>/publish/. Services come from --config, else from the admin
+    service's database (FANMETER_GRIP_SECRET needed). Needs a running worker to ship metering events
     (`fanmeter worker`); events wait in the node's outbox until it runs.
     """
     import uvicorn
@@ -208,7 +209,9 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
         app = broker_bootstrap.build(settings)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"broker {settings.broker_node} on http://{host}:{port} serving {len(app.config.services)} services")
+    source = settings.broker_config or f"the database, read every {settings.broker_reload_seconds:g} s"
+    click.echo(f"broker {settings.broker_node} on http://{host}:{port} serving {len(app.config.services)} services"
+               f" from {source}")  # fmt: skip
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
                 lifespan="on", log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
 
@@ -253,6 +256,23 @@ def pushpin_stats(stats_spec: str, route_map_path: Path, node: str | None) -> No
         raise click.ClickException(str(error)) from None
     click.echo(f"pushpin-stats {name}: {done.records} records, {done.events} events, "
                f"{done.bad} bad, {done.skipped} skipped")  # fmt: skip
+
+
+@main.command("grip-key")
+@click.argument("service_id")
+def grip_key(service_id: str) -> None:
+    """Print the GRIP key of SERVICE_ID: its origin validates Grip-Sig with it (services from the database).
+
+    Derived from FANMETER_GRIP_SECRET, so it prints the key brokers sharing that secret sign with.
+    """
+    from broker.exceptions import ConfigError
+    from broker.service_rows import grip_key as derive
+    from broker.settings import BrokerSettings
+
+    try:
+        click.echo(derive(BrokerSettings().required_grip_secret(), service_id))
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _register_admin_commands() -> None:

@@ -63,8 +63,8 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 @contextmanager
-def grip_origin(tmp: Path, tls: bool = False) -> Iterator[str]:
-    """The gripcontrol origin (tests/e2e/grip_origin.py); yields its base URL."""
+def grip_origin(tmp: Path, tls: bool = False, key: str = GRIP_KEY) -> Iterator[str]:
+    """The gripcontrol origin (tests/e2e/grip_origin.py), validating Grip-Sig with ``key``; yields its base URL."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "tests.e2e.grip_origin:app", "--port", str(port), "--log-level", "warning"]
     if tls:
@@ -75,7 +75,7 @@ def grip_origin(tmp: Path, tls: bool = False) -> Iterator[str]:
             check=True, capture_output=True,
         )  # fmt: skip
         args += ["--ssl-keyfile", str(key), "--ssl-certfile", str(cert)]
-    with running(args, {"GRIP_ORIGIN_KEY": GRIP_KEY}, port, tmp / f"origin-{port}.log"):
+    with running(args, {"GRIP_ORIGIN_KEY": key}, port, tmp / f"origin-{port}.log"):
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 
@@ -105,11 +105,12 @@ class BrokerNode:
 
 
 @contextmanager
-def broker_node(env: dict[str, str], config: Path, node: str, extra_env: dict[str, str] | None = None,
+def broker_node(env: dict[str, str], config: Path | None, node: str, extra_env: dict[str, str] | None = None,
                 port: int | None = None) -> Iterator[BrokerNode]:  # fmt: skip
-    """`fanmeter broker` as a user runs it, on a port of its own."""
+    """`fanmeter broker` as a user runs it, on a port of its own (no ``config``: the database's services)."""
     port = port or free_port()
     log = Path(env["FANMETER_DATA_DIR"]) / f"broker-{node}.log"
-    args = [sys.executable, "-m", "fanmeter", "broker", "--port", str(port), "--config", str(config), "--node", node]
+    args = [sys.executable, "-m", "fanmeter", "broker", "--port", str(port), "--node", node]
+    args += ["--config", str(config)] if config else []
     with running(args, {**env, **(extra_env or {})}, port, log) as process:
         yield BrokerNode(f"http://127.0.0.1:{port}", port, node, process, log)

@@ -92,7 +92,7 @@ def test_the_billing_domain_imports_no_framework():
     assert violations("billing/domain", FRAMEWORKS) == []
 
 
-BROKER_PURE = ("grip", "publish", "wsevents", "events", "config", "exceptions")
+BROKER_PURE = ("grip", "publish", "wsevents", "events", "config", "exceptions", "service_rows")
 
 
 def test_the_broker_imports_nothing_from_billing():

@@ -1,0 +1,102 @@
+"""Pure mapping from the admin service's rows to the broker's ``ServiceConfig`` values (no I/O).
+
+``broker/database_services.py`` reads the rows; the rules of which service is served, with which
+origin, tokens and GRIP key, live here (docs/decisions.md, "Broker").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.config import BrokerConfig, ServiceConfig
+
+UNTRUSTED = "untrusted"  # backend.tls_status of a certificate that failed verification
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRow:
+    id: str
+    account_id: str
+    fanout_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRow:
+    service_id: str
+    name: str
+    address: str
+    use_tls: bool
+    override_host: str | None
+    settings: Mapping[str, Any]
+    tls_status: str
+
+
+def grip_key(secret: str, service_id: str) -> str:
+    """The service's GRIP signing key: hex HMAC-SHA256 of its id under the broker-wide secret.
+
+    Example: ``grip_key("s" * 32, "svc_1")`` is a 64-character hex string the origin uses, as text,
+    to validate ``Grip-Sig`` (``fanmeter grip-key svc_1`` prints it).
+    """
+    return hmac.new(secret.encode(), service_id.encode(), hashlib.sha256).hexdigest()
+
+
+def origin_url(backend: BackendRow) -> str:
+    """The backend as an origin URL: https with TLS, its ``port`` setting or 443/80.
+
+    Example: address ``origin.example``, TLS off, no port → ``http://origin.example:80``.
+    """
+    port = backend.settings.get("port")
+    if not isinstance(port, int) or isinstance(port, bool):
+        port = 443 if backend.use_tls else 80
+    host = f"[{backend.address}]" if ":" in backend.address else backend.address
+    return f"{'https' if backend.use_tls else 'http'}://{host}:{port}"
+
+
+def service_configs(
+    services: Iterable[ServiceRow], backends: Iterable[BackendRow], token_hashes: Iterable[tuple[str, str]], secret: str
+) -> tuple[BrokerConfig, list[str]]:
+    """The broker's services from the admin service's rows, and why any Fanout service is not served.
+
+    ``token_hashes`` holds (service id, hex SHA-256) of unrevoked publish tokens. A Fanout service
+    goes to its first backend by name; with no backend, or one whose certificate was found
+    untrusted, it is left out and the reason returned.
+    """
+    first_backend: dict[str, BackendRow] = {}
+    for candidate in sorted(backends, key=lambda b: (b.service_id, b.name)):
+        first_backend.setdefault(candidate.service_id, candidate)
+    hashes: dict[str, list[str]] = {}
+    for service_id, digest in token_hashes:
+        hashes.setdefault(service_id, []).append(digest)
+    configs: dict[str, ServiceConfig] = {}
+    problems: list[str] = []
+    for row in sorted(services, key=lambda s: s.id):
+        backend = first_backend.get(row.id)
+        problem = _problem(row, backend)
+        if problem:
+            problems.append(problem)
+            continue
+        configs[row.id] = ServiceConfig(
+            service_id=row.id,
+            account_id=row.account_id,
+            origin=origin_url(backend) if backend and row.fanout_enabled else "",
+            publish_tokens=(),
+            grip_key=grip_key(secret, row.id),
+            fanout_enabled=row.fanout_enabled,
+            publish_token_hashes=tuple(sorted(hashes.get(row.id, ()))),
+            origin_host=(backend.override_host or None) if backend else None,
+        )
+    return BrokerConfig(configs), problems
+
+
+def _problem(service: ServiceRow, backend: BackendRow | None) -> str | None:
+    if not service.fanout_enabled:
+        return None
+    if backend is None:
+        return f"service {service.id} has Fanout on but no backend: not served"
+    if backend.use_tls and backend.tls_status == UNTRUSTED:
+        return f"service {service.id}: backend {backend.name!r} has an untrusted TLS certificate: not served"
+    return None
