@@ -138,7 +138,9 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
     port = 18000 + random.randint(0, 999)
     env = {**os.environ, "FANMETER_DATABASE_URL": url, "FANMETER_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "fanmeter", "admin", "--port", str(port), "--workers", str(args.workers)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = data_dir / "admin.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait(base)
@@ -170,6 +172,10 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
+        problems = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
+        if problems:
+            print(f"server logged {len(problems)} errors, e.g. {problems[0]}")
 
 
 def _wait(base: str) -> None:

@@ -50,7 +50,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        # The admin API serves requests from a pool of threads: connections beyond the pool are
+        # opened and closed per request (a new PostgreSQL backend each), which showed as
+        # second-long tails under 20 concurrent clients. Keep enough of them open.
+        options = {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 20, **kwargs}
+        return create_engine(url, **options)
     engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_immediate)

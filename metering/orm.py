@@ -154,6 +154,8 @@ class UsageDaily(Base):
     """The rollup: usage per account, service and UTC day."""
 
     __tablename__ = "usage_daily"
+    # A month of one account across its services: the usage API's and statements' read.
+    __table_args__ = (Index("ix_usage_daily_account_day", "account_id", "day"),)
 
     account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     service_id: Mapped[str] = mapped_column(String(ID), primary_key=True)

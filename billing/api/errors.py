@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
 
@@ -45,15 +46,30 @@ async def _billing_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=_status_for(error))
 
 
-async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """A NUL in the path or query is bad input (PostgreSQL cannot store or compare it): 400."""
-    texts = [request.scope["path"], *(part for item in request.query_params.multi_items() for part in item)]
-    if any("\x00" in text for text in texts):
-        return JSONResponse({"detail": "the path or query contains a NUL character"}, status_code=400)
-    return await call_next(request)
+class RefuseNul:
+    """A NUL in the path or query is bad input (PostgreSQL cannot store or compare it): 400.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task group and memory
+    streams on every request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            response = JSONResponse({"detail": "the path or query contains a NUL character"}, status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_nul(scope: Scope) -> bool:
+    query = unquote_to_bytes(scope.get("query_string", b""))
+    return "\x00" in scope["path"] or b"\x00" in query
 
 
 def install(app: FastAPI) -> None:
     """Map every billing domain error to its status code, and refuse NUL characters in URLs."""
     app.add_exception_handler(BillingError, _billing_error)
-    app.middleware("http")(_refuse_nul)
+    app.add_middleware(RefuseNul)
