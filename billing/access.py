@@ -72,7 +72,7 @@ def principal_for(session: Session, secret: str) -> Principal | None:
         .outerjoin(User, (User.id == ApiToken.user_id) & User.removed_at.is_(None))
         .where(ApiToken.token_hash == token_hash(secret), ApiToken.revoked_at.is_(None))
     )
-    row = session.execute(query).one_or_none()
+    row = session.connection().execute(query).one_or_none()  # Core: no ORM work on the hot path
     if row is None:
         return None
     token_id, kind, account_id, service_id, user_id, role, user_account_id = row

@@ -31,6 +31,13 @@ def get_account(session: Session, account_id: str) -> Account:
     return account
 
 
+def require_account(session: Session, account_id: str) -> None:
+    """Raise ``NotFound`` unless the account exists (one Core query, for hot read paths)."""
+    found = session.connection().execute(select(Account.id).where(Account.id == account_id)).first()
+    if found is None:
+        raise NotFound(f"no account {account_id!r}")
+
+
 def list_accounts(session: Session, principal: Principal) -> list[Account]:
     """Every account for platform people; an account user's own account only."""
     query = select(Account).order_by(Account.id)

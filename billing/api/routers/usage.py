@@ -39,7 +39,7 @@ def _month(text: str | None, now_us: int) -> Month:
 
 def _authorized_month(session: Session, caller: Principal, account_id: str, month: str | None, now_us: int) -> Month:
     require(caller, Action.READ_USAGE, account_id)
-    accounts.get_account(session, account_id)
+    accounts.require_account(session, account_id)
     return _month(month, now_us)
 
 
