@@ -17,13 +17,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from metering import rollups
 from metering.db import Base
-from metering.domain.events import MeteringEvent, Rejection
+from metering.domain.event_rows import EventRow
+from metering.domain.events import Rejection
 from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
 from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
 ROLLUP_LOCK_ID = 0x66616E6D
 
+# The columns of an ingested event: its ``EventRow`` (metering.domain.event_rows), then the batch id.
 EVENT_COLUMNS = (
     "source", "event_id", "type", "time_us", "account_id", "service_id", "connection_id",
     "transport", "channel", "count", "bytes_out", "bytes_in", "reason", "batch_id",
@@ -82,10 +84,10 @@ def batch_counts(conn: Connection, batch_id: str) -> tuple[int, int, int] | None
     return None if row is None else (row[0], row[1], row[2])
 
 
-def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEvent]) -> tuple[int, int, int]:
+def insert_events(conn: Connection, batch_id: str, rows: Sequence[EventRow]) -> tuple[int, int, int]:
     """Insert events not seen before; return (inserted count, lowest id, highest id) of this batch."""
     _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
-    _stage(conn, "stage_event", EVENT_COLUMNS, (_event_row(e, batch_id) for e in events))
+    _stage(conn, "stage_event", EVENT_COLUMNS, (row + (batch_id,) for row in rows))
     columns = ", ".join(EVENT_COLUMNS)
     ids = (
         conn.execute(
@@ -98,14 +100,6 @@ def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEven
         .all()
     )
     return len(ids), min(ids, default=0), max(ids, default=0)
-
-
-def _event_row(event: MeteringEvent, batch_id: str) -> tuple[Any, ...]:
-    return (
-        event.source, event.id, event.type.value, event.time_us, event.account_id, event.service_id,
-        event.connection_id, event.transport, event.channel, event.count, event.bytes_out,
-        event.bytes_in, event.reason, batch_id,
-    )  # fmt: skip
 
 
 def insert_rejections(

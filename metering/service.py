@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from metering import repository, rollups
-from metering.domain.events import MeteringEvent, Rejection, decode_event
+from metering.domain.event_rows import EventRow, decode_row
+from metering.domain.events import Rejection
 from metering.domain.instants import Month
 from metering.domain.usage import DailyUsage, UsageReport, usage_report
 
@@ -47,25 +48,22 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
             repository.enqueue_pending(conn, batch_id, low, high)
         counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
         repository.record_batch(conn, batch_id, counts, high, now)
-        if inserted and any(e.connection_id is not None for e in events):
+        if inserted and any(row[6] is not None for row in events):  # a connection event: fold it
             touched = repository.request_rollup(conn)
     return BatchResult(batch_id, *counts, rollup_needed=touched)
 
 
-def _decode(payloads: Sequence[str]) -> tuple[list[MeteringEvent], list[tuple[Rejection, str]], int]:
-    """Split payloads into distinct valid events and rejections; count in-batch repeats."""
-    events: dict[tuple[str, str], MeteringEvent] = {}
+def _decode(payloads: Sequence[str]) -> tuple[list[EventRow], list[tuple[Rejection, str]], int]:
+    """Split payloads into the rows of distinct valid events and rejections; count in-batch repeats."""
+    rows: dict[tuple[str, str], EventRow] = {}
     rejections: list[tuple[Rejection, str]] = []
-    repeats = 0
     for payload in payloads:
-        parsed = decode_event(payload)
-        if isinstance(parsed, Rejection):
-            rejections.append((parsed, payload))
-        elif parsed.key in events:
-            repeats += 1
+        row = decode_row(payload)
+        if isinstance(row, Rejection):
+            rejections.append((row, payload))
         else:
-            events[parsed.key] = parsed
-    return list(events.values()), rejections, repeats
+            rows.setdefault((row[0], row[1]), row)  # (source, id): the first of a repeated event stands
+    return list(rows.values()), rejections, len(payloads) - len(rejections) - len(rows)
 
 
 @dataclass(frozen=True)
