@@ -79,7 +79,7 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"gave up after {timeout_s:.0f} s: {progress.batches_done} of {run.batches} batches ingested, "
-                    f"{progress.pending_left} connection events waiting for rollup. "
+                    f"{progress.pending_left} batches' connection events waiting for rollup. "
                     "Is a worker running (`fanmeter worker`)?"
                 )
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:

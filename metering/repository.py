@@ -170,18 +170,11 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
     conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
 
 
-# The rollup's row shapes are the column lists of these statements, so the two never disagree.
-_QUEUED = ", ".join(rollups.EVENT_ROW[:-1])  # the queue keeps the raw event's id as raw_event_id
-
-
 def enqueue_pending(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
-    """Queue every connection event this batch stored for the next rollup pass to fold."""
+    """Queue the connection events this batch stored for a rollup pass to fold (one row for the batch)."""
     conn.execute(
-        text(
-            f"INSERT INTO pending_connection_event (raw_event_id, {_QUEUED}) SELECT id, {_QUEUED} FROM raw_event "
-            "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL ORDER BY id"
-        ),
-        {"low": low_id, "high": high_id, "b": batch_id},
+        text("INSERT INTO pending_batch (batch_id, low_event_id, high_event_id) VALUES (:b, :low, :high)"),
+        {"b": batch_id, "low": low_id, "high": high_id},
     )
 
 
@@ -227,17 +220,37 @@ _EVENT_SELECT = ", ".join(f"t.{column}" for column in rollups.EVENT_ROW)
 _STATE_SELECT = ", ".join(f"t.{column}" for column in [*rollups.KEY, *rollups.STATE_COLUMNS])
 
 
-def claim_pending(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
-    """The oldest ``limit`` events waiting to be folded, as rollup rows; their connections get staged."""
+_PENDING = ("batch_id", "low_event_id", "high_event_id")
+
+
+def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
+    """Claim the oldest waiting batches, about ``limit`` events' worth (at least one).
+
+    Returns how many batches were claimed and their connection events as rollup rows; the
+    batches and the events' connections are staged for the rest of the pass. Later statements
+    see batches committed since, so the claim is fixed here: exactly these are folded and deleted.
+    """
+    waiting = conn.execute(text(f"SELECT {', '.join(_PENDING)} FROM pending_batch ORDER BY low_event_id")).all()
+    claimed: list[tuple[str, int, int]] = []
+    span = 0
+    for batch_id, low, high in waiting:
+        if claimed and span + high - low + 1 > limit:
+            break
+        claimed.append((batch_id, low, high))
+        span += high - low + 1
+    _temp_table(conn, "stage_batch", _PENDING, ("VARCHAR(64)", "BIGINT", "BIGINT"))
+    _stage(conn, "stage_batch", _PENDING, claimed)
     rows = [
         tuple(r)
         for r in conn.execute(
-            text(f"SELECT {_QUEUED}, raw_event_id FROM pending_connection_event ORDER BY raw_event_id LIMIT :n"),
-            {"n": limit},
+            text(
+                f"SELECT {_EVENT_SELECT} FROM stage_batch b JOIN raw_event t ON t.batch_id = b.batch_id "
+                "AND t.id BETWEEN b.low_event_id AND b.high_event_id WHERE t.connection_id IS NOT NULL ORDER BY t.id"
+            )
         )
     ]
     _stage_keys(conn, "stage_key", {r[:3] for r in rows})
-    return rows
+    return len(claimed), rows
 
 
 def _stage_keys(conn: Connection, table: str, keys: Iterable[tuple[Any, ...]]) -> None:
@@ -306,16 +319,14 @@ def replace_connection_rollups(
         conn.execute(core_table(ConnectionDay).insert(), list(days))
 
 
-def delete_pending(conn: Connection, event_ids: Iterable[int]) -> None:
-    """Take the folded events off the queue (exactly these: others may have arrived meanwhile)."""
-    _temp_table(conn, "stage_id", ("id",), ("BIGINT",))
-    _stage(conn, "stage_id", ("id",), ((i,) for i in event_ids))
-    conn.execute(text("DELETE FROM pending_connection_event WHERE raw_event_id IN (SELECT id FROM stage_id)"))
+def delete_pending(conn: Connection) -> None:
+    """Take the claimed batches off the queue (exactly these: others may have arrived meanwhile)."""
+    conn.execute(text("DELETE FROM pending_batch WHERE batch_id IN (SELECT batch_id FROM stage_batch)"))
 
 
 def pending_up_to(conn: Connection, event_id: int) -> int:
-    """How many connection events at or below ``event_id`` still wait to be folded (0: rolled up)."""
-    query = text("SELECT count(*) FROM pending_connection_event WHERE raw_event_id <= :m")
+    """How many batches with events at or below ``event_id`` still wait to be folded (0: rolled up)."""
+    query = text("SELECT count(*) FROM pending_batch WHERE low_event_id <= :m")
     return int(conn.execute(query, {"m": event_id}).scalar() or 0)
 
 

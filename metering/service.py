@@ -45,10 +45,10 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
         touched = False
         if inserted:
             repository.add_message_usage(conn, batch_id, low, high)
-            repository.enqueue_pending(conn, batch_id, low, high)
         counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
         repository.record_batch(conn, batch_id, counts, high, now)
-        if inserted and any(row[6] is not None for row in events):  # a connection event: fold it
+        if inserted and any(row[6] is not None for row in events):  # connection events to fold
+            repository.enqueue_pending(conn, batch_id, low, high)
             touched = repository.request_rollup(conn)
     return BatchResult(batch_id, *counts, rollup_needed=touched)
 
@@ -70,10 +70,14 @@ def _decode(payloads: Sequence[str]) -> tuple[list[EventRow], list[tuple[Rejecti
 class PassResult:
     connections: int
     locked_out: bool = False
+    # Batches taken off the queue; 0: nothing was waiting.
+    batches: int = 0
 
 
 def rollup_pass(engine: Engine, limit: int) -> PassResult:
-    """Folds up to ``limit`` waiting connection events into their sessions and the daily rollups.
+    """Folds the connection events of the oldest waiting batches into their sessions and the daily rollups.
+
+    A pass takes about ``limit`` events' worth of batches (at least one batch).
 
     A connection whose new counter report belongs before one already folded is recomputed
     from all its raw events instead, so the result never depends on arrival order.
@@ -81,9 +85,10 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
     with engine.begin() as conn:
         if not repository.try_lock_rollups(conn):
             return PassResult(0, locked_out=True)
-        events = repository.claim_pending(conn, limit)
-        if not events:
-            return PassResult(0)
+        batches, events = repository.claim_pending(conn, limit)
+        if not events:  # nothing waits, or the batches' connection events were all repeats
+            repository.delete_pending(conn)
+            return PassResult(0, batches=batches)
         states = repository.load_states(conn)
         late = rollups.late_connections(events, states)
         if late:
@@ -94,8 +99,8 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
         sessions, days = rollups.fold_connections(events, states, base_days)
         repository.add_usage(conn, rollups.usage_deltas(old_days, days))
         repository.replace_connection_rollups(conn, sessions, days)
-        repository.delete_pending(conn, (e[-1] for e in events))
-    return PassResult(len(sessions))
+        repository.delete_pending(conn)
+    return PassResult(len(sessions), batches=batches)
 
 
 def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
@@ -106,7 +111,7 @@ def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
     while True:
         result = rollup_pass(engine, limit)
         total += result.connections
-        if result.locked_out or result.connections == 0:
+        if result.locked_out or result.batches == 0:
             return PassResult(total, locked_out=result.locked_out)
 
 
