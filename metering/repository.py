@@ -240,13 +240,20 @@ def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ..
         span += high - low + 1
     _temp_table(conn, "stage_batch", _PENDING, ("VARCHAR(64)", "BIGINT", "BIGINT"))
     _stage(conn, "stage_batch", _PENDING, claimed)
+    _analyze(conn, "stage_batch")
+    # The outer id range lets PostgreSQL read raw_event through its primary key even before it
+    # has statistics for a freshly loaded table (it would scan the whole table otherwise).
+    # No ORDER BY: the fold sorts what needs an order itself.
+    bounds = {"low": min((c[1] for c in claimed), default=0), "high": max((c[2] for c in claimed), default=0)}
     rows = [
         tuple(r)
         for r in conn.execute(
             text(
-                f"SELECT {_EVENT_SELECT} FROM stage_batch b JOIN raw_event t ON t.batch_id = b.batch_id "
-                "AND t.id BETWEEN b.low_event_id AND b.high_event_id WHERE t.connection_id IS NOT NULL ORDER BY t.id"
-            )
+                f"SELECT {_EVENT_SELECT} FROM raw_event t JOIN stage_batch b ON t.batch_id = b.batch_id "
+                "AND t.id BETWEEN b.low_event_id AND b.high_event_id "
+                "WHERE t.id BETWEEN :low AND :high AND t.connection_id IS NOT NULL"
+            ),
+            bounds,
         )
     ]
     _stage_keys(conn, "stage_key", {r[:3] for r in rows})
@@ -256,8 +263,13 @@ def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ..
 def _stage_keys(conn: Connection, table: str, keys: Iterable[tuple[Any, ...]]) -> None:
     _temp_table(conn, table, _KEY_COLUMNS, ("VARCHAR(256)",) * 3)
     _stage(conn, table, _KEY_COLUMNS, sorted(keys))
+    _analyze(conn, table)
+
+
+def _analyze(conn: Connection, table: str) -> None:
+    """Give PostgreSQL the size of a staging table: it otherwise guesses a tiny temp table is huge."""
     if is_postgres(conn):
-        conn.execute(text(f"ANALYZE {table}"))  # the planner otherwise guesses a tiny temp table is huge
+        conn.execute(text(f"ANALYZE {table}"))
 
 
 def _join_keys(table: str) -> str:
