@@ -344,10 +344,17 @@ def replace_connection_rollups(
                 f"AND k.connection_id = {table}.connection_id)"
             )
         )
-    if sessions:
-        conn.execute(core_table(ConnectionSession).insert(), list(sessions))
-    if days:
-        conn.execute(core_table(ConnectionDay).insert(), list(days))
+    _append(conn, ConnectionSession, sessions)
+    # Days go in as ISO text, the form SQLAlchemy stores a Date in on SQLite.
+    _append(conn, ConnectionDay, [{**day, "day": day["day"].isoformat()} for day in days])
+
+
+def _append(conn: Connection, model: type[Base], records: Sequence[dict[str, Any]]) -> None:
+    """Add records (keyed by column name) to a table: COPY on PostgreSQL (an executemany of dicts cost more)."""
+    if not records:
+        return
+    columns = [column.name for column in core_table(model).columns]
+    _stage(conn, core_table(model).name, columns, ([record[c] for c in columns] for record in records))
 
 
 def delete_pending(conn: Connection) -> None:
