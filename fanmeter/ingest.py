@@ -16,6 +16,8 @@ from metering import service
 from metering.tasks import ingest_batch, rollup
 
 STALL_HINT_S = 30.0
+# How often progress is polled: a few cheap queries; the wait ends at most this long after the work.
+POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
                 rollup.delay()  # a lost trigger must not leave us waiting forever
                 last_nudge = time.monotonic()
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
 
 def report(progress: service.IngestProgress, run: IngestRun) -> str:
