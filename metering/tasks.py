@@ -35,8 +35,15 @@ def ingest_batch_inner(batch_id: str, payloads: list[str]) -> service.BatchResul
     return result
 
 
+# A batch is a list of event texts full of quotes: JSON escapes every one of them on the way in and
+# unescapes it on the way out (~1.1 µs an event each side), msgpack copies the strings (~0.1 µs).
 @app.task(
-    name="metering.tasks.ingest_batch", autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=10, max_retries=20
+    name="metering.tasks.ingest_batch",
+    serializer="msgpack",
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=10,
+    max_retries=20,
 )
 def ingest_batch(batch_id: str, payloads: list[str]) -> dict[str, Any]:
     result = ingest_batch_inner(batch_id, payloads)
