@@ -69,11 +69,11 @@ def db_upgrade(revision: str) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", default=2, show_default=True, help="Tasks run at once (threads or processes).")
-# Threads by default: a batch task spends much of its time waiting on the database, and the
-# prefork pool pays for pickling every 2,000-event message through a pipe to a child process
-# (bench/ingest.py: threads carried more events per second on 2 cores with less CPU). Prefork
-# spreads the Python work over more cores on a machine that has them.
-@click.option("--pool", type=click.Choice(["threads", "prefork"]), default="threads", show_default=True)
+# Prefork by default: decoding and folding are Python, so only processes put them on more than one
+# core; with threads, rollup passes and batch decoding share one interpreter lock (bench/ingest.py,
+# 1,000,000 events on 2 cores: prefork 40,800 events/s, threads 28,800). Threads use one process's
+# memory instead of three.
+@click.option("--pool", type=click.Choice(["prefork", "threads"]), default="prefork", show_default=True)
 @click.option("--beat/--no-beat", default=True, show_default=True, help="Also run the periodic rollup sweep.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--hostname", "-n", help="Celery node name (default: fanmeter-PID@host).")
