@@ -18,9 +18,11 @@ from metering.celery_app import app
 # fold: bench/ingest.py ran at 29,000 events/s with a pass per flag raise, and faster with a delay.
 ROLLUP_DELAY_SECONDS = 2.0
 
-# A pass that finds another one holding the lock comes back this soon: passes are short, and the
-# last pass of a run is what `fanmeter ingest` waits for (1 s here was a second of idle tail).
-LOCKED_OUT_RETRY_SECONDS = 0.25
+# A pass that finds another one holding the lock comes back after this long. 0.25 s was tried to
+# shorten the idle tail of a run, but the waiting tasks then started pass after pass as soon as
+# the lock freed, defeating ROLLUP_DELAY_SECONDS (bench/ingest.py: up to 136 rollup tasks for
+# 1,000,000 events instead of ~12-30, and more CPU).
+LOCKED_OUT_RETRY_SECONDS = 1.0
 
 # Lock contention, deadlock victims and a database restart are transient: retry them.
 TRANSIENT = (DBAPIError,)
