@@ -625,6 +625,7 @@ def run_e2e(
     count_batches: Any,
     database: str | None = None,
     polling_interval: float | None = None,
+    worker_options: tuple[str, ...] = (),
 ) -> E2EResult:
     n = meta["events"]
     env = _clean_env(env_extra)
@@ -633,7 +634,7 @@ def run_e2e(
     print(_run(env, "db", "upgrade").strip())
     sampler = ProcessSampler(database=database)
     worker_log = data_dir / "worker.log"
-    worker_args = ["worker", "--concurrency=2", "--no-beat", "--loglevel=INFO"]
+    worker_args = ["worker", "--concurrency=2", "--no-beat", "--loglevel=INFO", *worker_options]
     if polling_interval is None:
         command = [PY, "-m", "fanmeter", *worker_args]
     else:  # an experiment: the same worker with kombu's virtual-transport polling interval changed
@@ -931,6 +932,11 @@ def main() -> None:
         help="experiment: run the embedded worker with kombu's SQLAlchemy transport polling_interval set to this "
         "(kombu's default: 1 s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--worker-option", action="append", default=[], metavar="OPTION",
+        help="an extra `fanmeter worker` option, e.g. --worker-option=--pool=prefork, --worker-option=--concurrency=3 "
+        "(repeatable; a later --concurrency wins over the default 2)",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
@@ -980,7 +986,8 @@ def main() -> None:
                         "FANMETER_CELERY_QUEUE": queue,
                     }
                     r = run_e2e("postgres", env, path, meta, args.batch_size, args.timeout, args.py_spy,
-                                _pg_batch_counter(url), database=url.rsplit("/", 1)[1])  # fmt: skip
+                                _pg_batch_counter(url), database=url.rsplit("/", 1)[1],
+                                worker_options=tuple(args.worker_option))  # fmt: skip
                     totals = _pg_totals(url)
                     stats = totals.pop("table_stats")
                     print(f"  database: {totals}")
@@ -996,7 +1003,7 @@ def main() -> None:
             label = "embedded" if args.polling_interval is None else f"embedded-poll-{args.polling_interval:g}s"
             counter = _sqlite_batch_counter(data / "fanmeter.db")
             r = run_e2e(label, env, path, meta, args.batch_size, args.timeout, args.py_spy, counter,
-                        polling_interval=args.polling_interval)  # fmt: skip
+                        polling_interval=args.polling_interval, worker_options=tuple(args.worker_option))  # fmt: skip
             print(f"  database: {_sqlite_totals(data / 'fanmeter.db')}")
             results.append(r)
     finally:

@@ -1,8 +1,8 @@
 """``/metrics``: the pipeline's health in Prometheus text format, read from the database at scrape time.
 
 Counters come from the ingest batch table, so every admin process reports the same totals and
-a restart loses nothing. The lag is how long the oldest connection event still waiting to be
-folded into its session has waited since its batch was ingested.
+a restart loses nothing. The lag is how long the oldest batch whose connection events still wait to
+be folded into their sessions has waited since it was ingested.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class PipelineFigures:
     duplicates: int
     rejected: int
     batches: int
-    pending_connection_events: int
+    pending_rollup_batches: int
     lag_seconds: float
     open_connections: int
 
@@ -41,12 +41,13 @@ def read_figures(engine: Engine, now: datetime, open_window_us: int) -> Pipeline
                 "count(*) FROM ingest_batch"
             )
         ).one()
-        pending, oldest = conn.execute(text("SELECT count(*), min(raw_event_id) FROM pending_connection_event")).one()
-        waiting_since = None
-        if oldest is not None:
-            waiting_since = conn.execute(
-                text("SELECT min(ingested_at) FROM ingest_batch WHERE max_event_id >= :oldest"), {"oldest": oldest}
-            ).scalar()
+        # A pending batch row is written with its ingest_batch row, so the join always finds it.
+        pending, waiting_since = conn.execute(
+            text(
+                "SELECT count(*), min(b.ingested_at) FROM pending_batch p "
+                "JOIN ingest_batch b ON b.batch_id = p.batch_id"
+            )
+        ).one()
         open_connections = conn.execute(
             text("SELECT count(*) FROM connection_session WHERE closed = :no AND last_seen_us >= :since"),
             {"no": False, "since": now_us - open_window_us},
@@ -76,7 +77,9 @@ class _Figures(Collector):
         yield events
         yield CounterMetricFamily("fanmeter_ingest_batches", "Batches ingested.", value=f.batches)
         yield GaugeMetricFamily(
-            "fanmeter_pending_connection_events", "Connection events waiting to be folded.", f.pending_connection_events
+            "fanmeter_pending_rollup_batches",
+            "Ingested batches whose connection events wait to be folded.",
+            f.pending_rollup_batches,
         )
         yield GaugeMetricFamily(
             "fanmeter_pipeline_lag_seconds", "How long the oldest unfolded event has waited.", f.lag_seconds

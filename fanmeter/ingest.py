@@ -16,6 +16,8 @@ from metering import service
 from metering.tasks import ingest_batch, rollup
 
 STALL_HINT_S = 30.0
+# How often progress is polled: a few cheap queries; the wait ends at most this long after the work.
+POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,13 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"gave up after {timeout_s:.0f} s: {progress.batches_done} of {run.batches} batches ingested, "
-                    f"{progress.pending_left} connection events waiting for rollup. "
+                    f"{progress.pending_left} batches' connection events waiting for rollup. "
                     "Is a worker running (`fanmeter worker`)?"
                 )
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
                 rollup.delay()  # a lost trigger must not leave us waiting forever
                 last_nudge = time.monotonic()
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
 
 def report(progress: service.IngestProgress, run: IngestRun) -> str:

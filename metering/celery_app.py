@@ -40,7 +40,8 @@ def configure(settings: MeteringSettings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         task_serializer="json",
-        accept_content=["json"],
+        # Batches travel as msgpack (metering.tasks); JSON stays accepted from any producer.
+        accept_content=["json", "msgpack"],
         task_ignore_result=True,
         # Every task is idempotent, so a redelivery after a crash is safe.
         task_acks_late=True,

@@ -13,17 +13,18 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Date, String, Table, bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from metering import rollups
 from metering.db import Base
-from metering.domain.events import MeteringEvent, Rejection
+from metering.domain.event_rows import EventRow
+from metering.domain.events import Rejection
 from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
-from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
+from metering.orm import ConnectionDay, ConnectionSession
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
 ROLLUP_LOCK_ID = 0x66616E6D
 
+# The columns of an ingested event: its ``EventRow`` (metering.domain.event_rows), then the batch id.
 EVENT_COLUMNS = (
     "source", "event_id", "type", "time_us", "account_id", "service_id", "connection_id",
     "transport", "channel", "count", "bytes_out", "bytes_in", "reason", "batch_id",
@@ -82,10 +83,10 @@ def batch_counts(conn: Connection, batch_id: str) -> tuple[int, int, int] | None
     return None if row is None else (row[0], row[1], row[2])
 
 
-def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEvent]) -> tuple[int, int, int]:
+def insert_events(conn: Connection, batch_id: str, rows: Sequence[EventRow]) -> tuple[int, int, int]:
     """Insert events not seen before; return (inserted count, lowest id, highest id) of this batch."""
     _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
-    _stage(conn, "stage_event", EVENT_COLUMNS, (_event_row(e, batch_id) for e in events))
+    _stage(conn, "stage_event", EVENT_COLUMNS, (row + (batch_id,) for row in rows))
     columns = ", ".join(EVENT_COLUMNS)
     ids = (
         conn.execute(
@@ -98,14 +99,6 @@ def insert_events(conn: Connection, batch_id: str, events: Sequence[MeteringEven
         .all()
     )
     return len(ids), min(ids, default=0), max(ids, default=0)
-
-
-def _event_row(event: MeteringEvent, batch_id: str) -> tuple[Any, ...]:
-    return (
-        event.source, event.id, event.type.value, event.time_us, event.account_id, event.service_id,
-        event.connection_id, event.transport, event.channel, event.count, event.bytes_out,
-        event.bytes_in, event.reason, batch_id,
-    )  # fmt: skip
 
 
 def insert_rejections(
@@ -162,32 +155,45 @@ def add_message_usage(conn: Connection, batch_id: str, low_id: int, high_id: int
     )
 
 
+_USAGE_COLUMNS = (
+    "account_id", "service_id", "day", "connection_minutes", "messages_published", "messages_delivered", "bytes_out",
+)  # fmt: skip
+_USAGE_TYPES = ("VARCHAR(256)", "VARCHAR(256)", "DATE", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
+
+
+def _usage_row(increment: dict[str, Any]) -> list[Any]:
+    """An increment in ``_USAGE_COLUMNS`` order; the day as ISO text, the form SQLAlchemy stores a Date in on SQLite."""
+    row = [increment[c] for c in _USAGE_COLUMNS]
+    row[2] = row[2].isoformat()
+    return row
+
+
 def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
-    """Add increments (which may be negative) to usage_daily rows, creating missing rows."""
+    """Add increments (which may be negative) to usage_daily rows, creating missing rows.
+
+    Staged and merged in one statement: an executemany upsert cost a round trip per row.
+    """
     if not increments:
         return
-    table = core_table(UsageDaily)
-    insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
-    summed = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
-    statement = insert.on_conflict_do_update(
-        index_elements=["account_id", "service_id", "day"],
-        set_={name: table.c[name] + insert.excluded[name] for name in summed},
+    _temp_table(conn, "stage_usage", _USAGE_COLUMNS, _USAGE_TYPES)
+    _stage(conn, "stage_usage", _USAGE_COLUMNS, (_usage_row(r) for r in increments))
+    summed = _USAGE_COLUMNS[3:]
+    conn.execute(
+        text(
+            f"INSERT INTO usage_daily ({', '.join(_USAGE_COLUMNS)}) SELECT account_id, service_id, day, "
+            f"{', '.join(f'sum({c})' for c in summed)} FROM stage_usage WHERE true "
+            "GROUP BY account_id, service_id, day ORDER BY account_id, service_id, day "
+            "ON CONFLICT (account_id, service_id, day) DO UPDATE SET "
+            + ", ".join(f"{c} = usage_daily.{c} + excluded.{c}" for c in summed)
+        )
     )
-    conn.execute(statement, sorted(increments, key=lambda r: (r["account_id"], r["service_id"], r["day"])))
-
-
-# The rollup's row shapes are the column lists of these statements, so the two never disagree.
-_QUEUED = ", ".join(rollups.EVENT_ROW[:-1])  # the queue keeps the raw event's id as raw_event_id
 
 
 def enqueue_pending(conn: Connection, batch_id: str, low_id: int, high_id: int) -> None:
-    """Queue every connection event this batch stored for the next rollup pass to fold."""
+    """Queue the connection events this batch stored for a rollup pass to fold (one row for the batch)."""
     conn.execute(
-        text(
-            f"INSERT INTO pending_connection_event (raw_event_id, {_QUEUED}) SELECT id, {_QUEUED} FROM raw_event "
-            "WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NOT NULL ORDER BY id"
-        ),
-        {"low": low_id, "high": high_id, "b": batch_id},
+        text("INSERT INTO pending_batch (batch_id, low_event_id, high_event_id) VALUES (:b, :low, :high)"),
+        {"b": batch_id, "low": low_id, "high": high_id},
     )
 
 
@@ -233,24 +239,56 @@ _EVENT_SELECT = ", ".join(f"t.{column}" for column in rollups.EVENT_ROW)
 _STATE_SELECT = ", ".join(f"t.{column}" for column in [*rollups.KEY, *rollups.STATE_COLUMNS])
 
 
-def claim_pending(conn: Connection, limit: int) -> list[tuple[Any, ...]]:
-    """The oldest ``limit`` events waiting to be folded, as rollup rows; their connections get staged."""
+_PENDING = ("batch_id", "low_event_id", "high_event_id")
+
+
+def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
+    """Claim the oldest waiting batches, about ``limit`` events' worth (at least one).
+
+    Returns how many batches were claimed and their connection events as rollup rows; the
+    batches and the events' connections are staged for the rest of the pass. Later statements
+    see batches committed since, so the claim is fixed here: exactly these are folded and deleted.
+    """
+    waiting = conn.execute(text(f"SELECT {', '.join(_PENDING)} FROM pending_batch ORDER BY low_event_id")).all()
+    claimed: list[tuple[str, int, int]] = []
+    span = 0
+    for batch_id, low, high in waiting:
+        if claimed and span + high - low + 1 > limit:
+            break
+        claimed.append((batch_id, low, high))
+        span += high - low + 1
+    _temp_table(conn, "stage_batch", _PENDING, ("VARCHAR(64)", "BIGINT", "BIGINT"))
+    _stage(conn, "stage_batch", _PENDING, claimed)
+    _analyze(conn, "stage_batch")
+    # The outer id range lets PostgreSQL read raw_event through its primary key even before it
+    # has statistics for a freshly loaded table (it would scan the whole table otherwise).
+    # No ORDER BY: the fold sorts what needs an order itself.
+    bounds = {"low": min((c[1] for c in claimed), default=0), "high": max((c[2] for c in claimed), default=0)}
     rows = [
         tuple(r)
         for r in conn.execute(
-            text(f"SELECT {_QUEUED}, raw_event_id FROM pending_connection_event ORDER BY raw_event_id LIMIT :n"),
-            {"n": limit},
+            text(
+                f"SELECT {_EVENT_SELECT} FROM raw_event t JOIN stage_batch b ON t.batch_id = b.batch_id "
+                "AND t.id BETWEEN b.low_event_id AND b.high_event_id "
+                "WHERE t.id BETWEEN :low AND :high AND t.connection_id IS NOT NULL"
+            ),
+            bounds,
         )
     ]
     _stage_keys(conn, "stage_key", {r[:3] for r in rows})
-    return rows
+    return len(claimed), rows
 
 
 def _stage_keys(conn: Connection, table: str, keys: Iterable[tuple[Any, ...]]) -> None:
     _temp_table(conn, table, _KEY_COLUMNS, ("VARCHAR(256)",) * 3)
     _stage(conn, table, _KEY_COLUMNS, sorted(keys))
+    _analyze(conn, table)
+
+
+def _analyze(conn: Connection, table: str) -> None:
+    """Give PostgreSQL the size of a staging table: it otherwise guesses a tiny temp table is huge."""
     if is_postgres(conn):
-        conn.execute(text(f"ANALYZE {table}"))  # the planner otherwise guesses a tiny temp table is huge
+        conn.execute(text(f"ANALYZE {table}"))
 
 
 def _join_keys(table: str) -> str:
@@ -306,22 +344,27 @@ def replace_connection_rollups(
                 f"AND k.connection_id = {table}.connection_id)"
             )
         )
-    if sessions:
-        conn.execute(core_table(ConnectionSession).insert(), list(sessions))
-    if days:
-        conn.execute(core_table(ConnectionDay).insert(), list(days))
+    _append(conn, ConnectionSession, sessions)
+    # Days go in as ISO text, the form SQLAlchemy stores a Date in on SQLite.
+    _append(conn, ConnectionDay, [{**day, "day": day["day"].isoformat()} for day in days])
 
 
-def delete_pending(conn: Connection, event_ids: Iterable[int]) -> None:
-    """Take the folded events off the queue (exactly these: others may have arrived meanwhile)."""
-    _temp_table(conn, "stage_id", ("id",), ("BIGINT",))
-    _stage(conn, "stage_id", ("id",), ((i,) for i in event_ids))
-    conn.execute(text("DELETE FROM pending_connection_event WHERE raw_event_id IN (SELECT id FROM stage_id)"))
+def _append(conn: Connection, model: type[Base], records: Sequence[dict[str, Any]]) -> None:
+    """Add records (keyed by column name) to a table: COPY on PostgreSQL (an executemany of dicts cost more)."""
+    if not records:
+        return
+    columns = [column.name for column in core_table(model).columns]
+    _stage(conn, core_table(model).name, columns, ([record[c] for c in columns] for record in records))
+
+
+def delete_pending(conn: Connection) -> None:
+    """Take the claimed batches off the queue (exactly these: others may have arrived meanwhile)."""
+    conn.execute(text("DELETE FROM pending_batch WHERE batch_id IN (SELECT batch_id FROM stage_batch)"))
 
 
 def pending_up_to(conn: Connection, event_id: int) -> int:
-    """How many connection events at or below ``event_id`` still wait to be folded (0: rolled up)."""
-    query = text("SELECT count(*) FROM pending_connection_event WHERE raw_event_id <= :m")
+    """How many batches with events at or below ``event_id`` still wait to be folded (0: rolled up)."""
+    query = text("SELECT count(*) FROM pending_batch WHERE low_event_id <= :m")
     return int(conn.execute(query, {"m": event_id}).scalar() or 0)
 
 

@@ -14,7 +14,8 @@ from sqlalchemy import Connection, Engine
 
 from metering import repository, rollups
 from metering.db import read_only
-from metering.domain.events import MeteringEvent, Rejection, decode_event
+from metering.domain.event_rows import EventRow, decode_row
+from metering.domain.events import Rejection
 from metering.domain.instants import Month
 from metering.domain.usage import DailyUsage, UsageReport, usage_report
 
@@ -45,38 +46,39 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
         touched = False
         if inserted:
             repository.add_message_usage(conn, batch_id, low, high)
-            repository.enqueue_pending(conn, batch_id, low, high)
         counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
         repository.record_batch(conn, batch_id, counts, high, now)
-        if inserted and any(e.connection_id is not None for e in events):
+        if inserted and any(row[6] is not None for row in events):  # connection events to fold
+            repository.enqueue_pending(conn, batch_id, low, high)
             touched = repository.request_rollup(conn)
     return BatchResult(batch_id, *counts, rollup_needed=touched)
 
 
-def _decode(payloads: Sequence[str]) -> tuple[list[MeteringEvent], list[tuple[Rejection, str]], int]:
-    """Split payloads into distinct valid events and rejections; count in-batch repeats."""
-    events: dict[tuple[str, str], MeteringEvent] = {}
+def _decode(payloads: Sequence[str]) -> tuple[list[EventRow], list[tuple[Rejection, str]], int]:
+    """Split payloads into the rows of distinct valid events and rejections; count in-batch repeats."""
+    rows: dict[tuple[str, str], EventRow] = {}
     rejections: list[tuple[Rejection, str]] = []
-    repeats = 0
     for payload in payloads:
-        parsed = decode_event(payload)
-        if isinstance(parsed, Rejection):
-            rejections.append((parsed, payload))
-        elif parsed.key in events:
-            repeats += 1
+        row = decode_row(payload)
+        if isinstance(row, Rejection):
+            rejections.append((row, payload))
         else:
-            events[parsed.key] = parsed
-    return list(events.values()), rejections, repeats
+            rows.setdefault((row[0], row[1]), row)  # (source, id): the first of a repeated event stands
+    return list(rows.values()), rejections, len(payloads) - len(rejections) - len(rows)
 
 
 @dataclass(frozen=True)
 class PassResult:
     connections: int
     locked_out: bool = False
+    # Batches taken off the queue; 0: nothing was waiting.
+    batches: int = 0
 
 
 def rollup_pass(engine: Engine, limit: int) -> PassResult:
-    """Folds up to ``limit`` waiting connection events into their sessions and the daily rollups.
+    """Folds the connection events of the oldest waiting batches into their sessions and the daily rollups.
+
+    A pass takes about ``limit`` events' worth of batches (at least one batch).
 
     A connection whose new counter report belongs before one already folded is recomputed
     from all its raw events instead, so the result never depends on arrival order.
@@ -84,9 +86,10 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
     with engine.begin() as conn:
         if not repository.try_lock_rollups(conn):
             return PassResult(0, locked_out=True)
-        events = repository.claim_pending(conn, limit)
-        if not events:
-            return PassResult(0)
+        batches, events = repository.claim_pending(conn, limit)
+        if not events:  # nothing waits, or the batches' connection events were all repeats
+            repository.delete_pending(conn)
+            return PassResult(0, batches=batches)
         states = repository.load_states(conn)
         late = rollups.late_connections(events, states)
         if late:
@@ -97,8 +100,8 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
         sessions, days = rollups.fold_connections(events, states, base_days)
         repository.add_usage(conn, rollups.usage_deltas(old_days, days))
         repository.replace_connection_rollups(conn, sessions, days)
-        repository.delete_pending(conn, (e[-1] for e in events))
-    return PassResult(len(sessions))
+        repository.delete_pending(conn)
+    return PassResult(len(sessions), batches=batches)
 
 
 def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
@@ -109,7 +112,7 @@ def rollup_until_clean(engine: Engine, limit: int) -> PassResult:
     while True:
         result = rollup_pass(engine, limit)
         total += result.connections
-        if result.locked_out or result.connections == 0:
+        if result.locked_out or result.batches == 0:
             return PassResult(total, locked_out=result.locked_out)
 
 

@@ -55,6 +55,6 @@ class BatchStatusOut(BaseModel):
     accepted: int
     duplicates: int
     rejected: int
-    pending_connection_events: int
+    pending_rollup_batches: int
     rejection_reasons: dict[str, int]
     done: bool

@@ -131,7 +131,7 @@ def _data_fields(event_type: EventType, data: dict[str, Any]) -> dict[str, Any]:
         fields = {name: _identifier(data, name, "data.") for name in _MESSAGE_FIELDS}
     if event_type is EventType.CONNECTION_OPEN:
         transport = data.get("transport")
-        if transport not in TRANSPORTS:
+        if not isinstance(transport, str) or transport not in TRANSPORTS:  # an array is unhashable
             raise _Invalid(f"data.transport must be one of {sorted(TRANSPORTS)}, got {transport!r}")
         fields["transport"] = transport
     elif event_type.is_connection:
@@ -210,6 +210,10 @@ def decode_event(text: str) -> MeteringEvent | Rejection:
     try:
         raw = json.loads(text)
     except ValueError as error:
-        reason = getattr(error, "msg", str(error))
-        return Rejection(f"malformed JSON: {reason}")
+        return malformed_json(error)
     return parse_event(raw)
+
+
+def malformed_json(error: ValueError) -> Rejection:
+    """The rejection of text that is not JSON, with the parser's reason."""
+    return Rejection(f"malformed JSON: {getattr(error, 'msg', str(error))}")

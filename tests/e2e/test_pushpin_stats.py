@@ -167,9 +167,7 @@ def _settled(engine: Engine, account: str, outbox: Path, closes: int) -> bool:
             text("SELECT count(*) FROM raw_event WHERE account_id = :a AND type = 'fanout.connection.close'"),
             {"a": account},
         ).scalar_one()
-        pending = conn.execute(
-            text("SELECT count(*) FROM pending_connection_event WHERE account_id = :a"), {"a": account}
-        ).scalar_one()
+        pending = conn.execute(text("SELECT count(*) FROM pending_batch")).scalar_one()
     return bool(recorded == closes and outbox_backlog(outbox) == 0 and pending == 0)
 
 

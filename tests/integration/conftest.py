@@ -14,7 +14,7 @@ from tests.admin_world import clear_admin_tables
 from tests.stack import migrated_stack, running_worker, settings_for
 
 PIPELINE_TABLES = (
-    "raw_event", "rejected_event", "ingest_batch", "pending_connection_event", "connection_session",
+    "raw_event", "rejected_event", "ingest_batch", "pending_batch", "connection_session",
     "connection_day", "usage_daily",
 )  # fmt: skip
 

@@ -20,7 +20,7 @@ from metering.domain.instants import Month
 from metering.domain.usage import daily_usage, usage_report
 from metering.settings import MeteringSettings
 from tests.integration.conftest import PIPELINE_TABLES
-from tests.strategies import ACCOUNTS, event_sets, parsed
+from tests.strategies import ACCOUNTS, close_event, event_sets, open_event, parsed, published_event
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 MONTHS = (
@@ -105,3 +105,23 @@ def test_the_same_event_in_another_batch_is_a_duplicate(engine: Engine) -> None:
 
     assert (again.accepted, again.duplicates) == (0, 2)
     assert service.usage_for_month(engine, "acct-1", Month(2026, 3)).messages_published == 2
+
+
+def test_a_queued_batch_whose_connection_events_were_all_repeats_does_not_stop_the_rollup(engine: Engine) -> None:
+    """Its queue row yields no event to fold; the batches behind it are still folded in the same call."""
+    opened = open_event("2026-03-03T10:00:00Z", id="o1", account="acct-1", service="svc", connection="c1")
+    closed = close_event("2026-03-03T10:02:30Z", 10, 1, id="x1", account="acct-1", service="svc", connection="c1")
+    message = published_event("2026-03-03T10:00:00Z", 2, id="m1", account="acct-1", service="svc")
+    other = open_event("2026-03-03T11:00:00Z", id="o2", account="acct-1", service="svc", connection="c2")
+
+    service.ingest_batch(engine, "b1", [json.dumps(opened), json.dumps(closed)], NOW)
+    service.ingest_batch(engine, "b2", [json.dumps(opened), json.dumps(message)], NOW)  # the open again
+    service.ingest_batch(engine, "b3", [json.dumps(other)], NOW)
+    service.rollup_pass(engine, limit=1)  # folds b1 alone
+    result = service.rollup_until_clean(engine, limit=1)
+
+    assert result.connections == 1  # c2, after the pass that found nothing new in b2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pending_batch")).scalar() == 0
+    usage = service.usage_for_month(engine, "acct-1", Month(2026, 3))
+    assert (usage.connection_minutes, usage.messages_published, usage.bytes_out) == (3 + 1, 2, 10)

@@ -97,3 +97,45 @@ def test_upgrading_to_fold_state_requeues_stored_events_and_keeps_usage(empty_da
         assert (february.connection_minutes, february.bytes_out) == (1, 500)
     finally:
         engine.dispose()
+
+
+def test_the_pending_batch_queue_keeps_what_waited_per_event_and_gives_it_back_on_downgrade(
+    empty_database_url: str,
+) -> None:
+    """Revision 0006: queued events become one row per batch covering exactly them, and back."""
+    migrate.upgrade(empty_database_url, "0003")
+    engine = make_engine(empty_database_url)
+    t0 = Month(2026, 2).start_us
+    try:
+        with engine.begin() as conn:
+            # Batch a: its first event was folded already, its last two still wait; batch b waits whole.
+            conn.execute(
+                text(
+                    "INSERT INTO raw_event (id, source, event_id, type, time_us, account_id, service_id, "
+                    "connection_id, batch_id) VALUES "
+                    "(1, 'n', 'a1', 'fanout.connection.open', :t, 'a', 's', 'c1', 'a'), "
+                    "(2, 'n', 'b1', 'fanout.connection.open', :t, 'a', 's', 'c2', 'b'), "
+                    "(3, 'n', 'a2', 'fanout.connection.alive', :t, 'a', 's', 'c1', 'a'), "
+                    "(4, 'n', 'a3', 'fanout.connection.alive', :t, 'a', 's', 'c1', 'a')"
+                ),
+                {"t": t0},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO pending_connection_event (raw_event_id, account_id, service_id, connection_id, "
+                    "type, time_us, event_id, source) SELECT id, account_id, service_id, connection_id, type, "
+                    "time_us, event_id, source FROM raw_event WHERE id > 1"
+                )
+            )
+
+        migrate.upgrade(empty_database_url)
+        with engine.connect() as conn:
+            queued = conn.execute(text("SELECT * FROM pending_batch ORDER BY batch_id")).all()
+        assert [tuple(row) for row in queued] == [("a", 3, 4), ("b", 2, 2)]
+
+        migrate.downgrade(empty_database_url, "0003")
+        with engine.connect() as conn:
+            ids = conn.execute(text("SELECT raw_event_id FROM pending_connection_event ORDER BY 1")).scalars().all()
+        assert ids == [2, 3, 4]
+    finally:
+        engine.dispose()

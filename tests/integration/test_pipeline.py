@@ -14,8 +14,9 @@ from fanmeter import ingest as ingest_cli
 from metering import service
 from metering.bootstrap import Runtime
 from metering.domain.instants import Month
+from metering.tasks import ingest_batch
 from tests.integration.independent_usage import monthly_usage
-from tests.strategies import generate_trace
+from tests.strategies import generate_trace, published_event
 
 MONTHS = (Month(2026, 1), Month(2026, 2), Month(2026, 3))
 
@@ -161,3 +162,19 @@ def test_bad_input_is_rejected_with_reasons_while_good_events_of_the_batch_count
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM rejected_event")).scalar()
     assert stored == 8
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_batch_sent_as_json_is_ingested_like_one_sent_as_msgpack(runtime: Runtime, engine: Engine) -> None:
+    """`fanmeter ingest` sends batches as msgpack; Celery's default JSON is still understood by the worker."""
+    texts = [json.dumps(published_event("2026-03-03T10:00:00Z", 5, id=f"e{n}", account="acct-j")) for n in range(2)]
+
+    for serializer, batch in (("json", texts[:1]), ("msgpack", texts[1:])):
+        message = ingest_batch.apply_async(args=(f"producer-{serializer}", batch), serializer=serializer)
+        assert message is not None
+    progress = ingest_cli.wait_for(
+        runtime.engine, ingest_cli.IngestRun("producer-", 2, 2), timeout_s=120, show_progress=False
+    )
+
+    assert (progress.accepted, progress.rejected) == (2, 0)
+    assert service.usage_for_month(engine, "acct-j", Month(2026, 3)).messages_published == 10

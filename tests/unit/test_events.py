@@ -263,7 +263,7 @@ def test_a_subject_that_does_not_match_the_service_id_is_rejected(event_type):
     assert_mentions(reason, "subject", "svc-other", "data.service_id", VALID[event_type]["data"]["service_id"])
 
 
-@pytest.mark.parametrize("transport", ["grpc", "SSE", "", 1])
+@pytest.mark.parametrize("transport", ["grpc", "SSE", "", 1, ["sse"], {"sse": 1}])
 def test_an_open_with_a_transport_outside_the_contract_is_rejected_listing_the_allowed_ones(transport):
     reason = rejected(with_data(EventType.CONNECTION_OPEN, transport=transport)).reason
     assert_mentions(reason, "data.transport", "sse", "http-stream", "long-poll", "websocket")

@@ -80,7 +80,7 @@ def batch_status(batch_id: str, request: Request, caller: CallerDep) -> BatchSta
         accepted=progress.accepted,
         duplicates=progress.duplicates,
         rejected=progress.rejected,
-        pending_connection_events=progress.pending_left,
+        pending_rollup_batches=progress.pending_left,
         rejection_reasons=dict(progress.rejection_reasons),
         done=progress.batches_done >= expected and progress.pending_left == 0,
     )
