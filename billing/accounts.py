@@ -164,11 +164,30 @@ def remove_user(session: Session, principal: Principal, user: User, now: datetim
 
 def create_user_token(session: Session, principal: Principal, user: User, name: str, now: datetime) -> IssuedToken:
     """Give a person a new API token; its secret is returned this once."""
-    issued = issue(session, kind="user", name=name, now=now, user_id=user.id, account_id=user.account_id)
+    return issue_audited(
+        session, principal, kind="user", name=name, now=now, user_id=user.id, account_id=user.account_id
+    )
+
+
+def issue_audited(
+    session: Session,
+    principal: Principal,
+    *,
+    kind: str,
+    name: str,
+    now: datetime,
+    user_id: str | None = None,
+    account_id: str | None = None,
+    service_id: str | None = None,
+) -> IssuedToken:
+    """Issue a token of any kind and audit it in the same transaction; its secret is returned this once."""
+    issued = issue(
+        session, kind=kind, name=name, now=now, user_id=user_id, account_id=account_id, service_id=service_id
+    )
     audit.record(
         session,
         actor=principal.actor,
-        account_id=user.account_id,
+        account_id=account_id,
         action="token.create",
         target=f"token/{issued.row.id}",
         before=None,

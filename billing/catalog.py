@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing import audit
-from billing.access import IssuedToken, issue, new_id, require
-from billing.accounts import products_of, token_json
+from billing.access import IssuedToken, new_id, require
+from billing.accounts import issue_audited, products_of
 from billing.domain import fanout_rules
 from billing.domain.exceptions import Conflict, NotFound, RuleViolation
 from billing.domain.fanout_rules import BackendFacts, ServiceFacts
@@ -280,19 +280,9 @@ def create_publish_token(
     session: Session, principal: Principal, service: Service, name: str, now: datetime
 ) -> IssuedToken:
     """Issue a token that can publish to this service only; its secret is returned this once."""
-    issued = issue(session, kind="publish", name=name, now=now, account_id=service.account_id, service_id=service.id)
-    audit.record(
-        session,
-        actor=principal.actor,
-        account_id=service.account_id,
-        action="token.create",
-        target=f"token/{issued.row.id}",
-        before=None,
-        after=token_json(issued.row),
-        now=now,
+    return issue_audited(
+        session, principal, kind="publish", name=name, now=now, account_id=service.account_id, service_id=service.id
     )
-    session.commit()
-    return issued
 
 
 def publish_tokens(session: Session, service_id: str) -> list[ApiToken]:

@@ -7,11 +7,10 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from billing import metrics
-from billing.access import issue, require
-from billing.accounts import token_json
+from billing.access import require
+from billing.accounts import issue_audited, token_json
 from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.schemas import NewTokenOut, TokenIn
-from billing.audit import record
 from billing.domain.roles import Action
 
 router = APIRouter(tags=["operations"])
@@ -34,16 +33,5 @@ def prometheus_metrics(request: Request, now: NowDep) -> Response:
 def create_ingest_token(body: TokenIn, session: SessionDep, caller: CallerDep, now: NowDep) -> NewTokenOut:
     """Issue a token that may only send events to `POST /v1/events` (platform admin)."""
     require(caller, Action.MANAGE_ACCOUNTS, None)
-    issued = issue(session, kind="ingest", name=body.name, now=now)
-    record(
-        session,
-        actor=caller.actor,
-        account_id=None,
-        action="token.create",
-        target=f"token/{issued.row.id}",
-        before=None,
-        after=token_json(issued.row),
-        now=now,
-    )
-    session.commit()
+    issued = issue_audited(session, caller, kind="ingest", name=body.name, now=now)
     return NewTokenOut(**token_json(issued.row), token=issued.secret)
