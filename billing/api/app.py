@@ -24,6 +24,7 @@ from billing.api.routers import (
     usage,
 )
 from billing.settings import BillingSettings
+from metering.db import read_only
 from metering.settings import MeteringSettings
 
 DESCRIPTION = """\
@@ -47,6 +48,7 @@ def create_app(
     app.state.settings = settings or BillingSettings()
     app.state.clock = clock
     app.state.engine = engine
+    app.state.read_engine = read_only(engine)  # built once: every GET binds its session to it
     metering_settings = MeteringSettings()
     app.state.ingest_batch_size = metering_settings.ingest_batch_size
     # A connection is counted open while not closed and seen within the lost-close window.

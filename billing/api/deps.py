@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing import access
 from billing.domain.roles import Principal
 from billing.settings import BillingSettings
-from metering.db import read_only
 
 READ_METHODS = ("GET", "HEAD")
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer fm_…`")
@@ -25,7 +24,8 @@ def get_session(request: Request) -> Iterator[Session]:
     A GET only reads, so its session reads without taking SQLite's write lock.
     """
     factory: sessionmaker[Session] = request.app.state.sessions
-    bind = read_only(request.app.state.engine) if request.method in READ_METHODS else request.app.state.engine
+    state = request.app.state
+    bind = state.read_engine if request.method in READ_METHODS else state.engine
     with factory(bind=bind) as session:
         yield session
 
