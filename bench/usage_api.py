@@ -154,6 +154,7 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
             ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", "-d2s", "-s", str(script), base],
             capture_output=True,
         )
+        before = _cpu_seconds(server.pid, url)
         result = subprocess.run(
             [
                 "wrk",
@@ -168,7 +169,8 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
             text=True,
             check=True,
         )
-        _report(result.stdout, args)
+        after = _cpu_seconds(server.pid, url)
+        _report(result.stdout, args, {group: after[group] - before.get(group, 0.0) for group in after})
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -189,7 +191,43 @@ def _wait(base: str) -> None:
     raise RuntimeError("fanmeter admin did not start")
 
 
-def _report(wrk_output: str, args: argparse.Namespace) -> None:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(server_pid: int, url: str) -> dict[str, float]:
+    """CPU seconds used so far by the server's process tree and by the database's backends.
+
+    On a shared machine requests/s moves with other work; CPU per request does not.
+    """
+    database = make_url(url).database or ""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    postgres: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+        if cmdline.startswith(b"postgres:") and f" {database} ".encode() in cmdline:
+            postgres.append(pid)
+    tree, todo = {server_pid}, [server_pid]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                todo.append(pid)
+    return {"server": sum(used[p] for p in tree if p in used), "postgres": sum(used[p] for p in postgres)}
+
+
+def _report(wrk_output: str, args: argparse.Namespace, cpu: dict[str, float]) -> None:
     match = re.search(r"RESULT (.*)", wrk_output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", wrk_output)
     assert match and rate, wrk_output
@@ -200,6 +238,13 @@ def _report(wrk_output: str, args: argparse.Namespace) -> None:
         f"latency p50 {figures['p50']} ms, p95 {figures['p95']} ms, p99 {figures['p99']} ms, max {figures['max']} ms "
         f"(goal: p95 < 50 ms); load average {os.getloadavg()[0]:.2f}"
     )
+    requests = int(figures["requests"])
+    if requests and not args.embedded:
+        print(
+            "CPU per request: "
+            + ", ".join(f"{group} {seconds / requests * 1000:.2f} ms" for group, seconds in cpu.items())
+            + " (PostgreSQL: the backends serving the benchmark's database)"
+        )
 
 
 if __name__ == "__main__":

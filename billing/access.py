@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from billing.domain.exceptions import NotFound, PermissionDenied
@@ -62,17 +62,23 @@ def issue(
     return IssuedToken(row, secret)
 
 
+# Built once: every request authenticates, and building the statement cost more than running it.
+# One round trip: the token and its person come together (Core: no ORM work on the hot path).
+_PRINCIPAL_QUERY = (
+    select(ApiToken.id, ApiToken.kind, ApiToken.account_id, ApiToken.service_id, User.id, User.role, User.account_id)
+    .outerjoin(User, (User.id == ApiToken.user_id) & User.removed_at.is_(None))
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+
+
 def principal_for(session: Session, secret: str) -> Principal | None:
     """Who a bearer token speaks for, or None when it is unknown, revoked or its user removed."""
-    # One round trip: every request authenticates, so the token and its person come together.
-    query = (
-        select(
-            ApiToken.id, ApiToken.kind, ApiToken.account_id, ApiToken.service_id, User.id, User.role, User.account_id
-        )
-        .outerjoin(User, (User.id == ApiToken.user_id) & User.removed_at.is_(None))
-        .where(ApiToken.token_hash == token_hash(secret), ApiToken.revoked_at.is_(None))
-    )
-    row = session.connection().execute(query).one_or_none()  # Core: no ORM work on the hot path
+    return principal_on(session.connection(), secret)
+
+
+def principal_on(conn: Connection, secret: str) -> Principal | None:
+    """``principal_for`` on a connection the caller holds."""
+    row = conn.execute(_PRINCIPAL_QUERY, {"token_hash": token_hash(secret)}).one_or_none()
     if row is None:
         return None
     token_id, kind, account_id, service_id, user_id, role, user_account_id = row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,10 +31,17 @@ def get_account(session: Session, account_id: str) -> Account:
     return account
 
 
+_ACCOUNT_EXISTS = select(Account.id).where(Account.id == bindparam("account_id"))
+
+
 def require_account(session: Session, account_id: str) -> None:
     """Raise ``NotFound`` unless the account exists (one Core query, for hot read paths)."""
-    found = session.connection().execute(select(Account.id).where(Account.id == account_id)).first()
-    if found is None:
+    require_account_on(session.connection(), account_id)
+
+
+def require_account_on(conn: Connection, account_id: str) -> None:
+    """``require_account`` on a connection the caller holds."""
+    if conn.execute(_ACCOUNT_EXISTS, {"account_id": account_id}).first() is None:
         raise NotFound(f"no account {account_id!r}")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from billing.domain import ledger
 from billing.domain.rate_card_json import CardVersion, card_from_json
@@ -53,6 +53,36 @@ def monthly_usage(conn: Connection, month: Month, only: Accounts = None) -> dict
     for account_id, service_id, *sums in conn.execute(query):
         services[account_id].append(ServiceUsage(service_id, *(int(value or 0) for value in sums)))
     return {account_id: UsageReport(account_id, month, tuple(rows)) for account_id, rows in services.items()}
+
+
+_SUMS = (
+    func.sum(UsageDaily.connection_minutes),
+    func.sum(UsageDaily.messages_published),
+    func.sum(UsageDaily.messages_delivered),
+    func.sum(UsageDaily.bytes_out),
+)
+# Built once: the usage API runs it on every request.
+_ONE_ACCOUNT_MONTH = (
+    select(UsageDaily.service_id, *_SUMS)
+    .where(
+        UsageDaily.account_id == bindparam("account_id"),
+        UsageDaily.day >= bindparam("first_day"),
+        UsageDaily.day <= bindparam("last_day"),
+    )
+    .group_by(UsageDaily.service_id)
+    .order_by(UsageDaily.service_id)
+)
+
+
+def account_month_usage(conn: Connection, account_id: str, month: Month) -> UsageReport | None:
+    """One account's usage of ``month`` per service; None when it has no rollup rows that month."""
+    rows = conn.execute(
+        _ONE_ACCOUNT_MONTH, {"account_id": account_id, "first_day": month.first_day, "last_day": month.last_day}
+    ).all()
+    if not rows:
+        return None
+    services = tuple(ServiceUsage(service_id, *(int(value or 0) for value in sums)) for service_id, *sums in rows)
+    return UsageReport(account_id, month, services)
 
 
 def usage_by_month(

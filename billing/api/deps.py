@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing import access
@@ -30,13 +31,14 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_now(request: Request) -> datetime:
+# Cheap dependencies are async: FastAPI runs a sync one in a worker thread, a hop per request.
+async def get_now(request: Request) -> datetime:
     """The service's clock (tests drive it; production reads the system clock in UTC)."""
     clock: Callable[[], datetime] = request.app.state.clock
     return clock()
 
 
-def get_settings(request: Request) -> BillingSettings:
+async def get_settings(request: Request) -> BillingSettings:
     settings: BillingSettings = request.app.state.settings
     return settings
 
@@ -46,20 +48,28 @@ NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
 
 
-def get_principal(
-    request: Request, session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def authenticate(conn: Connection, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller behind the bearer token; 401 without a valid one."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    principal = access.principal_for(session, credentials.credentials)
-    if request.method not in READ_METHODS:
-        # End the lookup's transaction: on SQLite a writer's transaction holds the database's
-        # write lock, which the handler should take only when it writes.
-        session.rollback()
+    principal = access.principal_on(conn, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+def get_principal(request: Request, session: SessionDep, credentials: BearerDep) -> Principal:
+    """The caller behind the bearer token; 401 without a valid one."""
+    try:
+        return authenticate(session.connection(), credentials)
+    finally:
+        if request.method not in READ_METHODS:
+            # End the lookup's transaction: on SQLite a writer's transaction holds the database's
+            # write lock, which the handler should take only when it writes.
+            session.rollback()
 
 
 CallerDep = Annotated[Principal, Depends(get_principal)]
