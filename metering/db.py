@@ -85,6 +85,9 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:  # no
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT 1")
         cursor.close()
+        # The ping began a transaction (the driver is not in autocommit); end it, or switching
+        # the connection to autocommit for a read-only checkout would fail.
+        dbapi_connection.rollback()
     except Exception as error:
         # The pool discards this connection and checks out (or opens) another one.
         raise DisconnectionError(f"pooled connection is dead: {error}") from error

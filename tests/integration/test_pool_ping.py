@@ -22,6 +22,15 @@ def pg_engine() -> Iterator[Engine]:
         engine.dispose()
 
 
+def test_a_pinged_connection_can_serve_a_read_only_autocommit_checkout(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _backend_pid(pg_engine)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+
+    assert _backend_pid(db.read_only(pg_engine)) == first  # pinged, alive, reused in autocommit
+
+
 def _backend_pid(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
