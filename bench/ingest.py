@@ -37,7 +37,7 @@ How to run (from the repository root; PostgreSQL on 127.0.0.1:5432 and RabbitMQ 
     .venv/bin/python bench/ingest.py --file /tmp/fanmeter-bench/events-1000000.jsonl --skip-raw
     .venv/bin/python bench/ingest.py --py-spy /tmp/bench-tools/bin/py-spy   # also profile the worker
 Options: --events N, --batch-size B (events per Celery message, default: the CLI's own, i.e.
-FANMETER_INGEST_BATCH_SIZE or 2000), --skip-raw, --skip-postgres, --skip-embedded, --raw-batch,
+FANMETER_INGEST_BATCH_SIZE or 5000), --skip-raw, --skip-postgres, --skip-embedded, --raw-batch,
 --pg-url, --amqp-url, --data-dir, --keep (keep the data directory and generated file).
 This is a benchmark, not a test: pytest does not collect it.
 """
@@ -655,7 +655,7 @@ def run_e2e(
         args = [PY, "-m", "fanmeter", "ingest", str(path), "--timeout", str(timeout)]
         if batch_size:
             args += ["--batch-size", str(batch_size)]
-        expected_batches = math.ceil(n / (batch_size or int(env.get("FANMETER_INGEST_BATCH_SIZE", 2000))))
+        expected_batches = math.ceil(n / (batch_size or int(env.get("FANMETER_INGEST_BATCH_SIZE", 5000))))
         sampler.baseline()
         own_start = resource.getrusage(resource.RUSAGE_SELF)
         sampler.start()

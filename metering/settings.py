@@ -27,7 +27,7 @@ class MeteringSettings(BaseSettings):
     # A connection silent for this many alive intervals is closed at its last-seen time.
     lost_close_factor: int = Field(default=3, gt=0)
     # Events per Celery message sent by `fanmeter ingest`.
-    ingest_batch_size: int = Field(default=2000, gt=0, le=100_000)
+    ingest_batch_size: int = Field(default=5000, gt=0, le=100_000)
     # Connection events folded into sessions per rollup transaction.
     rollup_pass_size: int = Field(default=50_000, gt=0)
 
