@@ -20,7 +20,7 @@ from typing import Any
 from broker import grip
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond, respond_text
 from broker.config import BrokerConfig, ServiceConfig
-from broker.connection import Connection
+from broker.connection import Connection, Ending
 from broker.events import Subject
 from broker.exceptions import GripError, PublishError
 from broker.fanout import Fanout
@@ -77,7 +77,12 @@ class Broker:
             )
 
     def _apply(self, config: BrokerConfig) -> None:
+        """Serve the reloaded services; end the connections of services no longer served."""
         self.config = config
+        for conn in list(self.meter.open.values()):
+            ending = no_longer_served(config, conn.service.service_id)
+            if ending is not None:
+                conn.end(ending)
 
     async def shutdown(self) -> None:
         if self._reload_task is not None:
@@ -205,6 +210,19 @@ class Broker:
             await send({"type": "websocket.close", "code": 1008})
             return
         await websocket_session(self.holds, self.origins, service, path, scope, receive, send, self.queue_size)
+
+
+def no_longer_served(config: BrokerConfig, service_id: str) -> Ending | None:
+    """Why a connection of ``service_id`` must end under ``config``; None while the service is served.
+
+    Its clients get what a new request would: 404 for a service gone, 403 with Fanout off.
+    """
+    service = config.services.get(service_id)
+    if service is None:
+        return Ending("service removed", 404, f"Unknown service {service_id}")
+    if not service.fanout_enabled:
+        return Ending("Fanout disabled", 403, f"Fanout is not enabled for service {service_id}")
+    return None
 
 
 def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[int, str] | None:

@@ -19,6 +19,15 @@ class Delivery:
     item_key: str  # this node's key of the published item: deliveries are counted per item
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why the broker itself ends a connection, and what a client still waiting is answered."""
+
+    reason: str  # the metered close's reason
+    status: int  # a long-poll client's answer, as a new request would get it
+    message: str
+
+
 @dataclass(eq=False)
 class Connection:
     id: str
@@ -31,10 +40,18 @@ class Connection:
     channels: set[str] = field(default_factory=set)
     queue: asyncio.Queue[Delivery] = field(init=False)
     who: Subject = field(init=False)
+    # Resolved when the broker ends the connection (its service is no longer served).
+    ended: asyncio.Future[Ending] = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
         self.who = Subject(self.service.account_id, self.service.service_id)  # once: the delivery path uses it
+        self.ended = asyncio.get_running_loop().create_future()
+
+    def end(self, ending: Ending) -> None:
+        """Ask the connection's hold to end itself (at once, whatever it is waiting for)."""
+        if not self.ended.done():
+            self.ended.set_result(ending)
 
     def offer(self, delivery: Delivery) -> bool:
         """Queue a delivery; a full queue (slow consumer) drops it, counted here and never as delivered."""

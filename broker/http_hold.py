@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from broker.asgi import Receive, Send, encode_headers, first_of, respond, wait_disconnect
+from broker.asgi import Receive, Send, encode_headers, first_of, respond, respond_text, wait_disconnect
 from broker.connection import Connection, Delivery
 from broker.grip import Hold, OriginResponse
 from broker.hub import Hub
@@ -46,8 +46,12 @@ async def hold_response(ctx: HoldContext, conn: Connection, hold: Hold, timeout_
     got = asyncio.ensure_future(conn.queue.get())
     reason = "timeout"
     try:
-        done = await first_of(disconnect, got, timeout=hold.timeout_s)
-        if got in done:
+        done = await first_of(disconnect, got, conn.ended, timeout=hold.timeout_s)
+        if conn.ended in done:
+            ending = conn.ended.result()
+            await respond_text(send, ending.status, f"{ending.message}\n")
+            reason = ending.reason
+        elif got in done:
             delivery: Delivery = got.result()
             assert isinstance(delivery.format, HttpResponseFormat)
             fmt = delivery.format
@@ -78,9 +82,13 @@ async def hold_stream(ctx: HoldContext, conn: Connection, hold: Hold, first: Ori
     pump = asyncio.ensure_future(_pump(ctx, conn, hold, first, send, disconnect))
     reason = "client disconnected"
     try:
-        done = await first_of(disconnect, pump)
+        done = await first_of(disconnect, pump, conn.ended)
         if pump in done and pump.exception() is None and pump.result():
             reason = "closed by publisher"
+        elif conn.ended in done and not disconnect.done():
+            pump.cancel()
+            reason = conn.ended.result().reason
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         reason = "shutdown"  # the server stopped with this stream still open
         raise

@@ -99,7 +99,12 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
     try:
         while session.close_code is None:
             timeout = session.keep_alive[1] if session.keep_alive else None
-            done = await first_of(incoming, got, timeout=timeout)
+            done = await first_of(incoming, got, conn.ended, timeout=timeout)
+            if conn.ended in done:
+                ending = conn.ended.result()
+                # 1008 policy violation: the service may no longer be served (not the origin's doing).
+                await _close(send, 1008, ending.message[:120])
+                return ending.reason
             if incoming in done:
                 message = incoming.result()
                 if message["type"] == "websocket.disconnect":

@@ -6,15 +6,21 @@ subprocess on the same database, reading it again every 0.2 s here.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import websockets
 
+from broker.settings import BrokerSettings
 from metering import migrate
 from metering.db import make_engine
 from tests.admin_world import OWN, World, build_world
@@ -61,6 +67,7 @@ class Deployment:
     origin_port: int
     service_id: str
     token: str
+    outbox: Path
 
     def engineer(self) -> dict[str, str]:
         return self.world.as_role("engineer")
@@ -111,7 +118,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 _, token = issue_token(world, service_id)
                 extra = {"FANMETER_BROKER_RELOAD_SECONDS": "0.2", "FANMETER_BROKER_SHIP": "false"}
                 with broker_node(env, None, "brokerdb", extra) as broker:
-                    yield Deployment(world, broker, port, service_id, token)
+                    outbox = BrokerSettings(data_dir=data_dir, broker_node="brokerdb").outbox_path
+                    yield Deployment(world, broker, port, service_id, token, outbox)
         engine.dispose()
 
 
@@ -174,6 +182,45 @@ def test_turning_fanout_off_refuses_clients_and_publishers_within_the_reload_int
     eventually(lambda: deployment.get(service_id).status_code == 403)
     published = deployment.publish(token, service_id)
     assert (published.status_code, published.text) == (403, f"Fanout is not enabled for service {service_id}\n")
+
+
+def _close_reasons(outbox: Path, service_id: str) -> dict[str, str]:
+    """Transport -> reason of the service's metered closes in the node's outbox (read-only)."""
+    with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT payload FROM outbox_event").fetchall()
+    events = [json.loads(payload) for (payload,) in rows]
+    ours = [e for e in events if e["data"]["service_id"] == service_id]
+    transports = {e["data"]["connection_id"]: e["data"]["transport"] for e in ours if e["type"].endswith(".open")}
+    return {transports[e["data"]["connection_id"]]: e["data"]["reason"] for e in ours if e["type"].endswith(".close")}
+
+
+async def test_turning_fanout_off_ends_the_connections_already_held(deployment: Deployment) -> None:
+    service_id = deployment.new_fanout_service()
+    eventually(lambda: deployment.get(service_id).status_code == 200)
+    base = f"{deployment.broker.url}/s/{service_id}"
+    ws_url = f"ws://127.0.0.1:{deployment.broker.port}/s/{service_id}/ws?ch=off"
+    async with httpx.AsyncClient(timeout=20) as client, AsyncExitStack() as stack:
+        stream = await stack.enter_async_context(client.stream("GET", f"{base}/sse?ch=off"))
+        chunks = stream.aiter_raw()
+        assert await anext(chunks) == b"event: open\ndata: ready\n\n"
+        socket = await stack.enter_async_context(websockets.connect(ws_url))
+        assert await socket.recv() == "welcome"  # the origin's greeting: the socket is open and subscribed
+        poll = asyncio.ensure_future(client.get(f"{base}/poll?ch=off&timeout=30"))
+        await asyncio.sleep(0.5)  # the long-poll is held
+
+        turned_off = deployment.world.client.delete(f"{FANOUT}/{service_id}", headers=deployment.engineer())
+        assert turned_off.status_code == 204
+
+        answered = await asyncio.wait_for(poll, 10)
+        assert (answered.status_code, answered.text) == (403, f"Fanout is not enabled for service {service_id}\n")
+        assert [chunk async for chunk in chunks] == []  # the stream ended, nothing more came
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+    expected = {"sse": "Fanout disabled", "websocket": "Fanout disabled", "long-poll": "Fanout disabled"}
+    await asyncio.sleep(0.5)  # closes are group-committed to the outbox a moment later
+    assert _close_reasons(deployment.outbox, service_id) == expected
 
 
 def test_a_delivery_service_is_unknown_to_the_broker(deployment: Deployment) -> None:
