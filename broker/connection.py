@@ -40,13 +40,18 @@ class Connection:
     channels: set[str] = field(default_factory=set)
     queue: asyncio.Queue[Delivery] = field(init=False)
     who: Subject = field(init=False)
-    # Resolved when the broker ends the connection (its service is no longer served).
-    ended: asyncio.Future[Ending] = field(init=False)
+    _ended: asyncio.Future[Ending] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
         self.who = Subject(self.service.account_id, self.service.service_id)  # once: the delivery path uses it
-        self.ended = asyncio.get_running_loop().create_future()
+
+    @property
+    def ended(self) -> asyncio.Future[Ending]:
+        """Resolved when the broker ends the connection (its service is no longer served)."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+        return self._ended
 
     def end(self, ending: Ending) -> None:
         """Ask the connection's hold to end itself (at once, whatever it is waiting for)."""

@@ -4,7 +4,6 @@ import asyncio
 import hashlib
 import hmac
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -12,6 +11,7 @@ from broker.app import check_publish_token
 from broker.config import BrokerConfig, ServiceConfig
 from broker.exceptions import ConfigError
 from broker.origin import Origins
+from broker.origin_http import Endpoint, RawReply
 from broker.refresh import keep_fresh
 from broker.service_rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.settings import BrokerSettings
@@ -132,23 +132,34 @@ def test_a_failed_reload_keeps_the_last_good_services_and_the_next_success_appli
     assert applied == [fresh]
 
 
-def test_an_override_host_is_the_host_the_origin_is_asked_for_and_its_tls_server_name() -> None:
-    seen: list[httpx.Request] = []
+class RecordingClient:
+    """Stands in for the HTTP layer (tested on real sockets in tests/integration/test_origin_http.py)."""
 
-    def origin(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, text="ok")
+    def __init__(self) -> None:
+        self.seen: list[tuple[Endpoint, str, str, list[tuple[str, str]], bytes]] = []
+
+    async def request(
+        self, endpoint: Endpoint, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> RawReply:
+        self.seen.append((endpoint, method, target, headers, body))
+        return RawReply(200, "OK", (), b"ok")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_an_override_host_is_the_host_the_origin_is_asked_for_and_its_tls_server_name() -> None:
+    recording = RecordingClient()
 
     async def run() -> None:
         origins = Origins()
         await origins.close()
-        origins._client = httpx.AsyncClient(transport=httpx.MockTransport(origin))  # the origin, faked
+        origins._client = recording  # type: ignore[assignment]
         key = grip_key(SECRET, "s")
         service = ServiceConfig("s", "a", "https://10.0.0.1:8443", (), key, True, origin_host="app.example")
         await origins.request(service, "GET", "/path", [("Accept", "*/*")], b"")
-        await origins.close()
 
     asyncio.run(run())
-    (request,) = seen
-    assert (str(request.url), request.headers["host"]) == ("https://10.0.0.1:8443/path", "app.example")
-    assert request.extensions["sni_hostname"] == "app.example"
+    ((endpoint, method, target, headers, _body),) = recording.seen
+    assert (endpoint, method, target) == (Endpoint("https", "10.0.0.1", 8443, "app.example"), "GET", "/path")
+    assert ("Host", "app.example") in headers
