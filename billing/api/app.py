@@ -54,7 +54,8 @@ def create_app(
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
-    routers = (health, operations, accounts, products, services, fanout, usage, events, rate_cards, statements, audit)
+    # The usage router first: routes are matched in order, and usage is the busiest read.
+    routers = (usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements, audit)
     for router in (module.router for module in routers):
         app.include_router(router)
     return app
