@@ -17,6 +17,8 @@ from broker.exceptions import GripError
 # Pushpin holds a response-mode request this long when the origin names no timeout.
 DEFAULT_TIMEOUT_S = 55
 DEFAULT_KEEP_ALIVE_S = 55
+# Pushpin fetches a hold's next link after this long when the link names no timeout.
+DEFAULT_LINK_TIMEOUT_S = 120
 MAX_TIMEOUT_S = 24 * 3600
 INSTRUCT_TYPE = "application/grip-instruct"
 
@@ -63,11 +65,20 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class NextLink:
+    """``Grip-Link: <uri>; rel=next; timeout=<s>``: where the broker asks the origin for what a stream missed."""
+
+    uri: str
+    timeout_s: int = DEFAULT_LINK_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
 class Instruction:
     """What to do with one origin response: hold it (``hold`` set) or relay ``response`` as is."""
 
     hold: Hold | None
     response: OriginResponse
+    link: NextLink | None = None
 
 
 def is_grip_header(name: str) -> bool:
@@ -99,13 +110,18 @@ def split_params(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _split_outside_quotes(value: str, separator: str) -> list[str]:
+    """Split on ``separator`` except inside double quotes or a leading ``<uri>`` (a link may hold commas)."""
     parts: list[str] = []
     current: list[str] = []
-    quoted = False
+    quoted = bracketed = False
     for char in value:
         if char == '"':
             quoted = not quoted
-        if char == separator and not quoted:
+        elif char == "<" and not quoted and not "".join(current).strip():
+            bracketed = True
+        elif char == ">":
+            bracketed = False
+        if char == separator and not quoted and not bracketed:
             parts.append("".join(current))
             current = []
         else:
@@ -189,12 +205,51 @@ def decode_cstring(data: str) -> bytes:
     return "".join(out).encode()
 
 
+def parse_next_link(values: list[str]) -> NextLink | None:
+    """The ``rel=next`` link among ``Grip-Link`` values (others are ignored), as Pushpin reads it.
+
+    >>> parse_next_link(['</feed?after=3>; rel=next; timeout=30'])
+    NextLink(uri='/feed?after=3', timeout_s=30)
+    """
+    found = None
+    for value in values:
+        for entry in _split_outside_quotes(value, ","):
+            target, params = split_params(entry)
+            if params.get("rel") != "next":
+                continue
+            if len(target) <= 2 or target[0] != "<" or target[-1] != ">":
+                raise GripError(f"Grip-Link must be <uri>; rel=next, got {entry.strip()!r}")
+            found = NextLink(target[1:-1], _link_timeout(params.get("timeout")))
+    return found
+
+
+def _link_timeout(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LINK_TIMEOUT_S
+    try:
+        seconds = int(value.strip())
+    except ValueError:
+        raise GripError(f"Grip-Link timeout must be an integer number of seconds, got {value!r}") from None
+    if not 0 <= seconds <= MAX_TIMEOUT_S:
+        raise GripError(f"Grip-Link timeout must be 0-{MAX_TIMEOUT_S} seconds, got {seconds}")
+    return seconds
+
+
+def instruction_from_response(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
+    """An origin response's instructions: an ``application/grip-instruct`` body, else its headers."""
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    if content_type.split(";")[0].strip() == INSTRUCT_TYPE:
+        return instruction_from_body(body, headers)
+    return instruction_from_headers(code, reason, headers, body)
+
+
 def instruction_from_headers(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
     """Read GRIP headers; without ``Grip-Hold`` the response is relayed as it is."""
     relayed = OriginResponse(code, reason, strip_grip_headers(headers), body)
+    link = parse_next_link(header_values(headers, "Grip-Link"))
     holds = header_values(headers, "Grip-Hold")
     if not holds:
-        return Instruction(None, relayed)
+        return Instruction(None, relayed, link)
     mode_name = holds[0].strip().lower()
     if mode_name not in (HoldMode.RESPONSE, HoldMode.STREAM):
         raise GripError(f"Grip-Hold must be response or stream, got {holds[0]!r}")
@@ -209,11 +264,14 @@ def instruction_from_headers(code: int, reason: str, headers: Headers, body: byt
         parse_timeout(timeouts[0] if timeouts else None),
         parse_keep_alive(keep_alives[0]) if keep_alives else None,
     )
-    return Instruction(hold, relayed)
+    return Instruction(hold, relayed, link)
 
 
-def instruction_from_body(body: bytes) -> Instruction:
-    """Parse an ``application/grip-instruct`` JSON body (``hold`` and ``response`` objects)."""
+def instruction_from_body(body: bytes, headers: Headers = ()) -> Instruction:
+    """Parse an ``application/grip-instruct`` JSON body (``hold`` and ``response`` objects).
+
+    A ``Grip-Link`` header of the same response still names the next link, as Pushpin reads it.
+    """
     try:
         doc = json.loads(body)
     except ValueError as error:
@@ -221,10 +279,11 @@ def instruction_from_body(body: bytes) -> Instruction:
     if not isinstance(doc, dict):
         raise GripError("grip-instruct body must be a JSON object")
     response = _instruct_response(doc.get("response", {}))
+    link = parse_next_link(header_values(headers, "Grip-Link"))
     raw_hold = doc.get("hold")
     if raw_hold is None:
-        return Instruction(None, response)
-    return Instruction(_instruct_hold(raw_hold), response)
+        return Instruction(None, response, link)
+    return Instruction(_instruct_hold(raw_hold), response, link)
 
 
 def _instruct_hold(raw: Any) -> Hold:

@@ -62,6 +62,7 @@ class Item:
     formats: dict[str, Format]
     id: str | None = None
     prev_id: str | None = None
+    no_seq: bool = False  # deliver at once even when ``prev_id`` is not the last id seen (Pushpin's no-seq)
     # The item as published (JSON object), so another node can parse exactly the same item.
     raw: Any = field(default=None, compare=False, repr=False)
 
@@ -106,13 +107,15 @@ def _item(raw: Any, index: int) -> Item:
     for key in ("id", "prev-id"):
         if key in raw and not isinstance(raw[key], str):
             raise PublishError(f"{where}.{key} must be a string")
+    if not isinstance(raw.get("no-seq", False), bool):
+        raise PublishError(f"{where}.no-seq must be true or false")
     formats = _formats_of(raw, where)
     # Format names this broker does not know are ignored, as Pushpin does: a publisher may send
     # formats for other transports, and the item still reaches the ones it has a format for.
     parsed = {
         name: _format(name, value, f"{where}.formats.{name}") for name, value in formats.items() if name in FORMAT_NAMES
     }
-    return Item(channel, parsed, raw.get("id"), raw.get("prev-id"), raw)
+    return Item(channel, parsed, raw.get("id"), raw.get("prev-id"), raw.get("no-seq", False), raw)
 
 
 def _formats_of(raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from broker.grip import (
     Channel,
     HoldMode,
     KeepAlive,
+    NextLink,
     instruction_from_body,
     instruction_from_headers,
+    instruction_from_response,
     parse_channels,
     parse_keep_alive,
+    parse_next_link,
     split_params,
     strip_grip_headers,
 )
@@ -145,3 +148,38 @@ def test_a_grip_instruct_body_without_hold_is_relayed():
 def test_invalid_grip_instruct_bodies_are_refused_with_the_reason(body, reason):
     with pytest.raises(GripError, match=reason):
         instruction_from_body(body)
+
+
+def test_the_next_link_of_grip_link_is_read_with_its_timeout_and_other_links_are_ignored():
+    headers = hold_headers(
+        ("Grip-Channel", "c; prev-id=1"),
+        ("Grip-Link", '</feed?after=1,2>; rel=next; timeout=30, </help>; rel="help"'),
+    )
+    instruction = instruction_from_headers(200, "OK", headers, b"")
+    assert instruction.link == NextLink("/feed?after=1,2", 30)
+    assert instruction_from_headers(200, "OK", (("Grip-Link", "</a>; rel=next"),), b"").link == NextLink("/a", 120)
+    assert instruction_from_headers(200, "OK", (("Grip-Link", "</a>; rel=prev"),), b"").link is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("/a; rel=next", "must be <uri>; rel=next"),
+        ("<>; rel=next", "must be <uri>; rel=next"),
+        ("</a>; rel=next; timeout=soon", "integer number of seconds"),
+        ("</a>; rel=next; timeout=-1", "0-86400 seconds"),
+    ],
+)
+def test_an_invalid_next_link_is_refused_with_the_reason(value, reason):
+    with pytest.raises(GripError, match=reason):
+        parse_next_link([value])
+
+
+def test_a_grip_instruct_body_takes_its_next_link_from_the_grip_link_header():
+    body = create_hold_stream("c").encode()
+    headers = (("Content-Type", "application/grip-instruct"), ("Grip-Link", "</more>; rel=next"))
+    instruction = instruction_from_response(200, "OK", headers, body)
+    assert instruction.hold is not None and instruction.hold.mode is HoldMode.STREAM
+    assert instruction.link == NextLink("/more")
+    by_headers = instruction_from_response(200, "OK", hold_headers(("Grip-Channel", "c")), b"hi")
+    assert by_headers.hold is not None and by_headers.response.body == b"hi"

@@ -27,6 +27,13 @@ def test_an_item_exported_by_gripcontrol_is_parsed_with_all_its_formats():
     assert item.format_for("long-poll") == HttpResponseFormat(201, "", (), b"r")
 
 
+def test_no_seq_is_read_and_defaults_to_false():
+    (plain, no_seq) = parse_publish_body(
+        body({"channel": "c", "http-stream": {"content": "x"}}),
+    ) + parse_publish_body(body({"channel": "c", "no-seq": True, "http-stream": {"content": "x"}}))
+    assert (plain.no_seq, no_seq.no_seq) == (False, True)
+
+
 def test_formats_nested_under_formats_as_design_md_shows_are_parsed():
     (item,) = parse_publish_body(
         body({"channel": "c", "formats": {"ws-message": {"content-bin": base64.b64encode(b"\x00").decode()}}})
@@ -64,6 +71,7 @@ def test_the_item_size_is_its_largest_payload():
         (body(1), "items[0] must be an object"),
         (body({"channel": 5, "http-stream": {"content": "x"}}), "channel must be a non-empty string"),
         (body({"channel": "c", "id": 5, "http-stream": {"content": "x"}}), "items[0].id must be a string"),
+        (body({"channel": "c", "no-seq": "yes", "http-stream": {"content": "x"}}), "no-seq must be true or false"),
         (body({"channel": "c", "formats": []}), "formats must be an object"),
         (body({"channel": "c"}), "has no formats"),
         (
