@@ -12,22 +12,22 @@ import asyncio
 import hashlib
 import hmac
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from broker import grip
-from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond, respond_text
+from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
 from broker.config import BrokerConfig, ServiceConfig
-from broker.connection import Connection, Ending
+from broker.connection import Ending
 from broker.events import Subject
 from broker.exceptions import GripError, PublishError
 from broker.fanout import Fanout
-from broker.http_hold import HoldContext, hold_response, hold_stream, stream_transport
+from broker.hold import ClientRequest, HoldContext, bad_gateway
+from broker.http_hold import serve
 from broker.hub import Hub
 from broker.meter import Meter
-from broker.origin import OriginError, Origins, forwardable, relayable
+from broker.origin import OriginError, Origins, forwardable
 from broker.outbox import OutboxWriter
 from broker.publish import MAX_BODY_BYTES, parse_publish_body
 from broker.refresh import keep_fresh
@@ -58,10 +58,14 @@ class Broker:
     reload_interval_s: float = 5.0
     _meter_task: asyncio.Task[None] | None = None
     _reload_task: asyncio.Task[None] | None = None
+    _tick_task: asyncio.Task[None] | None = None
 
     @property
     def holds(self) -> HoldContext:
-        return HoldContext(self.hub, self.meter)
+        return HoldContext(self.hub, self.meter, self.origins, self._service_of)
+
+    def _service_of(self, service_id: str) -> ServiceConfig | None:
+        return self.config.services.get(service_id)
 
     async def startup(self) -> None:
         self.writer.start()
@@ -71,6 +75,7 @@ class Broker:
         )
         if self.shipper is not None:
             self.shipper.start()
+        self._tick_task = asyncio.get_running_loop().create_task(_tick(self.hub))
         if self.reload is not None:
             self._reload_task = asyncio.get_running_loop().create_task(
                 keep_fresh(self.reload, self._apply, self.reload_interval_s)
@@ -87,8 +92,9 @@ class Broker:
     async def shutdown(self) -> None:
         if self._reload_task is not None:
             self._reload_task.cancel()
-        if self._meter_task is not None:
-            self._meter_task.cancel()
+        for task in (self._meter_task, self._tick_task):
+            if task is not None:
+                task.cancel()
         await self.meter.stop()
         await self.writer.stop()
         await self.fanout.stop()
@@ -179,29 +185,16 @@ class Broker:
         except BodyTooLarge:
             await respond_text(send, 413, f"Request body over {MAX_REQUEST_BYTES} bytes\n")
             return
-        headers = [*forwardable(request_headers(scope)), *_forwarded_for(scope)]
+        headers = request_headers(scope)
+        forwarded = (*forwardable(headers), *_forwarded_for(scope))
+        request = ClientRequest(service, scope["method"], path, forwarded, body, header(headers, "host") or "")
+        holds = self.holds
         try:
-            reply = await self.origins.request(service, scope["method"], path, headers, body)
-            if (reply.header("content-type") or "").split(";")[0].strip() == grip.INSTRUCT_TYPE:
-                instruction = grip.instruction_from_body(reply.body)
-            else:
-                instruction = grip.instruction_from_headers(reply.code, reply.reason, reply.headers, reply.body)
-        except OriginError as error:
-            await respond_text(send, 502, f"Bad gateway: {error}\n")
+            instruction = await request.ask(holds, [])
+        except (OriginError, GripError) as error:
+            await respond_text(send, 502, bad_gateway(error))
             return
-        except GripError as error:
-            await respond_text(send, 502, f"Bad gateway: origin sent invalid GRIP instructions: {error}\n")
-            return
-        hold, response = instruction.hold, instruction.response
-        if hold is None:
-            await respond(send, response.code, response.body, relayable(response.headers))
-            return
-        transport = "long-poll" if hold.mode is grip.HoldMode.RESPONSE else stream_transport(response)
-        conn = Connection(uuid.uuid4().hex, service, transport, self.queue_size, bytes_in=len(body))
-        if hold.mode is grip.HoldMode.RESPONSE:
-            await hold_response(self.holds, conn, hold, response, receive, send)
-        else:
-            await hold_stream(self.holds, conn, hold, response, receive, send)
+        await serve(holds, request, instruction, receive, send, self.queue_size)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         service, path, _refusal = self.route(scope)
@@ -210,6 +203,13 @@ class Broker:
             await send({"type": "websocket.close", "code": 1008})
             return
         await websocket_session(self.holds, self.origins, service, path, scope, receive, send, self.queue_size)
+
+
+async def _tick(hub: Hub, interval_s: float = 0.25) -> None:
+    """Send items that waited long enough, refresh holds of new channels, end lingering channels."""
+    while True:
+        await asyncio.sleep(interval_s)
+        hub.tick()
 
 
 def no_longer_served(config: BrokerConfig, service_id: str) -> Ending | None:

@@ -14,6 +14,7 @@ from broker.hub import Hub
 from broker.meter import Meter
 from broker.origin import Origins
 from broker.outbox import OutboxStore, OutboxWriter
+from broker.reliability import LastIds, Sequencer
 from broker.settings import BrokerSettings
 from broker.shipper import Shipper
 from metering.db import make_engine, read_only
@@ -28,7 +29,7 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         reload = database_services(settings)
         config = _first_load(reload, settings)
     settings.ensure_data_dir()
-    hub = Hub()
+    hub = Hub(Sequencer(LastIds(), settings.broker_message_wait_ms / 1000, settings.broker_id_cache_ttl_seconds))
     writer = OutboxWriter(OutboxStore(settings.outbox_path))
     fanout: Fanout = RedisFanout(hub, settings.redis_url) if settings.redis_url else LocalFanout(hub)
     return Broker(

@@ -41,6 +41,7 @@ class Connection:
     queue: asyncio.Queue[Delivery] = field(init=False)
     who: Subject = field(init=False)
     _ended: asyncio.Future[Ending] | None = field(default=None, init=False, repr=False)
+    _refresh: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
@@ -58,6 +59,21 @@ class Connection:
         if not self.ended.done():
             self.ended.set_result(ending)
 
+    @property
+    def refresh_due(self) -> asyncio.Future[None]:
+        """Resolved when the broker wants the hold to ask its origin again (its channel is new on this node)."""
+        if self._refresh is None:
+            self._refresh = asyncio.get_running_loop().create_future()
+        return self._refresh
+
+    def want_refresh(self) -> None:
+        if not self.refresh_due.done():
+            self.refresh_due.set_result(None)
+
+    def take_refresh(self) -> None:
+        """The hold acted on the refresh: a later one may come."""
+        self._refresh = None
+
     def offer(self, delivery: Delivery) -> bool:
         """Queue a delivery; a full queue (slow consumer) drops it, counted here and never as delivered."""
         try:
@@ -66,6 +82,14 @@ class Connection:
             self.dropped += 1
             return False
         return True
+
+    def drain(self) -> list[Delivery]:
+        """Everything queued, taken off the queue."""
+        return [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+
+    def discard_queued(self) -> None:
+        """Forget what is queued: the broker asks the origin for it instead (never counted as dropped)."""
+        self.drain()
 
     def take_ready(self, first: Delivery, limit: int = 1000) -> list[Delivery]:
         """``first`` and whatever else is already queued: one write to the client for all of them."""

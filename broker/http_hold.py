@@ -1,146 +1,132 @@
-"""Held HTTP requests: long-poll (``response`` hold) and HTTP streaming / SSE (``stream`` hold)."""
+"""Held HTTP requests: which hold an origin asked for, and long-polls (``response`` holds).
+
+Long-polls follow Pushpin's retry: a hold that missed items (``broker.reliability``) is not
+held; the origin is asked the same request again with ``Grip-Last``, and its answer (another
+hold or a plain response) is served on the same connection. HTTP streaming and SSE
+(``stream`` holds) are in ``broker.stream_hold``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
-from broker.asgi import Receive, Send, encode_headers, first_of, respond, respond_text, wait_disconnect
+from broker import grip
+from broker.asgi import Receive, Send, first_of, respond, respond_text, wait_disconnect
 from broker.connection import Connection, Delivery
-from broker.grip import Hold, OriginResponse
-from broker.hub import Hub
-from broker.meter import Meter
-from broker.origin import relayable
-from broker.publish import HttpResponseFormat, HttpStreamFormat
+from broker.exceptions import GripError
+from broker.grip import Hold, Instruction, OriginResponse
+from broker.hold import ClientRequest, HoldContext, bad_gateway, new_connection, open_connection, release
+from broker.origin import OriginError, relayable
+from broker.publish import HttpResponseFormat
+from broker.reliability import follows, grip_last, stale_channels
+from broker.stream_hold import hold_stream, stream_transport
 
 
 @dataclass(frozen=True, slots=True)
-class HoldContext:
-    hub: Hub
-    meter: Meter
+class Retry:
+    """The hold missed items: ask the origin again, with ``Grip-Last`` saying what the client has."""
+
+    headers: list[tuple[str, str]]
 
 
-def stream_transport(response: OriginResponse) -> str:
-    """SSE when the origin answers ``text/event-stream``, plain HTTP streaming otherwise."""
-    content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "")
-    return "sse" if content_type.split(";")[0].strip().lower() == "text/event-stream" else "http-stream"
+async def serve(ctx: HoldContext, request: ClientRequest, instruction: Instruction, receive: Receive, send: Send,
+                queue_size: int) -> None:  # fmt: skip
+    """Relay a response without a hold; hold the others as a long-poll or a stream."""
+    hold, response = instruction.hold, instruction.response
+    if hold is None:
+        await respond(send, response.code, response.body, relayable(response.headers))
+    elif hold.mode is grip.HoldMode.RESPONSE:
+        await hold_response(ctx, new_connection(request, "long-poll", queue_size), request, instruction, receive, send)
+    else:
+        conn = new_connection(request, stream_transport(response), queue_size)
+        await hold_stream(ctx, conn, request, instruction, receive, send)
 
 
-async def _subscribe(ctx: HoldContext, conn: Connection, hold: Hold) -> None:
-    await ctx.meter.opened(conn)
-    for channel in hold.channels:
-        ctx.hub.subscribe(conn, channel.name)
-    await ctx.hub.settled()  # before the client sees anything: a publish after that reaches it
-
-
-def _release(ctx: HoldContext, conn: Connection, reason: str) -> None:
-    ctx.hub.leave(conn)
-    ctx.meter.closed(conn, reason)
-
-
-async def hold_response(ctx: HoldContext, conn: Connection, hold: Hold, timeout_reply: OriginResponse,
+async def hold_response(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
                         receive: Receive, send: Send) -> None:  # fmt: skip
     """Long-poll: answer with the first published ``http-response``, or the origin's response on timeout."""
-    await _subscribe(ctx, conn, hold)
     disconnect = asyncio.ensure_future(wait_disconnect(receive))
-    got = asyncio.ensure_future(conn.queue.get())
-    reason = "timeout"
+    reason: str | None = "client disconnected"
     try:
-        done = await first_of(disconnect, got, conn.ended, timeout=hold.timeout_s)
-        if conn.ended in done:
-            ending = conn.ended.result()
-            await respond_text(send, ending.status, f"{ending.message}\n")
-            reason = ending.reason
-        elif got in done:
-            delivery: Delivery = got.result()
-            assert isinstance(delivery.format, HttpResponseFormat)
-            fmt = delivery.format
-            await respond(send, fmt.code, fmt.body, fmt.headers)
-            conn.bytes_out += len(fmt.body)
-            if not disconnect.done():
-                ctx.meter.delivered(conn, delivery.item.channel, delivery.item_key, len(fmt.body))
-            reason = "published"
-        elif disconnect in done:
-            reason = "client disconnected"
-        else:
-            await respond(send, timeout_reply.code, timeout_reply.body, relayable(timeout_reply.headers))
-            conn.bytes_out += len(timeout_reply.body)
+        while instruction.hold is not None and instruction.hold.mode is grip.HoldMode.RESPONSE:
+            outcome = await _hold_once(ctx, conn, instruction.hold, instruction.response, send, disconnect)
+            if not isinstance(outcome, Retry):
+                reason = outcome
+                return
+            instruction = await request.ask(ctx, outcome.headers)
+        if instruction.hold is None:
+            await _relay(send, conn, instruction.response)
+            reason = "recovered"  # the origin answered the retry itself
+            return
+        conn.transport = stream_transport(instruction.response)  # the retry became a stream: stream it
+        reason = None  # the stream closes the connection with its own reason
+        await hold_stream(ctx, conn, request, instruction, receive, send)
+    except (GripError, OriginError) as error:
+        await respond_text(send, 502, bad_gateway(error))
+        reason = f"origin error: {error}"
     except asyncio.CancelledError:
         reason = "shutdown"
         raise
     finally:
-        got.cancel()
         disconnect.cancel()
-        _release(ctx, conn, reason)
+        if reason is not None:
+            release(ctx, conn, reason)
 
 
-async def hold_stream(ctx: HoldContext, conn: Connection, hold: Hold, first: OriginResponse,
-                      receive: Receive, send: Send) -> None:  # fmt: skip
-    """Stream: send the origin's response start, then append published ``http-stream`` content until closed."""
-    await _subscribe(ctx, conn, hold)
-    disconnect = asyncio.ensure_future(wait_disconnect(receive))
-    pump = asyncio.ensure_future(_pump(ctx, conn, hold, first, send, disconnect))
-    reason = "client disconnected"
+async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_reply: OriginResponse, send: Send,
+                     disconnect: asyncio.Future[None]) -> str | Retry:  # fmt: skip
+    """One response hold: the close reason once answered, or a ``Retry`` when it missed items."""
+    expected = {c.name: c.prev_id for c in hold.channels}
+    for channel in hold.channels:  # subscribed and checked with no await between: no item slips past
+        ctx.hub.subscribe(conn, channel.name)
+    stale = stale_channels(conn.service.service_id, hold.channels, ctx.hub.last_ids)
+    if stale:
+        return _retry(ctx, conn, stale, expected)
+    await open_connection(ctx, conn, ())
+    got = asyncio.ensure_future(conn.queue.get())
     try:
-        done = await first_of(disconnect, pump, conn.ended)
-        if pump in done and pump.exception() is None and pump.result():
-            reason = "closed by publisher"
-        elif conn.ended in done and not disconnect.done():
-            pump.cancel()
-            reason = conn.ended.result().reason
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except asyncio.CancelledError:
-        reason = "shutdown"  # the server stopped with this stream still open
-        raise
+        done = await first_of(disconnect, got, conn.ended, conn.refresh_due, timeout=hold.timeout_s)
+        if conn.ended in done:
+            ending = conn.ended.result()
+            await respond_text(send, ending.status, f"{ending.message}\n")
+            return ending.reason
+        if conn.refresh_due in done and got not in done:
+            conn.take_refresh()
+            return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
+        if got in done:
+            delivery: Delivery = got.result()
+            if not follows(expected.get(delivery.item.channel), delivery.item):
+                return _retry(ctx, conn, (delivery.item.channel,), expected)
+            await _answer(ctx, conn, delivery, send, disconnect)
+            return "published"
+        if disconnect in done:
+            return "client disconnected"
+        await _relay(send, conn, timeout_reply)
+        return "timeout"
     finally:
-        pump.cancel()
-        disconnect.cancel()
-        _release(ctx, conn, reason)
+        got.cancel()
 
 
-async def _pump(ctx: HoldContext, conn: Connection, hold: Hold, first: OriginResponse, send: Send,
-                disconnect: asyncio.Future[None]) -> bool:  # fmt: skip
-    """Write the stream: one plain ``queue.get`` per wake-up keeps fan-out cheap. True when a publisher closed it."""
-    start = {"type": "http.response.start", "status": first.code, "headers": encode_headers(relayable(first.headers))}
-    await send(start)
-    await _write(send, conn, first.body)
-    keep_alive = hold.keep_alive
-    while True:
-        if keep_alive is None:
-            delivery = await conn.queue.get()
-        else:
-            try:
-                delivery = await asyncio.wait_for(conn.queue.get(), keep_alive.timeout_s)
-            except TimeoutError:
-                await _write(send, conn, keep_alive.content)
-                continue
-        if await _deliver_batch(ctx, conn, conn.take_ready(delivery), send, disconnect):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return True
+def _retry(ctx: HoldContext, conn: Connection, stale: tuple[str, ...], expected: dict[str, str | None]) -> Retry:
+    """Forget the stale channels' last ids (so the next hold is taken as it is) and drop this hold."""
+    for name in stale:
+        ctx.hub.last_ids.forget((conn.service.service_id, name))
+    ctx.hub.leave(conn)
+    conn.discard_queued()  # anything else published meanwhile is the origin's to answer now
+    return Retry(grip_last(expected))
 
 
-async def _deliver_batch(ctx: HoldContext, conn: Connection, batch: list[Delivery], send: Send,
-                         disconnect: asyncio.Future[None]) -> bool:  # fmt: skip
-    """Write every ready delivery in one send; count each one the client write accepted. True on close."""
-    counted: list[Delivery] = []
-    closing = False
-    for delivery in batch:
-        assert isinstance(delivery.format, HttpStreamFormat)
-        if delivery.format.close:
-            closing = True
-            break
-        counted.append(delivery)
-    body = b"".join(d.format.content for d in counted if isinstance(d.format, HttpStreamFormat))
-    if body:
-        await _write(send, conn, body)
-        if not disconnect.done():
-            for d in counted:
-                assert isinstance(d.format, HttpStreamFormat)
-                ctx.meter.delivered(conn, d.item.channel, d.item_key, len(d.format.content))
-    return closing
+async def _answer(ctx: HoldContext, conn: Connection, delivery: Delivery, send: Send,
+                  disconnect: asyncio.Future[None]) -> None:  # fmt: skip
+    fmt = delivery.format
+    assert isinstance(fmt, HttpResponseFormat)
+    await respond(send, fmt.code, fmt.body, fmt.headers)
+    conn.bytes_out += len(fmt.body)
+    if not disconnect.done():
+        ctx.meter.delivered(conn, delivery.item.channel, delivery.item_key, len(fmt.body))
 
 
-async def _write(send: Send, conn: Connection, body: bytes) -> None:
-    if body:
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-        conn.bytes_out += len(body)
+async def _relay(send: Send, conn: Connection, response: OriginResponse) -> None:
+    await respond(send, response.code, response.body, relayable(response.headers))
+    conn.bytes_out += len(response.body)

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 
 from broker.connection import Connection, Delivery
 from broker.publish import TRANSPORT_FORMAT, Item
+from broker.reliability import ChannelKey, LastIds, Sequencer
 
-ChannelKey = tuple[str, str]  # (service_id, channel): services never share a channel
+# Pushpin's subscription_linger: a channel last held by a long-poll stays subscribed (and its last
+# id kept) this long, so a client polling again finds out what was published in between.
+LINGER_S = 60.0
+# Pushpin refreshes the holds of a channel this long after the node subscribed to it: a long-poll
+# asks its origin again, a stream with a next link fetches it. Anything published between the
+# origin's answer and the subscription taking effect is recovered that way.
+SUBSCRIBED_DELAY_S = 1.0
 
 
 class Hub:
     """Channel subscriptions of this node's connections; ``deliver`` queues items to them.
 
     ``on_first``/``on_last`` tell a cross-node fan-out (Redis) when this node starts or stops
-    holding a channel.
+    holding a channel. Items pass the ``sequencer`` first (``prev-id`` order, duplicates dropped),
+    which keeps each held channel's last id in ``last_ids``; ``tick`` sends what waited too long.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sequencer: Sequencer | None = None, linger_s: float = LINGER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._subs: dict[ChannelKey, set[Connection]] = {}
         self._keys = itertools.count()
+        self.sequencer = sequencer or Sequencer(LastIds())
+        self.last_ids = self.sequencer.last_ids
+        self._linger_s = linger_s
+        self._lingering: dict[ChannelKey, float] = {}  # channels nobody holds now, kept until then
+        self._fresh: dict[ChannelKey, float] = {}  # channels subscribed a moment ago: refresh their holds then
+        self._clock = clock
         self.on_first: Callable[[ChannelKey], None] = lambda _key: None
         self.on_last: Callable[[ChannelKey], None] = lambda _key: None
         self.settle: Callable[[], Awaitable[None]] = _nothing
@@ -32,7 +48,8 @@ class Hub:
     def subscribe(self, conn: Connection, channel: str) -> None:
         key = (conn.service.service_id, channel)
         subs = self._subs.setdefault(key, set())
-        if not subs:
+        if not subs and self._lingering.pop(key, None) is None:
+            self._fresh[key] = self._clock() + SUBSCRIBED_DELAY_S
             self.on_first(key)
         subs.add(conn)
         conn.channels.add(channel)
@@ -44,9 +61,19 @@ class Hub:
         if subs is None or conn not in subs:
             return
         subs.discard(conn)
-        if not subs:
-            del self._subs[key]
-            self.on_last(key)
+        if subs:
+            return
+        if conn.transport == "long-poll" and self._linger_s > 0:
+            self._lingering[key] = self._clock() + self._linger_s  # the client may well poll again
+        else:
+            self._drop(key)
+
+    def _drop(self, key: ChannelKey) -> None:
+        del self._subs[key]
+        self._fresh.pop(key, None)
+        self.sequencer.clear(key)
+        self.last_ids.forget(key)
+        self.on_last(key)
 
     def leave(self, conn: Connection) -> None:
         for channel in list(conn.channels):
@@ -56,20 +83,56 @@ class Hub:
         return list(self._subs)
 
     def deliver(self, service_id: str, items: tuple[Item, ...]) -> int:
-        """Queue each item to every local subscriber whose transport has a format in it; return how many queued."""
-        queued = 0
+        """Queue each item to every local subscriber whose transport has a format in it; return how many queued.
+
+        Items go through the sequencer first: one may wait for the item its ``prev-id`` names.
+        """
+        now, queued = self._clock(), 0
         for item in items:
-            subs = self._subs.get((service_id, item.channel))
-            if not subs:
-                continue
-            key = f"{next(self._keys)}"
-            # One Delivery per format, shared by every subscriber that takes it.
-            deliveries = {name: Delivery(item, fmt, key) for name, fmt in item.formats.items()}
-            for conn in list(subs):
-                delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
-                if delivery is not None and conn.offer(delivery):
-                    queued += 1
+            key = (service_id, item.channel)
+            for ready in self.sequencer.add(key, item, now, key in self._subs):
+                queued += self._dispatch(key, ready)
         return queued
+
+    def tick(self) -> int:
+        """Send the items that waited long enough for their predecessor, refresh the holds of channels
+        subscribed a second ago, and end the lingers that are over."""
+        now = self._clock()
+        queued = sum(self._dispatch(key, item) for key, item in self.sequencer.expire(now))
+        for key in _take_due(self._fresh, now):
+            for conn in self._subs.get(key, ()):
+                if conn.transport != "websocket":  # as in Pushpin, only HTTP holds are refreshed
+                    conn.want_refresh()
+        for key in _take_due(self._lingering, now):
+            self._drop(key)
+        return queued
+
+    def _dispatch(self, key: ChannelKey, item: Item) -> int:
+        subs = self._subs.get(key)
+        if not subs:
+            return 0
+        item_key = f"{next(self._keys)}"
+        # One Delivery per format, shared by every subscriber that takes it.
+        deliveries = {name: Delivery(item, fmt, item_key) for name, fmt in item.formats.items()}
+        queued = 0
+        for conn in list(subs):
+            delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
+            if delivery is not None and conn.offer(delivery):
+                queued += 1
+        return queued
+
+
+def _take_due(deadlines: dict[ChannelKey, float], now: float) -> list[ChannelKey]:
+    """Remove and return the keys whose deadline has come; a key is (re)inserted with a deadline one
+    fixed delay ahead, so the dict's order is its deadlines' order and the scan stops at the first to come."""
+    due = []
+    for key, deadline in deadlines.items():
+        if deadline > now:
+            break
+        due.append(key)
+    for key in due:
+        del deadlines[key]
+    return due
 
 
 async def _nothing() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Origins:
         self._client = OriginClient(public_ca_context(), timeout_s)
         self._endpoints: dict[tuple[str, str | None], tuple[Endpoint, str]] = {}
         self._signatures: dict[str, tuple[float, str]] = {}  # grip key -> (signed at, Grip-Sig)
+        self._shared: dict[tuple[str, str, str, str, Headers], asyncio.Task[OriginReply]] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -96,6 +98,26 @@ class Origins:
         except (OSError, ValueError) as error:
             raise OriginError(f"origin {service.origin} failed: {error or type(error).__name__}") from None
         return OriginReply(reply.code, reply.reason, reply.headers, reply.body)
+
+    async def shared_get(self, service: ServiceConfig, path: str, headers: Headers) -> OriginReply:
+        """GET ``path``, sharing one origin request among every caller asking the same thing meanwhile.
+
+        Streams recovering after one published item all fetch the same next link with the same
+        ``Grip-Last`` (Pushpin shares them too); a caller that goes away never cancels it for the others.
+        """
+        key = (service.service_id, service.origin, service.origin_host or "", path, headers)  # each signs its own
+        task = self._shared.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self.request(service, "GET", path, list(headers), b""))
+            self._shared[key] = task
+            task.add_done_callback(lambda done: self._settle_shared(key, done))
+        return await asyncio.shield(task)
+
+    def _settle_shared(self, key: tuple[str, str, str, str, Headers], task: asyncio.Task[OriginReply]) -> None:
+        if self._shared.get(key) is task:
+            del self._shared[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an answer nobody waits for any more is not logged as lost
 
     def _signature(self, key: str, now_s: float) -> str:
         signed_at, token = self._signatures.get(key, (float("-inf"), ""))

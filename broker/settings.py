@@ -37,6 +37,11 @@ class BrokerSettings(MeteringSettings):
     broker_resend_seconds: float = Field(default=15.0, gt=0)
     # Delivery counts are summed per published item and written this often.
     broker_delivery_flush_ms: int = Field(default=200, gt=0)
+    # Pushpin's message_wait: how long an item whose prev-id is not the last id seen waits for the
+    # item it follows before it is sent anyway; and its id_cache_ttl: an item id seen again on the
+    # same channel within this many seconds is a duplicate and dropped (0: no duplicate check).
+    broker_message_wait_ms: int = Field(default=5000, ge=0)
+    broker_id_cache_ttl_seconds: float = Field(default=60.0, ge=0)
 
     def required_grip_secret(self) -> str:
         """``FANMETER_GRIP_SECRET``, refused when unset, short, or a placeholder."""

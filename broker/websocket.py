@@ -11,7 +11,7 @@ from broker.asgi import Receive, Scope, Send, first_of, request_headers
 from broker.config import ServiceConfig
 from broker.connection import Connection, Delivery
 from broker.exceptions import WsEventsError
-from broker.http_hold import HoldContext
+from broker.hold import HoldContext
 from broker.origin import OriginError, Origins, forwardable
 from broker.publish import WsMessageFormat
 from broker.wsevents import WsEvent

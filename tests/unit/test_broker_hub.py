@@ -1,9 +1,14 @@
-"""Fan-out on one node: formats by transport, services kept apart, slow consumers dropped and counted."""
+"""Fan-out on one node: formats by transport, services kept apart, slow consumers dropped and counted,
+prev-id order, and channels a long-poll left lingering with their last id."""
+
+import asyncio
+import json
 
 from broker.config import ServiceConfig
 from broker.connection import Connection
 from broker.hub import Hub
 from broker.publish import parse_publish_body
+from broker.reliability import LastIds, Sequencer
 
 SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
 OTHER = ServiceConfig("s2", "a1", "http://o", ("t",), "k", True)
@@ -65,3 +70,90 @@ def test_ready_deliveries_are_taken_together_for_one_write():
     first = conn.queue.get_nowait()
     assert len(conn.take_ready(first)) == 3
     assert conn.queue.empty()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_items_reach_subscribers_in_prev_id_order_and_a_late_one_is_sent_by_the_tick():
+    asyncio.run(_items_in_prev_id_order())
+
+
+async def _items_in_prev_id_order() -> None:  # in a loop: the tick also refreshes the stream's hold
+    clock = Clock()
+    hub = Hub(Sequencer(LastIds(), wait_s=5.0), clock=clock)
+    conn = Connection("1", SVC, "sse", 10)
+    hub.subscribe(conn, "c")
+    hub.deliver("s1", items(seq_item("1"), seq_item("3", "2")))
+    hub.deliver("s1", items(seq_item("2", "1"), seq_item("9", "8")))
+    assert [d.item.id for d in conn.drain()] == ["1", "2", "3"]
+    clock.now = 4.9
+    assert (hub.tick(), conn.queue.qsize()) == (0, 0)
+    clock.now = 5.0
+    assert (hub.tick(), [d.item.id for d in conn.drain()]) == (1, ["9"])
+    assert hub.last_ids.get(("s1", "c")) == "9"
+
+
+def test_a_channel_a_long_poll_left_lingers_keeping_its_last_id_then_is_dropped_by_the_tick():
+    clock = Clock()
+    hub = Hub(linger_s=60.0, clock=clock)
+    seen = []
+    hub.on_first = lambda key: seen.append(("first", key))
+    hub.on_last = lambda key: seen.append(("last", key))
+    poll = Connection("1", SVC, "long-poll", 10)
+    hub.subscribe(poll, "c")
+    hub.leave(poll)
+    hub.deliver("s1", items(seq_item("7")))  # published between two polls: nobody gets it, its id is kept
+    assert (hub.channels(), hub.last_ids.get(("s1", "c"))) == ([("s1", "c")], "7")
+    again = Connection("2", SVC, "long-poll", 10)
+    hub.subscribe(again, "c")  # polling again within the linger: no new Redis subscription
+    hub.leave(again)
+    clock.now = 59.9
+    hub.tick()
+    assert hub.last_ids.get(("s1", "c")) == "7"
+    clock.now = 60.0
+    hub.tick()
+    assert (hub.channels(), hub.last_ids.get(("s1", "c"))) == ([], None)
+    assert seen == [("first", ("s1", "c")), ("last", ("s1", "c"))]
+
+
+def test_a_channel_a_stream_left_is_dropped_at_once_with_its_last_id():
+    hub = Hub()
+    stream = Connection("1", SVC, "sse", 10)
+    hub.subscribe(stream, "c")
+    hub.deliver("s1", items(seq_item("7")))
+    hub.leave(stream)
+    assert (hub.channels(), hub.last_ids.get(("s1", "c"))) == ([], None)
+
+
+def test_the_http_holds_of_a_channel_new_on_the_node_are_refreshed_a_second_later_once():
+    asyncio.run(_refreshed_once())
+
+
+async def _refreshed_once() -> None:
+    clock = Clock()
+    hub = Hub(clock=clock)
+    poll, socket = Connection("1", SVC, "long-poll", 10), Connection("2", SVC, "websocket", 10)
+    hub.subscribe(poll, "c")
+    hub.subscribe(socket, "c")
+    clock.now = 0.9
+    hub.tick()
+    assert not poll.refresh_due.done()
+    clock.now = 1.0
+    hub.tick()
+    assert (poll.refresh_due.done(), socket.refresh_due.done()) == (True, False)
+    poll.take_refresh()
+    hub.leave(poll)
+    hub.subscribe(poll, "c")  # the channel was never dropped (the socket holds it): not new, no refresh
+    clock.now = 5.0
+    hub.tick()
+    assert not poll.refresh_due.done()
+
+
+def seq_item(id: str, prev: str | None = None) -> str:
+    return json.dumps({"channel": "c", "id": id, **({"prev-id": prev} if prev else {}), "http-stream": {"content": id}})

@@ -1,0 +1,75 @@
+"""What every held HTTP request shares: the broker's context, the client's request, opening and closing.
+
+Long-polls are held in ``broker.http_hold``, streams in ``broker.stream_hold``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker import grip
+from broker.config import ServiceConfig
+from broker.connection import Connection
+from broker.exceptions import GripError
+from broker.grip import Channel, Instruction
+from broker.hub import Hub
+from broker.meter import Meter
+from broker.origin import Origins
+
+
+def _no_service(_service_id: str) -> ServiceConfig | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldContext:
+    hub: Hub
+    meter: Meter
+    origins: Origins | None = None  # for asking the origin again (retries, next links)
+    service_of: Callable[[str], ServiceConfig | None] = _no_service  # a service as currently configured
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """The client's request as the origin got it, kept so the broker can ask the origin again."""
+
+    service: ServiceConfig
+    method: str
+    path: str  # the origin path, with the query
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    host: str = ""  # the client's Host (a next link may name it)
+
+    async def ask(self, ctx: HoldContext, extra: list[tuple[str, str]]) -> Instruction:
+        """The origin's instructions for this request (with ``extra`` headers); transport and GRIP errors raise."""
+        assert ctx.origins is not None
+        service = ctx.service_of(self.service.service_id) or self.service
+        reply = await ctx.origins.request(service, self.method, self.path, [*self.headers, *extra], self.body)
+        return grip.instruction_from_response(reply.code, reply.reason, reply.headers, reply.body)
+
+
+def new_connection(request: ClientRequest, transport: str, queue_size: int) -> Connection:
+    return Connection(uuid.uuid4().hex, request.service, transport, queue_size, bytes_in=len(request.body))
+
+
+async def open_connection(ctx: HoldContext, conn: Connection, channels: tuple[Channel, ...]) -> None:
+    """Meter the open (once per connection, however often the origin is asked) and subscribe."""
+    if conn.id not in ctx.meter.open:
+        await ctx.meter.opened(conn)
+    for channel in channels:
+        ctx.hub.subscribe(conn, channel.name)
+    await ctx.hub.settled()  # before the client sees anything: a publish after that reaches it
+
+
+def release(ctx: HoldContext, conn: Connection, reason: str) -> None:
+    ctx.hub.leave(conn)
+    ctx.meter.closed(conn, reason)
+
+
+def bad_gateway(error: Exception) -> str:
+    """The 502 text for an origin that failed or sent instructions the broker cannot follow."""
+    if isinstance(error, GripError):
+        return f"Bad gateway: origin sent invalid GRIP instructions: {error}\n"
+    return f"Bad gateway: {error}\n"

@@ -1,0 +1,275 @@
+"""HTTP streaming and SSE (``stream`` holds), with Pushpin's recovery through the hold's next link.
+
+A stream whose channel names a ``prev-id`` must come with ``Grip-Link: <uri>; rel=next``. When
+the stream misses items (its first hold names a prev-id that is not the channel's last id, or
+a published item's ``prev-id`` is not the id it expects), and whenever every channel of it has
+been quiet for the link's ``timeout``, the broker GETs the next link with ``Grip-Last``, appends
+the origin's answer to the stream and takes the hold in that answer as the stream's new one
+(docs/decisions.md, "Reliable delivery"). Items queued meanwhile that do not follow it are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from urllib.parse import urlsplit
+
+from broker import grip
+from broker.asgi import Receive, Send, encode_headers, first_of, wait_disconnect
+from broker.connection import Connection, Delivery
+from broker.exceptions import GripError
+from broker.grip import Hold, Instruction, NextLink
+from broker.hold import ClientRequest, HoldContext, open_connection, release
+from broker.origin import OriginError, OriginReply, relayable
+from broker.publish import HttpStreamFormat
+from broker.reliability import follows, grip_last, resolve_link, stale_channels
+
+# Pushpin retries a next link that failed 5 times, after 1 s, 2 s, 4 s ... plus up to 1 s at random.
+RETRY_MAX = 5
+RETRY_BASE_S = 1.0
+MIN_LINK_TIMEOUT_S = 1  # a link's timeout=0 would have the broker fetch it in a loop
+FINISHED = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+class StreamEnd(Exception):
+    """The stream is over; ``reason`` is its metered close's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def stream_transport(response: grip.OriginResponse) -> str:
+    """SSE when the origin answers ``text/event-stream``, plain HTTP streaming otherwise."""
+    content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "")
+    return "sse" if content_type.split(";")[0].strip().lower() == "text/event-stream" else "http-stream"
+
+
+async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
+                      receive: Receive, send: Send) -> None:  # fmt: skip
+    """Stream: send the origin's response start, then append published ``http-stream`` content until closed."""
+    assert instruction.hold is not None
+    await open_connection(ctx, conn, instruction.hold.channels)
+    disconnect = asyncio.ensure_future(wait_disconnect(receive))
+    pump = asyncio.ensure_future(_Stream(ctx, conn, request, send, disconnect).run(instruction))
+    reason = "client disconnected"
+    try:
+        done = await first_of(disconnect, pump, conn.ended)
+        if pump in done and pump.exception() is None:
+            reason = pump.result()
+        elif conn.ended in done and not disconnect.done():
+            pump.cancel()
+            reason = conn.ended.result().reason
+            await send(FINISHED)
+    except asyncio.CancelledError:
+        reason = "shutdown"  # the server stopped with this stream still open
+        raise
+    finally:
+        pump.cancel()
+        disconnect.cancel()
+        release(ctx, conn, reason)
+
+
+class _Stream:
+    """One held stream: its writer, and its subscription as the origin last described it."""
+
+    def __init__(self, ctx: HoldContext, conn: Connection, request: ClientRequest, send: Send,
+                 disconnect: asyncio.Future[None]) -> None:  # fmt: skip
+        self.ctx, self.conn, self.send, self.disconnect = ctx, conn, send, disconnect
+        self.path = request.path  # where the current instructions came from: links resolve against it
+        self.hosts = _service_hosts(request)
+        self.channels: dict[str, str | None] = {}  # channel -> the prev-id its next item must name
+        self.keep_alive: grip.KeepAlive | None = None
+        self.link: tuple[str, int] | None = None  # the next link's origin path, and its timeout
+        self.link_due: float | None = None
+        self.active: set[str] = set()  # channels with an item since the link's timer started
+
+    async def run(self, instruction: Instruction) -> str:
+        """Write the stream until it ends; the close reason."""
+        first, hold = instruction.response, instruction.hold
+        assert hold is not None
+        await self.send({"type": "http.response.start", "status": first.code,
+                         "headers": encode_headers(relayable(first.headers))})  # fmt: skip
+        await self._write(first.body)
+        try:
+            await self._adopt(hold, instruction.link)
+            backlog = await self._first_check(hold)
+            while True:
+                backlog = await self._deliver(backlog or await self._wait())
+        except StreamEnd as end:
+            await self.send(FINISHED)
+            return end.reason
+
+    async def _first_check(self, hold: Hold) -> list[Delivery]:
+        """Recover at once when the first hold names a prev-id that is not its channel's last id."""
+        stale = stale_channels(self.conn.service.service_id, hold.channels, self.ctx.hub.last_ids)
+        if not stale:
+            return []
+        self._forget(stale)
+        return await self._recover()
+
+    async def _wait(self) -> list[Delivery]:
+        """The next published items; keep-alive content, or a recovery, when their timers run out first."""
+        timeout = self._timeout()
+        if self.link is not None:
+            return await self._wait_with_link(timeout)
+        if timeout is None:
+            return self.conn.take_ready(await self.conn.queue.get())
+        try:
+            return self.conn.take_ready(await asyncio.wait_for(self.conn.queue.get(), timeout))
+        except TimeoutError:
+            assert self.keep_alive is not None
+            await self._write(self.keep_alive.content)
+            return []
+
+    async def _wait_with_link(self, timeout: float | None) -> list[Delivery]:
+        """As ``_wait``, and a stream with a next link also recovers when its channel is refreshed."""
+        got = asyncio.ensure_future(self.conn.queue.get())
+        try:
+            done = await first_of(got, self.conn.refresh_due, timeout=timeout)
+        finally:
+            got.cancel()
+        if got in done:
+            return self.conn.take_ready(got.result())
+        if done:
+            self.conn.take_refresh()
+            return await self._recover()  # the channel is new here: ask what was published meanwhile
+        if self.link_due is not None and asyncio.get_running_loop().time() >= self.link_due:
+            return await self._recover()  # quiet too long: ask the origin what the stream missed
+        assert self.keep_alive is not None
+        await self._write(self.keep_alive.content)
+        return []
+
+    def _timeout(self) -> float | None:
+        timeouts = [float(self.keep_alive.timeout_s)] if self.keep_alive else []
+        if self.link_due is not None:
+            timeouts.append(max(0.0, self.link_due - asyncio.get_running_loop().time()))
+        return min(timeouts, default=None)
+
+    async def _deliver(self, batch: list[Delivery]) -> list[Delivery]:
+        """Write every item that follows in one send; on a gap, recover. What is left to deliver after that."""
+        taken: list[Delivery] = []
+        for delivery in batch:
+            channel = delivery.item.channel
+            if channel not in self.channels:
+                continue  # the stream's latest hold dropped that channel
+            if not follows(self.channels[channel], delivery.item):
+                await self._send_counted(taken)
+                self._forget((channel,))
+                self.conn.discard_queued()  # anything after the gap is the origin's to answer now
+                return await self._recover()
+            if self.channels[channel] is not None:
+                self.channels[channel] = delivery.item.id
+            assert isinstance(delivery.format, HttpStreamFormat)
+            if delivery.format.close:
+                await self._send_counted(taken)
+                raise StreamEnd("closed by publisher")
+            taken.append(delivery)
+        await self._send_counted(taken)
+        return []
+
+    async def _send_counted(self, taken: list[Delivery]) -> None:
+        """One write for all of them; each is counted as delivered only if the client was still there."""
+        body = b"".join(d.format.content for d in taken if isinstance(d.format, HttpStreamFormat))
+        if not body:
+            return
+        await self._write(body)
+        if self.disconnect.done():
+            return
+        for d in taken:
+            assert isinstance(d.format, HttpStreamFormat)
+            self.ctx.meter.delivered(self.conn, d.item.channel, d.item_key, len(d.format.content))
+        self.active.update(d.item.channel for d in taken)
+        if self.active >= self.channels.keys():  # every channel is alive: no need to ask for a while
+            self._restart_link_timer()
+
+    async def _recover(self) -> list[Delivery]:
+        """GET the next link (pages of it while the origin gives no hold), append the answers, adopt the hold."""
+        while True:
+            if self.link is None:  # _adopt refuses prev-ids without a link, so only a link timer gets here
+                raise StreamEnd("origin error: no next link to recover from")
+            path = self.link[0]
+            reply = await self._fetch(path)
+            await self._write(reply.body)
+            try:
+                instruction = grip.instruction_from_headers(reply.code, reply.reason, reply.headers, reply.body)
+            except GripError as error:
+                raise StreamEnd(f"origin error: {error}") from None
+            self.path, hold = path, instruction.hold
+            if hold is not None:
+                if hold.mode is grip.HoldMode.RESPONSE:
+                    raise StreamEnd("origin error: the next link answered with a response hold")
+                await self._adopt(hold, instruction.link)
+                return self._queued_that_follow()
+            if instruction.link is None:
+                raise StreamEnd("ended by origin")
+            self.link = (self._resolve(instruction.link), self.link[1])
+
+    async def _fetch(self, path: str) -> OriginReply:
+        """The next link's answer (2xx); retried as Pushpin does, then the stream ends."""
+        assert self.ctx.origins is not None
+        headers = tuple(grip_last(self.channels))
+        for attempt in range(RETRY_MAX + 1):
+            service = self.ctx.service_of(self.conn.service.service_id) or self.conn.service
+            try:
+                reply = await self.ctx.origins.shared_get(service, path, headers)
+                if 200 <= reply.code < 300:
+                    return reply
+            except OriginError:
+                pass
+            if attempt < RETRY_MAX:
+                await asyncio.sleep(RETRY_BASE_S * 2**attempt + random.random())
+        raise StreamEnd("origin error: failed to retrieve next link")
+
+    async def _adopt(self, hold: Hold, link: NextLink | None) -> None:
+        """Take a stream hold's channels, prev-ids, keep-alive and next link as the stream's own."""
+        wanted = {c.name: c.prev_id for c in hold.channels}
+        for name in self.channels.keys() - wanted.keys():
+            self.ctx.hub.unsubscribe(self.conn, name)
+        for name in wanted.keys() - self.channels.keys():
+            self.ctx.hub.subscribe(self.conn, name)
+        await self.ctx.hub.settled()
+        self.channels, self.keep_alive = wanted, hold.keep_alive
+        self.link = (self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None
+        self._restart_link_timer()
+        named = [name for name, prev_id in wanted.items() if prev_id is not None]
+        if named and self.link is None:
+            raise StreamEnd(f"origin error: channel {named[0]!r} specifies prev-id, but no next link found")
+
+    def _resolve(self, link: NextLink) -> str:
+        try:
+            return resolve_link(self.path, link.uri, self.hosts)
+        except GripError as error:
+            raise StreamEnd(f"origin error: {error}") from None
+
+    def _restart_link_timer(self) -> None:
+        self.active.clear()
+        self.link_due = asyncio.get_running_loop().time() + self.link[1] if self.link else None
+
+    def _queued_that_follow(self) -> list[Delivery]:
+        """What was published during the recovery, less the leading items the new hold does not follow."""
+        queued = self.conn.drain()
+        start = 0
+        while start < len(queued) and not self._takes(queued[start]):
+            start += 1
+        return queued[start:]
+
+    def _takes(self, delivery: Delivery) -> bool:
+        channel = delivery.item.channel
+        return channel in self.channels and follows(self.channels[channel], delivery.item)
+
+    def _forget(self, channels: tuple[str, ...]) -> None:
+        for name in channels:
+            self.ctx.hub.last_ids.forget((self.conn.service.service_id, name))
+
+    async def _write(self, body: bytes) -> None:
+        if body:
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            self.conn.bytes_out += len(body)
+
+
+def _service_hosts(request: ClientRequest) -> frozenset[str]:
+    """The names an absolute next link may use: the client's Host and the origin's own names."""
+    names = (urlsplit(f"//{request.host}").hostname, urlsplit(request.service.origin).hostname,
+             request.service.origin_host)  # fmt: skip
+    return frozenset(name.lower() for name in names if name)
