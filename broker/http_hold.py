@@ -92,7 +92,6 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
             await respond_text(send, ending.status, f"{ending.message}\n")
             return ending.reason
         if conn.refresh_due in done and got not in done:
-            conn.take_refresh()
             return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
         if got in done:
             delivery: Delivery = got.result()
@@ -114,6 +113,7 @@ def _retry(ctx: HoldContext, conn: Connection, stale: tuple[str, ...], expected:
         ctx.hub.last_ids.forget((conn.service.service_id, name))
     ctx.hub.leave(conn)
     conn.discard_queued()  # anything else published meanwhile is the origin's to answer now
+    conn.take_refresh()  # a refresh already due is served by this retry
     return Retry(grip_last(expected))
 
 
