@@ -1,7 +1,8 @@
 """A small GRIP origin built with the real `gripcontrol` library, unchanged, as a customer's backend would be.
 
 Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certificate for the
-TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP).
+TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP), and
+/rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from gripcontrol import (
+    Channel,
     WebSocketContext,
     WebSocketEvent,
     create_grip_channel_header,
@@ -64,7 +66,49 @@ def route(path: str, query: dict[str, str], headers: dict[str, str], body: bytes
         return 200, [("Content-Type", "text/plain")], b"signed\n" if valid else b"not signed\n"
     if path == "/ws":
         return websocket_over_http(headers, body, channel)
+    if path == "/rpoll":
+        return reliable_poll(query, headers, channel)
+    if path == "/rstream":
+        return reliable_stream(query, headers, channel)
     return 404, [("Content-Type", "text/plain")], b"no such path\n"
+
+
+def reliable_poll(query: dict[str, str], headers: dict[str, str], channel: str):
+    """A long-poll held with ``prev=`` as its prev-id; asked again with Grip-Last, it answers at once."""
+    if "grip-last" in headers:
+        return 200, [("Content-Type", "text/plain")], f"recovered {headers['grip-last']}\n".encode()
+    hold = [("Grip-Hold", "response"), ("Grip-Channel", create_grip_channel_header(Channel(channel, query["prev"])))]
+    hold.append(("Grip-Timeout", query.get("timeout", "55")))
+    return 200, [("Content-Type", "text/plain"), *hold], b"timed out\n"
+
+
+def reliable_stream(query: dict[str, str], headers: dict[str, str], channel: str):
+    """A stream held with ``prev=`` as its prev-id and itself as the next link (unless ``nolink``).
+
+    Asked with Grip-Last (recovery) it appends ``recovered <Grip-Last>`` and holds again with
+    ``now=`` as the prev-id; ``end`` answers without a hold instead, and ``pages=n`` answers n-1
+    pages without a hold, each linking to the next, before holding.
+    """
+    if "grip-last" not in headers:
+        body, prev = b"stream open\n", query["prev"]
+    else:
+        page, pages = int(query.get("page", "1")), int(query.get("pages", "1"))
+        body, prev = f"recovered {headers['grip-last']}\n".encode(), query.get("now", query["prev"])
+        if page < pages:
+            link = f"</rstream?{_query({**query, 'page': str(page + 1)})}>; rel=next"
+            return 200, [("Content-Type", "text/plain"), ("Grip-Link", link)], f"page {page}\n".encode()
+        if "end" in query:
+            return 200, [("Content-Type", "text/plain")], body
+    hold = [("Grip-Hold", "stream"), ("Grip-Channel", create_grip_channel_header(Channel(channel, prev)))]
+    if "nolink" not in query:
+        timeout = f"; timeout={query['linktimeout']}" if "linktimeout" in query else ""
+        next_query = _query({k: v for k, v in query.items() if k not in ("prev", "page")} | {"prev": prev})
+        hold.append(("Grip-Link", f"</rstream?{next_query}>; rel=next{timeout}"))
+    return 200, [("Content-Type", "text/plain"), *hold], body
+
+
+def _query(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
 def websocket_over_http(headers: dict[str, str], body: bytes, channel: str):

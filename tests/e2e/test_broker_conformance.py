@@ -2,16 +2,20 @@
 
 Each test runs once per target and asserts the same client-visible result for both: relayed
 responses, Grip-Sig, HTTP-stream and SSE content, long-poll replacement and timeout,
-WebSocket-over-HTTP message flow, and the publish API's answers. Both sit in front of the same
-gripcontrol origin, and gripcontrol publishes to both.
+WebSocket-over-HTTP message flow, the publish API's answers, and reliable delivery (prev-id
+retries and recoveries, Grip-Last, next links, prev-id ordering, duplicate ids). Both sit in
+front of the same gripcontrol origin, and gripcontrol publishes to both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import httpx
@@ -166,3 +170,161 @@ def test_the_publish_api_answers_alike(target: Target, body: dict[str, object], 
 
 def test_a_body_that_is_not_json_is_400(target: Target) -> None:
     assert httpx.post(target.publish_url, content=b"{nope", headers=target.publish_headers).status_code == 400
+
+
+# Reliable delivery (Pushpin's prev-id, Grip-Link, Grip-Last and sequencing; docs/decisions.md).
+
+
+def publish_raw(target: Target, *items: dict[str, object]) -> None:
+    """Publish items as JSON (for fields gripcontrol does not send, such as no-seq)."""
+    response = httpx.post(target.publish_url, json={"items": list(items)}, headers=target.publish_headers)
+    assert response.status_code == 200, response.text
+
+
+def stream_item(channel: str, content: str, id: str, prev_id: str | None = None, **extra: object) -> dict[str, object]:
+    ids = {"id": id, **({"prev-id": prev_id} if prev_id is not None else {})}
+    return {"channel": channel, **ids, "formats": {"http-stream": {"content": content}}, **extra}
+
+
+async def read_until(chunks: AsyncIterator[bytes], expected: bytes, timeout_s: float = 15) -> bytes:
+    """Bytes from the stream until they are as long as ``expected`` (then compared by the caller)."""
+    got = b""
+    async with asyncio.timeout(timeout_s):
+        while len(got) < len(expected):
+            got += await anext(chunks)
+    return got
+
+
+async def held_stream(stack: AsyncExitStack, target: Target, path: str, first: bytes) -> AsyncGenerator[bytes]:
+    client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+    response = await stack.enter_async_context(client.stream("GET", f"{target.url}{path}"))
+    chunks = response.aiter_raw()
+    stack.push_async_callback(chunks.aclose)  # also keeps the stream open while the caller ignores it
+    assert await read_until(chunks, first) == first
+    return chunks
+
+
+async def subscribed(stack: AsyncExitStack, target: Target, channel: str) -> AsyncGenerator[bytes]:
+    """A plain stream holding ``channel``, past the refresh of a channel new to the broker (1 s)."""
+    watcher = await held_stream(stack, target, f"/stream?ch={channel}", b"stream open\n")
+    await asyncio.sleep(1.5)
+    return watcher
+
+
+async def test_a_long_poll_whose_prev_id_is_behind_its_channel_is_retried_with_grip_last(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        watcher = await subscribed(stack, target, "rl1")
+        await asyncio.to_thread(publish_raw, target, stream_item("rl1", "two\n", "2"))
+        assert await read_until(watcher, b"two\n") == b"two\n"  # 2 is now the channel's last id
+        async with httpx.AsyncClient(timeout=30) as client:
+            retried = await client.get(f"{target.url}/rpoll?ch=rl1&prev=1&timeout=20")
+            held = await client.get(f"{target.url}/rpoll?ch=rl1&prev=1&timeout=1")  # the last id was forgotten
+    assert (retried.status_code, retried.text) == (200, "recovered rl1; last-id=1\n")
+    assert (held.status_code, held.text) == (200, "timed out\n")
+
+
+async def test_a_long_poll_is_retried_when_a_published_item_does_not_follow_its_prev_id(target: Target) -> None:
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
+        await subscribed(stack, target, "rl2")
+        request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch=rl2&prev=1&timeout=20"))
+        for n in itertools.count():  # until one lands on the hold: a new id each time (ids repeated are dropped)
+            item = {"channel": "rl2", "id": f"3-{n}", "prev-id": "2", "http-response": {"body": "three\n"}}
+            await asyncio.to_thread(publish_raw, target, item)
+            if (await asyncio.wait({request}, timeout=0.2))[0]:
+                break
+        response = request.result()
+    assert (response.status_code, response.text) == (200, "recovered rl2; last-id=1\n")
+
+
+async def test_a_long_poll_takes_a_published_item_that_follows_its_prev_id(target: Target) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch=rl3&prev=1&timeout=20"))
+        for n in itertools.count():  # within the second before the new channel's refresh
+            item = {"channel": "rl3", "id": f"2-{n}", "prev-id": "1", "http-response": {"body": "two\n"}}
+            await asyncio.to_thread(publish_raw, target, item)
+            if (await asyncio.wait({request}, timeout=0.1))[0]:
+                break
+        response = request.result()
+    assert (response.status_code, response.text) == (200, "two\n")
+
+
+async def test_holds_on_a_channel_new_to_the_broker_ask_the_origin_again_a_second_later(target: Target) -> None:
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
+        started = time.monotonic()
+        poll = await client.get(f"{target.url}/rpoll?ch=rl4&prev=1&timeout=20")
+        assert time.monotonic() - started < 10  # not the 20 s timeout
+        chunks = await held_stream(stack, target, "/rstream?ch=rs5&prev=1&now=1", b"stream open\n")
+        recovered = b"recovered rs5; last-id=1\n"
+        assert await read_until(chunks, recovered) == recovered
+    assert (poll.status_code, poll.text) == (200, "recovered rl4; last-id=1\n")
+
+
+async def test_a_stream_that_misses_an_item_recovers_through_its_next_link(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, "rs1")
+        chunks = await held_stream(stack, target, "/rstream?ch=rs1&prev=1&now=3", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, stream_item("rs1", "three\n", "3", "2"))  # 2 never came
+        recovered = b"recovered rs1; last-id=1\n"
+        assert await read_until(chunks, recovered) == recovered  # "three" itself is not sent
+        await asyncio.to_thread(publish_raw, target, stream_item("rs1", "four\n", "4", "3"))
+        assert await read_until(chunks, b"four\n") == b"four\n"
+
+
+async def test_a_stream_whose_first_hold_is_behind_its_channel_recovers_at_once(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        watcher = await subscribed(stack, target, "rs2")
+        await asyncio.to_thread(publish_raw, target, stream_item("rs2", "five\n", "5"))
+        assert await read_until(watcher, b"five\n") == b"five\n"
+        chunks = await held_stream(stack, target, "/rstream?ch=rs2&prev=4&now=5", b"stream open\n")
+        recovered = b"recovered rs2; last-id=4\n"
+        assert await read_until(chunks, recovered) == recovered
+
+
+async def test_a_stream_quiet_for_its_next_links_timeout_fetches_the_link(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, "rs6")
+        chunks = await held_stream(stack, target, "/rstream?ch=rs6&prev=1&now=1&linktimeout=2", b"stream open\n")
+        started = time.monotonic()
+        recovered = b"recovered rs6; last-id=1\n"
+        assert await read_until(chunks, recovered) == recovered
+    assert time.monotonic() - started >= 1.5  # not before the link's timeout
+
+
+async def test_a_recovery_answer_may_page_through_next_links_and_end_the_stream(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, "rs3")
+        chunks = await held_stream(stack, target, "/rstream?ch=rs3&prev=1&pages=2&end=1", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, stream_item("rs3", "nine\n", "9", "8"))
+        rest = b"".join([chunk async for chunk in chunks])  # the stream ends after the last page
+    assert rest == b"page 1\nrecovered rs3; last-id=1\n"
+
+
+async def test_a_stream_hold_naming_a_prev_id_without_a_next_link_ends_after_its_first_body(target: Target) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{target.url}/rstream?ch=rs4&prev=1&nolink=1")
+    assert (response.status_code, response.text) == (200, "stream open\n")
+
+
+async def test_items_published_out_of_order_reach_a_stream_in_prev_id_order(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        chunks = await held_stream(stack, target, "/stream?ch=sq1", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, stream_item("sq1", "1\n", "1"))
+        assert await read_until(chunks, b"1\n") == b"1\n"
+        await asyncio.to_thread(publish_raw, target, stream_item("sq1", "3\n", "3", "2"))  # waits for 2
+        await asyncio.to_thread(publish_raw, target, stream_item("sq1", "2\n", "2", "1"))
+        await asyncio.to_thread(publish_raw, target, stream_item("sq1", "2\n", "2", "1"))  # a duplicate id
+        await asyncio.to_thread(publish_raw, target, stream_item("sq1", "4\n", "4", "3"))
+        assert await read_until(chunks, b"2\n3\n4\n") == b"2\n3\n4\n"
+
+
+async def test_an_item_whose_predecessor_never_comes_is_sent_after_the_wait_unless_no_seq(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        chunks = await held_stream(stack, target, "/stream?ch=sq2", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, stream_item("sq2", "1\n", "1"))
+        assert await read_until(chunks, b"1\n") == b"1\n"
+        await asyncio.to_thread(publish_raw, target, stream_item("sq2", "5\n", "5", "4", **{"no-seq": True}))
+        assert await read_until(chunks, b"5\n", timeout_s=3) == b"5\n"  # no-seq: at once
+        started = time.monotonic()
+        await asyncio.to_thread(publish_raw, target, stream_item("sq2", "9\n", "9", "8"))
+        assert await read_until(chunks, b"9\n") == b"9\n"
+    assert time.monotonic() - started >= 4  # held for the message wait (5 s), then sent anyway

@@ -1,0 +1,73 @@
+"""Reliable delivery on fanmeter's own terms: what a retry or a recovery costs the customer.
+
+The client-visible rules are checked against Pushpin in test_broker_conformance.py; here a
+broker node of its own, metering into the pipeline, shows that a long-poll retried by the
+broker and a stream that recovered through its next link are each one connection (and a
+request retried before anything was held is none), and that only the published items a
+client was handed are delivered messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.broker_metering import StreamClient, close_reasons, wait_for_usage
+from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file
+
+pytestmark = pytest.mark.anyio
+
+
+def publish(node: BrokerNode, id: str, prev_id: str | None = None) -> None:
+    item = {"channel": "m1", "id": id, "formats": {"http-stream": {"content": f"item {id}\n"}}}
+    response = httpx.post(
+        node.publish_url(), json={"items": [item | ({"prev-id": prev_id} if prev_id else {})]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+
+
+async def test_a_retried_long_poll_and_a_recovered_stream_are_one_connection_each_billed_for_what_they_got(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"reliable-{account}") as node:
+        base = f"{node.url}/s/svc-a"
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            watcher = StreamClient(client, f"{base}/stream?ch=m1")  # takes every item, no prev-id
+            await watcher.open(stack)
+            await asyncio.sleep(1.5)  # past the refresh of a channel new to the node
+            await asyncio.to_thread(publish, node, "2")
+            await watcher.receive(1)
+
+            # Behind its channel when the origin answered: retried before anything was held, so the
+            # client gets a plain response and there is no held connection to bill.
+            stale = await client.get(f"{base}/rpoll?ch=m1&prev=1&timeout=20")
+            assert (stale.status_code, stale.text) == (200, "recovered m1; last-id=1\n")
+            # Held on a channel new to the node: asked again a second later, answered by the origin.
+            poll = await client.get(f"{base}/rpoll?ch=m2&prev=1&timeout=20")
+            assert (poll.status_code, poll.text) == (200, "recovered m2; last-id=1\n")
+
+            stream = StreamClient(client, f"{base}/rstream?ch=m1&prev=1&now=3")
+            await stream.open(stack)
+            await asyncio.to_thread(publish, node, "3", "2")  # the stream expects 1: it recovers instead
+            await stream.receive(1)
+            await asyncio.to_thread(publish, node, "4", "3")
+            await asyncio.wait_for(asyncio.gather(stream.receive(2), watcher.receive(3)), 15)
+    assert stream.lines == ["recovered m1; last-id=1", "item 4"]
+    assert watcher.lines == ["item 2", "item 3", "item 4"]
+    expected = {
+        "connection_minutes": 3,  # the watcher, the held long-poll and the stream: retries open nothing
+        "messages_published": 3,
+        "messages_delivered": 3 + 1,  # the stream was handed item 4 only; the long-poll none
+        "bytes_out": watcher.bytes + len(poll.content) + stream.bytes,  # recovery answers are bytes out too
+    }
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+    assert sorted(close_reasons(broker_stack_env, account)) == ["client disconnected"] * 2 + ["recovered"]
