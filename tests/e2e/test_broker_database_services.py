@@ -210,6 +210,7 @@ async def test_turning_fanout_off_ends_the_connections_already_held(deployment: 
 
         turned_off = deployment.world.client.delete(f"{FANOUT}/{service_id}", headers=deployment.engineer())
         assert turned_off.status_code == 204
+        off_at = time.monotonic()
 
         answered = await asyncio.wait_for(poll, 10)
         assert (answered.status_code, answered.text) == (403, f"Fanout is not enabled for service {service_id}\n")
@@ -217,6 +218,9 @@ async def test_turning_fanout_off_ends_the_connections_already_held(deployment: 
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert time.monotonic() - off_at < 5  # one reload (0.2 s here) and the closes, with room for a busy machine
+        refused = await client.get(f"{base}/sse?ch=off")
+        assert (refused.status_code, refused.text) == (403, f"Fanout is not enabled for service {service_id}\n")
 
     expected = {"sse": "Fanout disabled", "websocket": "Fanout disabled", "long-poll": "Fanout disabled"}
     await asyncio.sleep(0.5)  # closes are group-committed to the outbox a moment later
