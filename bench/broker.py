@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.e2e.broker_stack import TOKEN, broker_node, grip_origin, services_file  # noqa: E402
 from tests.e2e.pushpin import pushpin  # noqa: E402
 
+PHASES = ("idle", "fanout", "connect")
+
 
 @dataclass
 class Target:
@@ -50,6 +52,7 @@ class Target:
     publish_url: str
     publish_headers: dict[str, str]
     pid: int
+    origin_pid: int
 
 
 @dataclass
@@ -61,8 +64,8 @@ class Sub:
     times: list[float] = field(default_factory=list)
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants (from /proc)."""
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -71,10 +74,18 @@ def tree_rss_kib(root: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
+    pids, todo = [], [root]
     while todo:
         pid = todo.pop()
+        pids.append(pid)
         todo += children.get(pid, [])
+    return pids
+
+
+def tree_rss_kib(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants."""
+    total = 0
+    for pid in tree(root):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -82,6 +93,36 @@ def tree_rss_kib(root: int) -> int:
         except OSError:
             pass
     return total
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and all its descendants, threads included."""
+    ticks = 0
+    for pid in tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def origin_pid(origin: str) -> int:
+    """The uvicorn process serving the bench's GRIP origin (found by its port on the command line)."""
+    port = origin.rsplit(":", 1)[1]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"tests.e2e.grip_origin:app" in args and port.encode() in args:
+                return int(entry)
+    raise RuntimeError(f"no origin process for {origin}")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 async def open_stream(target: Target, path: str, marker: bytes) -> Sub:
@@ -139,8 +180,19 @@ async def publish(client: httpx.AsyncClient, target: Target, channel: str, n: in
     response.raise_for_status()
 
 
-async def measure(target: Target, idle: int, subs_n: int, burst: int, connects: int) -> dict[str, Any]:
+async def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"product": target.name}
+    if "idle" in args.only:
+        out |= await measure_idle(target, args.idle)
+    if "fanout" in args.only:
+        out |= await measure_fanout(target, args.subs, args.burst)
+    if "connect" in args.only:
+        out |= await measure_connect(target, args.connects)
+    return out
+
+
+async def measure_idle(target: Target, idle: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     base = tree_rss_kib(target.pid)
     idle_subs, idle_failed = await open_many(target, idle, "/sse?ch=idle", b"data: ready")
     await asyncio.sleep(1)
@@ -149,7 +201,11 @@ async def measure(target: Target, idle: int, subs_n: int, burst: int, connects: 
     out["rss_base_mib"] = base / 1024
     out["kib_per_idle_connection"] = (tree_rss_kib(target.pid) - base) / max(1, len(idle_subs))
     await close_all(idle_subs)
+    return out
 
+
+async def measure_fanout(target: Target, subs_n: int, burst: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     subs, _ = await open_many(target, subs_n, "/stream?ch=fan", b"stream open")
     out["subscribers"] = len(subs)
     async with httpx.AsyncClient(timeout=60) as client:
@@ -171,11 +227,21 @@ async def measure(target: Target, idle: int, subs_n: int, burst: int, connects: 
         out["burst_deliveries_per_s"] = len(subs) * burst / (last - started)
         out["burst_delivered"] = sum(s.seen - 1 for s in subs)
     await close_all(subs)
+    return out
 
+
+async def measure_connect(target: Target, connects: int) -> dict[str, Any]:
+    """New connections/s, 200 at a time, with the CPU the product (and the origin) spent on each."""
+    out: dict[str, Any] = {}
+    cpu_before, origin_before = tree_cpu_s(target.pid), tree_cpu_s(target.origin_pid)
     started = time.perf_counter()
     conns, failed = await open_many(target, connects, "/stream?ch=conn", b"stream open")
-    out["new_connections_per_s"] = len(conns) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu, origin_cpu = tree_cpu_s(target.pid) - cpu_before, tree_cpu_s(target.origin_pid) - origin_before
+    out["new_connections_per_s"] = len(conns) / elapsed
     out["connect_failed"] = failed
+    out["connect_cpu_us_per_conn"] = cpu * 1e6 / max(1, len(conns))
+    out["origin_cpu_us_per_conn"] = origin_cpu * 1e6 / max(1, len(conns))
     await close_all(conns)
     at_once, refused = await open_many(target, 200, "/stream?ch=conn", b"stream open", at_once=200)
     out["refused_of_200_at_once"] = refused
@@ -191,23 +257,30 @@ def fanmeter_target(tmp: Path, origin: str) -> Iterator[Target]:
     config = services_file(tmp / "services.json", origin)
     with broker_node(env, config, "bench") as node:
         yield Target("fanmeter", "127.0.0.1", node.port, "/s/svc-a", node.publish_url(),
-                     {"Authorization": f"Bearer {TOKEN}"}, node.process.pid)  # fmt: skip
+                     {"Authorization": f"Bearer {TOKEN}"}, node.process.pid, origin_pid(origin))  # fmt: skip
 
 
 @contextmanager
 def pushpin_target(tmp: Path, origin: str) -> Iterator[Target]:
     with pushpin(tmp, origin, message_rate=1_000_000, message_hwm=1_000_000) as node:
         port = int(node.url.rsplit(":", 1)[1])
-        yield Target("pushpin", "127.0.0.1", port, "", node.control_uri + "/publish/", {}, node.process.pid)
+        yield Target("pushpin", "127.0.0.1", port, "", node.control_uri + "/publish/", {}, node.process.pid,
+                     origin_pid(origin))  # fmt: skip
 
 
 def report(rows: list[dict[str, Any]]) -> str:
     keys = [k for k in rows[0] if k != "product"]
     lines = [f"{'':32}" + "".join(f"{r['product']:>14}" for r in rows)]
     for key in keys:
-        cells = "".join(f"{r[key]:>14,.1f}" if isinstance(r[key], float) else f"{r[key]:>14,}" for r in rows)
+        cells = "".join(_cell(r[key]) for r in rows)
         lines.append(f"{key:32}{cells}")
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:>14,.1f}"
+    return f"{value:>14,}" if isinstance(value, int) else f"  {value}"
 
 
 def main() -> None:
@@ -217,17 +290,23 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--connects", type=int, default=2_000)
     parser.add_argument("--skip-pushpin", action="store_true")
+    parser.add_argument("--skip-fanmeter", action="store_true")
+    parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
     args = parser.parse_args()
+    args.only = args.only or list(PHASES)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fanmeter-bench-broker-") as name:
         tmp = Path(name)
         with grip_origin(tmp) as origin:
-            targets = [fanmeter_target] + ([] if args.skip_pushpin else [pushpin_target])
+            targets = [t for t, skip in ((fanmeter_target, args.skip_fanmeter), (pushpin_target, args.skip_pushpin))
+                       if not skip]  # fmt: skip
             for make in targets:
                 sub = tmp / make.__name__
                 sub.mkdir()
                 with make(sub, origin) as target:
-                    rows.append(uvloop.run(measure(target, args.idle, args.subs, args.burst, args.connects)))
+                    load = load_average()
+                    row = uvloop.run(measure(target, args))
+                    rows.append(row | {"load_average": f"{load} -> {load_average()}"})
                 print(report(rows), flush=True)
     print("\nfinal\n" + report(rows))
 
