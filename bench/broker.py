@@ -7,8 +7,11 @@ raised so Pushpin neither paces nor drops), both in front of the same gripcontro
   fan-out   one publish to S stream subscribers: deliveries/s from the publish request's start
             to the last subscriber's receipt, and publish-to-receive latency p50/p99.
   burst     B back-to-back publishes (separate POSTs) to the same S subscribers: deliveries/s.
-  connect   new connections/s opening C streams 200 at a time, and connections refused or
-            failed when 200 open at once.
+  connect   new connections/s opening C streams with 200 openings in flight (each one answered
+            starts the next), the CPU per new connection of the product's processes, the origin and
+            this client; then how many of 200 opened at the same instant were refused or failed.
+A connection answered with another status than 200 counts as refused at once; one not open
+within 15 s (or closed before) as failed.
 The load client is one asyncio (uvloop) process with raw sockets, the same for both products;
 on a 2-core machine it competes with the broker for CPU, so absolute figures are a floor.
 fanmeter runs with its metering outbox on and shipping off (FANMETER_BROKER_SHIP=false).
@@ -16,6 +19,7 @@ fanmeter runs with its metering outbox on and shipping off (FANMETER_BROKER_SHIP
 Run from the repository root:
     .venv/bin/python bench/broker.py                      # N=10000 idle, S=5000, B=20, C=2000
     .venv/bin/python bench/broker.py --idle 2000 --subs 1000 --skip-pushpin
+    .venv/bin/python bench/broker.py --only connect --connects 5000
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ from tests.e2e.broker_stack import TOKEN, broker_node, grip_origin, services_fil
 from tests.e2e.pushpin import pushpin  # noqa: E402
 
 PHASES = ("idle", "fanout", "connect")
+OPEN_TIMEOUT_S = 15
 
 
 @dataclass
@@ -97,14 +103,21 @@ def tree_rss_kib(root: int) -> int:
 
 def tree_cpu_s(root: int) -> float:
     """CPU seconds (user + system) used so far by ``root`` and all its descendants, threads included."""
-    ticks = 0
+    return sum(cpu_by_process(root).values())
+
+
+def cpu_by_process(root: int) -> dict[str, float]:
+    """CPU seconds so far of ``root`` and each descendant, by process name."""
+    out: dict[str, float] = {}
     for pid in tree(root):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
+        fields = rest.split()
+        comm = name.split("(", 1)[1]
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return out
 
 
 def origin_pid(origin: str) -> int:
@@ -125,26 +138,42 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+class Refused(Exception):
+    """The product answered, but not 200: it refused the connection (counted at once, not after the timeout)."""
+
+
+def _status_ok(buffer: bytes) -> bool | None:
+    """True for a 200 status line, False for another, None while the line is incomplete."""
+    if b"\r\n" not in buffer:
+        return None
+    return buffer.split(b"\r\n", 1)[0].split(b" ", 2)[1:2] == [b"200"]
+
+
 async def open_stream(target: Target, path: str, marker: bytes) -> Sub:
-    """One client; a stream not open within 15 s counts as failed."""
-    return await asyncio.wait_for(_open_stream(target, path, marker), timeout=15)
-
-
-async def _open_stream(target: Target, path: str, marker: bytes) -> Sub:
+    """One client that reads on afterwards; a stream not open within 15 s counts as failed."""
     reader, writer = await asyncio.open_connection(target.host, target.port)
-    writer.write(f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode())
-    buffer = b""
-    while marker not in buffer:
-        chunk = await reader.read(65536)
-        if not chunk:
-            raise ConnectionError("closed before the stream opened")
-        buffer += chunk
+    try:
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            writer.write(f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode())
+            buffer = b""
+            while marker not in buffer:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError("closed before the stream opened")
+                buffer += chunk
+                if _status_ok(buffer) is False:
+                    raise Refused(buffer.split(b"\r\n", 1)[0].decode(errors="replace"))
+    except BaseException:
+        writer.close()
+        raise
     return Sub(reader, writer)
 
 
-async def open_many(target: Target, count: int, path: str, marker: bytes, at_once: int = 200) -> tuple[list[Sub], int]:
+async def open_many(target: Target, count: int, path: str, marker: bytes,
+                    at_once: int = 200) -> tuple[list[Sub], int, int]:  # fmt: skip
+    """Open ``count`` streams in batches of ``at_once``: the streams, how many were refused and how many failed."""
     subs: list[Sub] = []
-    failed = 0
+    refused = failed = 0
     for start in range(0, count, at_once):
         results = await asyncio.gather(
             *(open_stream(target, path, marker) for _ in range(min(at_once, count - start))), return_exceptions=True
@@ -152,9 +181,95 @@ async def open_many(target: Target, count: int, path: str, marker: bytes, at_onc
         for result in results:
             if isinstance(result, Sub):
                 subs.append(result)
+            elif isinstance(result, Refused):
+                refused += 1
             else:
                 failed += 1
-    return subs, failed
+    return subs, refused, failed
+
+
+class _Opening(asyncio.Protocol):
+    """A client that only opens a stream and holds it: the connect phase's lean load (no stream objects)."""
+
+    def __init__(self, request: bytes, marker: bytes, opened: asyncio.Future[None]) -> None:
+        self.request, self.marker, self.opened = request, marker, opened
+        self.buffer = b""
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.opened.done():
+            return
+        self.buffer += data
+        if _status_ok(self.buffer) is False:
+            self.opened.set_exception(Refused(self.buffer.split(b"\r\n", 1)[0].decode(errors="replace")))
+        elif self.marker in self.buffer:
+            self.opened.set_result(None)
+            self.buffer = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"closed before the stream opened ({exc})"))
+
+
+@dataclass
+class Opened:
+    held: list[asyncio.BaseTransport] = field(default_factory=list)
+    refused: int = 0
+    failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for transport in self.held:
+            transport.close()
+
+
+def _time_out(opened: asyncio.Future[None]) -> None:
+    if not opened.done():
+        opened.set_exception(TimeoutError())
+
+
+async def open_one(target: Target, request: bytes, marker: bytes, outcome: Opened) -> None:
+    """Open one stream and hold it, or count it refused (a non-200 answer) or failed (15 s, a closed socket)."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_later(OPEN_TIMEOUT_S, _time_out, opened)
+    transport = None
+    try:
+        transport, _ = await loop.create_connection(lambda: _Opening(request, marker, opened), target.host,
+                                                    target.port)  # fmt: skip
+        await opened
+        outcome.held.append(transport)
+    except Exception as error:
+        if transport is not None:
+            transport.close()
+        if isinstance(error, Refused):
+            outcome.refused += 1
+        else:
+            outcome.failed += 1
+        reason = str(error) if isinstance(error, Refused) else type(error).__name__
+        outcome.reasons[reason] = outcome.reasons.get(reason, 0) + 1
+    finally:
+        timer.cancel()
+
+
+async def open_window(target: Target, count: int, path: str, marker: bytes, window: int) -> Opened:
+    """Open ``count`` streams keeping ``window`` openings in flight: each finished one starts the next."""
+    request = f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode()
+    outcome = Opened()
+    left = count
+
+    async def opener() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await open_one(target, request, marker, outcome)
+
+    await asyncio.gather(*(opener() for _ in range(window)))
+    return outcome
 
 
 async def close_all(subs: list[Sub]) -> None:
@@ -194,9 +309,10 @@ async def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
 async def measure_idle(target: Target, idle: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     base = tree_rss_kib(target.pid)
-    idle_subs, idle_failed = await open_many(target, idle, "/sse?ch=idle", b"data: ready")
+    idle_subs, idle_refused, idle_failed = await open_many(target, idle, "/sse?ch=idle", b"data: ready")
     await asyncio.sleep(1)
     out["idle_connections"] = len(idle_subs)
+    out["idle_refused"] = idle_refused
     out["idle_failed"] = idle_failed
     out["rss_base_mib"] = base / 1024
     out["kib_per_idle_connection"] = (tree_rss_kib(target.pid) - base) / max(1, len(idle_subs))
@@ -206,7 +322,7 @@ async def measure_idle(target: Target, idle: int) -> dict[str, Any]:
 
 async def measure_fanout(target: Target, subs_n: int, burst: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    subs, _ = await open_many(target, subs_n, "/stream?ch=fan", b"stream open")
+    subs, _, _ = await open_many(target, subs_n, "/stream?ch=fan", b"stream open")
     out["subscribers"] = len(subs)
     async with httpx.AsyncClient(timeout=60) as client:
         readers = [asyncio.ensure_future(count_messages(s, 1)) for s in subs]
@@ -231,21 +347,35 @@ async def measure_fanout(target: Target, subs_n: int, burst: int) -> dict[str, A
 
 
 async def measure_connect(target: Target, connects: int) -> dict[str, Any]:
-    """New connections/s, 200 at a time, with the CPU the product (and the origin) spent on each."""
+    """New connections/s with 200 openings in flight, the CPU the product, the origin and this client spent on
+    each, then one burst of 200 opened at the same instant."""
     out: dict[str, Any] = {}
-    cpu_before, origin_before = tree_cpu_s(target.pid), tree_cpu_s(target.origin_pid)
-    started = time.perf_counter()
-    conns, failed = await open_many(target, connects, "/stream?ch=conn", b"stream open")
+    cpu_before, origin_before = cpu_by_process(target.pid), tree_cpu_s(target.origin_pid)
+    client_before, started = time.process_time(), time.perf_counter()
+    opened = await open_window(target, connects, "/stream?ch=conn", b"stream open", window=200)
     elapsed = time.perf_counter() - started
-    cpu, origin_cpu = tree_cpu_s(target.pid) - cpu_before, tree_cpu_s(target.origin_pid) - origin_before
-    out["new_connections_per_s"] = len(conns) / elapsed
-    out["connect_failed"] = failed
-    out["connect_cpu_us_per_conn"] = cpu * 1e6 / max(1, len(conns))
-    out["origin_cpu_us_per_conn"] = origin_cpu * 1e6 / max(1, len(conns))
-    await close_all(conns)
-    at_once, refused = await open_many(target, 200, "/stream?ch=conn", b"stream open", at_once=200)
-    out["refused_of_200_at_once"] = refused
-    await close_all(at_once)
+    client_cpu = time.process_time() - client_before
+    by_process = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_process(target.pid).items()}
+    cpu, origin_cpu = sum(by_process.values()), tree_cpu_s(target.origin_pid) - origin_before
+    held = max(1, len(opened.held))
+    parts = ", ".join(f"{k} {v * 1e6 / held:,.0f}" for k, v in sorted(by_process.items(), key=lambda kv: -kv[1]))
+    print(f"{target.name}: CPU us per new connection by process: {parts}", flush=True)
+    out["new_connections_per_s"] = len(opened.held) / elapsed
+    out["connect_refused"] = opened.refused
+    out["connect_failed"] = opened.failed
+    out["connect_cpu_us_per_conn"] = cpu * 1e6 / held
+    out["origin_cpu_us_per_conn"] = origin_cpu * 1e6 / held
+    out["client_cpu_us_per_conn"] = client_cpu * 1e6 / held
+    opened.close()
+    await asyncio.sleep(1)
+    burst = await open_window(target, 200, "/stream?ch=conn", b"stream open", window=200)
+    out["refused_of_200_at_once"] = burst.refused
+    out["failed_of_200_at_once"] = burst.failed
+    burst.close()
+    for outcome in (opened, burst):
+        for reason, n in outcome.reasons.items():
+            print(f"{target.name}: {n} x {reason}", flush=True)
+    await asyncio.sleep(0.5)
     return out
 
 
@@ -261,8 +391,8 @@ def fanmeter_target(tmp: Path, origin: str) -> Iterator[Target]:
 
 
 @contextmanager
-def pushpin_target(tmp: Path, origin: str) -> Iterator[Target]:
-    with pushpin(tmp, origin, message_rate=1_000_000, message_hwm=1_000_000) as node:
+def pushpin_target(tmp: Path, origin: str, log_level: int) -> Iterator[Target]:
+    with pushpin(tmp, origin, message_rate=1_000_000, message_hwm=1_000_000, log_level=log_level) as node:
         port = int(node.url.rsplit(":", 1)[1])
         yield Target("pushpin", "127.0.0.1", port, "", node.control_uri + "/publish/", {}, node.process.pid,
                      origin_pid(origin))  # fmt: skip
@@ -292,16 +422,22 @@ def main() -> None:
     parser.add_argument("--skip-pushpin", action="store_true")
     parser.add_argument("--skip-fanmeter", action="store_true")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
+    parser.add_argument("--pushpin-log-level", type=int, default=1,
+                        help="Pushpin's log_level (2, Debian's default, logs each request in 3 processes)")  # fmt: skip
     args = parser.parse_args()
     args.only = args.only or list(PHASES)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fanmeter-bench-broker-") as name:
         tmp = Path(name)
         with grip_origin(tmp) as origin:
-            targets = [t for t, skip in ((fanmeter_target, args.skip_fanmeter), (pushpin_target, args.skip_pushpin))
-                       if not skip]  # fmt: skip
-            for make in targets:
-                sub = tmp / make.__name__
+            targets: list[tuple[str, Callable[[Path, str], AbstractContextManager[Target]], bool]] = [
+                ("fanmeter", fanmeter_target, args.skip_fanmeter),
+                ("pushpin", partial(pushpin_target, log_level=args.pushpin_log_level), args.skip_pushpin),
+            ]
+            for name, make, skip in targets:
+                if skip:
+                    continue
+                sub = tmp / name
                 sub.mkdir()
                 with make(sub, origin) as target:
                     load = load_average()

@@ -38,7 +38,7 @@ stats_connection_ttl=120
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port={http_port}
 logdir={log}
-log_level=2
+log_level={log_level}
 client_buffer_size=8192
 client_maxconn=50000
 [proxy]
@@ -71,8 +71,12 @@ stats_format=json
 
 
 @contextmanager
-def pushpin(tmp: Path, origin_url: str, message_rate: int = 2500, message_hwm: int = 25000) -> Iterator[PushpinNode]:
-    """A Pushpin in front of ``origin_url`` (WebSocket-over-HTTP route), signing with the origin's key."""
+def pushpin(tmp: Path, origin_url: str, message_rate: int = 2500, message_hwm: int = 25000,
+            log_level: int = 2) -> Iterator[PushpinNode]:  # fmt: skip
+    """A Pushpin in front of ``origin_url`` (WebSocket-over-HTTP route), signing with the origin's key.
+
+    ``log_level`` 2 (Debian's default) logs every request in the proxy, the handler and zurl; 1 logs warnings only.
+    """
     tag = uuid.uuid4().hex[:6]
     run, log = tmp / f"pushpin-{tag}-run", tmp / f"pushpin-{tag}-log"
     run.mkdir()
@@ -86,7 +90,7 @@ def pushpin(tmp: Path, origin_url: str, message_rate: int = 2500, message_hwm: i
         CONFIG.format(
             run=run, tag=tag, http_port=http_port, log=log, routes=routes, key=GRIP_KEY, push_in=free_port(),
             push_sub=free_port(), publish_port=publish_port, command=free_port(), message_rate=message_rate,
-            message_hwm=message_hwm,
+            message_hwm=message_hwm, log_level=log_level,
         )
     )  # fmt: skip
     out = tmp / f"pushpin-{tag}.out"
