@@ -17,7 +17,7 @@ on a 2-core machine it competes with the broker for CPU, so absolute figures are
 fanmeter runs with its metering outbox on and shipping off (FANMETER_BROKER_SHIP=false).
 
 Run from the repository root:
-    .venv/bin/python bench/broker.py                      # N=10000 idle, S=5000, B=20, C=2000
+    .venv/bin/python bench/broker.py                      # N=10000 idle, S=5000, B=20, C=5000
     .venv/bin/python bench/broker.py --idle 2000 --subs 1000 --skip-pushpin
     .venv/bin/python bench/broker.py --only connect --connects 5000
 """
@@ -418,7 +418,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--subs", type=int, default=5_000)
     parser.add_argument("--burst", type=int, default=20)
-    parser.add_argument("--connects", type=int, default=2_000)
+    parser.add_argument("--connects", type=int, default=5_000)
     parser.add_argument("--skip-pushpin", action="store_true")
     parser.add_argument("--skip-fanmeter", action="store_true")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
