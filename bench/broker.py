@@ -335,13 +335,14 @@ async def measure_fanout(target: Target, subs_n: int, burst: int) -> dict[str, A
         out["latency_ms_p50"] = statistics.median(latencies)
         out["latency_ms_p99"] = latencies[int(len(latencies) * 0.99) - 1]
         readers = [asyncio.ensure_future(count_messages(s, 1 + burst)) for s in subs]
-        started = time.perf_counter()
+        cpu_before, started = tree_cpu_s(target.pid), time.perf_counter()
         for n in range(1, burst + 1):
             await publish(client, target, "fan", n)
         await asyncio.wait_for(asyncio.gather(*readers), timeout=300)
         last = max(s.times[-1] for s in subs)
         out["burst_deliveries_per_s"] = len(subs) * burst / (last - started)
         out["burst_delivered"] = sum(s.seen - 1 for s in subs)
+        out["burst_cpu_us_per_delivery"] = (tree_cpu_s(target.pid) - cpu_before) * 1e6 / max(1, out["burst_delivered"])
     await close_all(subs)
     return out
 
