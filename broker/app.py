@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 from broker import grip
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
@@ -43,6 +44,8 @@ GC_YOUNG_THRESHOLD = 10_000
 PUBLISH_PATH = re.compile(r"^/service/([^/]+)/publish/$")
 PREFIX_PATH = re.compile(r"^/s/([^/]+)(/.*)?$")
 MAX_REQUEST_BYTES = 1_000_000
+# Characters a path keeps as they are when it has to be percent-encoded again (RFC 3986 pchar and "/").
+PATH_SAFE = "/:@!$&'()*+,;=~"
 
 
 @dataclass
@@ -129,23 +132,22 @@ class Broker:
                 return
 
     def route(self, scope: Scope) -> tuple[ServiceConfig | None, str, str | None]:
-        """The service a client request is for, the origin path, or a reason it has none."""
+        """The service a client request is for, the origin's request target, or a reason it has none."""
         path: str = scope["path"]
-        query = scope.get("query_string", b"").decode("latin-1")
         match = PREFIX_PATH.match(path)
         if match:
             service = self.config.services.get(match.group(1))
-            rest = match.group(2) or "/"
+            target = origin_target(scope, match)
             if service is None:
-                return None, rest, f"Unknown service {match.group(1)}"
+                return None, target, f"Unknown service {match.group(1)}"
         else:
             host = header(request_headers(scope), "host") or ""
-            service, rest = self.config.by_host(host), path
+            service, target = self.config.by_host(host), origin_target(scope)
             if service is None:
-                return None, rest, f"No service is configured for host {host!r} (or use /s/<service_id>/...)"
+                return None, target, f"No service is configured for host {host!r} (or use /s/<service_id>/...)"
         if not service.fanout_enabled:
-            return None, rest, f"Fanout is not enabled for service {service.service_id}"
-        return service, rest + (f"?{query}" if query else ""), None
+            return None, target, f"Fanout is not enabled for service {service.service_id}"
+        return service, target, None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = PUBLISH_PATH.match(scope["path"])
@@ -250,6 +252,27 @@ def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[
     if not (known or any(hmac.compare_digest(digest, h.encode()) for h in service.publish_token_hashes)):
         return 403, f"Forbidden: the token is not a publish token of service {service.service_id}\n"
     return None
+
+
+def origin_target(scope: Scope, prefix: re.Match[str] | None = None) -> str:
+    """The request target for the origin: the client's path as it sent it (percent-encoding kept), less the
+    ``/s/<service_id>`` prefix that ``prefix`` matched, and its query.
+
+    >>> scope = {"path": "/s/a/x y", "raw_path": b"/s/a/x%20y", "query_string": b"q=1"}
+    >>> origin_target(scope, PREFIX_PATH.match(scope["path"]))
+    '/x%20y?q=1'
+    """
+    raw: bytes | None = scope.get("raw_path")
+    if prefix is None:
+        path = raw.decode("latin-1") if raw else quote(scope["path"], safe=PATH_SAFE)
+    else:
+        parts = raw.decode("latin-1").split("/", 3) if raw else []
+        if len(parts) >= 3 and unquote(parts[2]) == prefix.group(1):
+            path = "/" + parts[3] if len(parts) == 4 else "/"
+        else:  # no raw path, or one that does not spell the prefix plainly
+            path = quote(prefix.group(2) or "/", safe=PATH_SAFE)
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def _forwarded_for(scope: Scope) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """A small GRIP origin built with the real `gripcontrol` library, unchanged, as a customer's backend would be.
 
 Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certificate for the
-TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP), and
-/rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last).
+TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP),
+/rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), and /raw/...
+(answers the request target as it arrived).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-    status, out_headers, out_body = route(scope["path"], query, headers, body)
+    if scope["path"].startswith("/raw/"):  # the request target exactly as it arrived
+        raw = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        status, out_headers, out_body = 200, [("Content-Type", "text/plain")], raw
+    else:
+        status, out_headers, out_body = route(scope["path"], query, headers, body)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.encode(), v.encode()) for k, v in out_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": out_body})

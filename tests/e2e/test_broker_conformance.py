@@ -80,6 +80,11 @@ def test_a_plain_response_is_relayed(target: Target) -> None:
     assert (response.status_code, response.text, response.headers["x-origin"]) == (200, "plain answer\n", "yes")
 
 
+def test_the_path_reaches_the_origin_as_the_client_encoded_it(target: Target) -> None:
+    response = httpx.get(f"{target.url}/raw/caf%C3%A9%20au%2Flait?q=a%20b")
+    assert (response.status_code, response.text) == (200, "/raw/caf%C3%A9%20au%2Flait?q=a%20b")
+
+
 def test_the_origin_validates_the_grip_sig(target: Target) -> None:
     assert httpx.get(f"{target.url}/sig").text == "signed\n"
 
