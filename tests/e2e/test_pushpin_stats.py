@@ -79,7 +79,7 @@ def pushpin_with_stats(tmp: Path, origin_url: str) -> Iterator[Pushpin]:
         text.format(
             run=run, tag=tag, http_port=http_port, log=log, routes=routes, key=GRIP_KEY, push_in=free_port(),
             push_sub=free_port(), publish_port=publish_port, command=free_port(), message_rate=2500,
-            message_hwm=25000,
+            message_hwm=25000, log_level=2,
         )
     )  # fmt: skip
     out = tmp / "pushpin.out"
