@@ -23,6 +23,15 @@ from metering.orm import UsageDaily
 Accounts = Sequence[str] | None  # None: every account
 
 
+# Each usage measure summed, in the usage report's order (``ServiceUsage``'s fields).
+_SUMS = (
+    func.sum(UsageDaily.connection_minutes),
+    func.sum(UsageDaily.messages_published),
+    func.sum(UsageDaily.messages_delivered),
+    func.sum(UsageDaily.bytes_out),
+)
+
+
 def account_ids(conn: Connection, only: Accounts = None) -> list[str]:
     """Ids of the accounts (all, or those of ``only`` that exist), sorted."""
     query = select(Account.id).order_by(Account.id)
@@ -38,10 +47,7 @@ def monthly_usage(conn: Connection, month: Month, only: Accounts = None) -> dict
         select(
             daily.account_id,
             daily.service_id,
-            func.sum(daily.connection_minutes),
-            func.sum(daily.messages_published),
-            func.sum(daily.messages_delivered),
-            func.sum(daily.bytes_out),
+            *_SUMS,
         )
         .where(daily.day >= month.first_day, daily.day <= month.last_day)
         .group_by(daily.account_id, daily.service_id)
@@ -55,12 +61,6 @@ def monthly_usage(conn: Connection, month: Month, only: Accounts = None) -> dict
     return {account_id: UsageReport(account_id, month, tuple(rows)) for account_id, rows in services.items()}
 
 
-_SUMS = (
-    func.sum(UsageDaily.connection_minutes),
-    func.sum(UsageDaily.messages_published),
-    func.sum(UsageDaily.messages_delivered),
-    func.sum(UsageDaily.bytes_out),
-)
 # Built once: the usage API runs it on every request.
 _ONE_ACCOUNT_MONTH = (
     select(UsageDaily.service_id, *_SUMS)
@@ -101,10 +101,7 @@ def usage_by_month(
             month_of,
             daily.account_id,
             daily.service_id,
-            func.sum(daily.connection_minutes),
-            func.sum(daily.messages_published),
-            func.sum(daily.messages_delivered),
-            func.sum(daily.bytes_out),
+            *_SUMS,
         )
         .where(daily.day >= min(months).first_day, daily.day <= max(months).last_day)
         .group_by(month_of, daily.account_id, daily.service_id)
