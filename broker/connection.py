@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 
 from broker.config import ServiceConfig
@@ -38,13 +39,16 @@ class Connection:
     bytes_in: int = 0
     dropped: int = 0
     channels: set[str] = field(default_factory=set)
-    queue: asyncio.Queue[Delivery] = field(init=False)
     who: Subject = field(init=False)
+    # The queue is a deque and one future its hold waits on, resolved by ``wake``: a publish to
+    # thousands of connections wakes each hold once, without asyncio.Queue's getter bookkeeping, and
+    # the hub decides when (docs/decisions.md, "Broker CPU").
+    _pending: deque[Delivery] = field(default_factory=deque, init=False, repr=False)
+    _ready: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _ended: asyncio.Future[Ending] | None = field(default=None, init=False, repr=False)
     _refresh: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.queue_size)
         self.who = Subject(self.service.account_id, self.service.service_id)  # once: the delivery path uses it
 
     @property
@@ -76,24 +80,54 @@ class Connection:
 
     def offer(self, delivery: Delivery) -> bool:
         """Queue a delivery; a full queue (slow consumer) drops it, counted here and never as delivered."""
-        try:
-            self.queue.put_nowait(delivery)
-        except asyncio.QueueFull:
+        if len(self._pending) >= self.queue_size:
             self.dropped += 1
             return False
+        self._pending.append(delivery)
         return True
+
+    def wake(self) -> None:
+        """Let a hold waiting in ``ready`` take what is queued (the hub wakes holds a slice at a time)."""
+        ready = self._ready
+        if ready is not None and self._pending and not ready.done():
+            ready.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def ready(self) -> asyncio.Future[None]:
+        """Resolved while something is queued: the one thing a hold waits on for deliveries.
+
+        A hold that gave up waiting (timeout, cancellation) simply asks again: a spent or cancelled
+        future is replaced here.
+        """
+        ready = self._ready
+        if ready is None or ready.cancelled() or (ready.done() and not self._pending):
+            ready = self._ready = asyncio.get_running_loop().create_future()
+        if self._pending and not ready.done():
+            ready.set_result(None)
+        return ready
+
+    async def next_batch(self, limit: int = 1000) -> list[Delivery]:
+        """Wait for deliveries; then take what is queued (up to ``limit``): one client write for all of them."""
+        if not self._pending:
+            await self.ready()
+        return self.take(limit)
+
+    def take(self, limit: int = 1000) -> list[Delivery]:
+        """What is queued, oldest first (up to ``limit``), taken off the queue."""
+        pending = self._pending
+        if len(pending) <= limit:
+            batch = list(pending)
+            pending.clear()
+            return batch
+        return [pending.popleft() for _ in range(limit)]
 
     def drain(self) -> list[Delivery]:
         """Everything queued, taken off the queue."""
-        return [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        return self.take(len(self._pending))
 
     def discard_queued(self) -> None:
         """Forget what is queued: the broker asks the origin for it instead (never counted as dropped)."""
-        self.drain()
-
-    def take_ready(self, first: Delivery, limit: int = 1000) -> list[Delivery]:
-        """``first`` and whatever else is already queued: one write to the client for all of them."""
-        batch = [first]
-        while len(batch) < limit and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        return batch
+        self._pending.clear()

@@ -84,27 +84,24 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
     if stale:
         return _retry(ctx, conn, stale, expected)
     await open_connection(ctx, conn, ())
-    got = asyncio.ensure_future(conn.queue.get())
-    try:
-        done = await first_of(disconnect, got, conn.ended, conn.refresh_due, timeout=hold.timeout_s)
-        if conn.ended in done:
-            ending = conn.ended.result()
-            await respond_text(send, ending.status, f"{ending.message}\n")
-            return ending.reason
-        if conn.refresh_due in done and got not in done:
-            return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
-        if got in done:
-            delivery: Delivery = got.result()
-            if not follows(expected.get(delivery.item.channel), delivery.item):
-                return _retry(ctx, conn, (delivery.item.channel,), expected)
-            await _answer(ctx, conn, delivery, send, disconnect)
-            return "published"
-        if disconnect in done:
-            return "client disconnected"
-        await _relay(send, conn, timeout_reply)
-        return "timeout"
-    finally:
-        got.cancel()
+    got = conn.ready()
+    done = await first_of(disconnect, got, conn.ended, conn.refresh_due, timeout=hold.timeout_s)
+    if conn.ended in done:
+        ending = conn.ended.result()
+        await respond_text(send, ending.status, f"{ending.message}\n")
+        return ending.reason
+    if conn.refresh_due in done and got not in done:
+        return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
+    if got in done:
+        delivery = conn.take(1)[0]
+        if not follows(expected.get(delivery.item.channel), delivery.item):
+            return _retry(ctx, conn, (delivery.item.channel,), expected)
+        await _answer(ctx, conn, delivery, send, disconnect)
+        return "published"
+    if disconnect in done:
+        return "client disconnected"
+    await _relay(send, conn, timeout_reply)
+    return "timeout"
 
 
 def _retry(ctx: HoldContext, conn: Connection, stale: tuple[str, ...], expected: dict[str, str | None]) -> Retry:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from broker.connection import Connection, Delivery
@@ -17,6 +19,10 @@ LINGER_S = 60.0
 # asks its origin again, a stream with a next link fetches it. Anything published between the
 # origin's answer and the subscription taking effect is recovered that way.
 SUBSCRIBED_DELAY_S = 1.0
+# Holds woken per turn of the event loop. Between slices the loop reads the sockets again, so a
+# publish arriving while thousands of holds are still being written to joins their queues, and
+# each of those connections gets both items in one write (docs/decisions.md, "Broker CPU").
+WAKE_SLICE = 256
 
 
 class Hub:
@@ -40,6 +46,8 @@ class Hub:
         self.on_first: Callable[[ChannelKey], None] = lambda _key: None
         self.on_last: Callable[[ChannelKey], None] = lambda _key: None
         self.settle: Callable[[], Awaitable[None]] = _nothing
+        self._to_wake: deque[Connection] = deque()
+        self._waking = False
 
     async def settled(self) -> None:
         """Return once subscriptions made so far are in effect everywhere (Redis: SUBSCRIBE sent)."""
@@ -114,12 +122,29 @@ class Hub:
         item_key = f"{next(self._keys)}"
         # One Delivery per format, shared by every subscriber that takes it.
         deliveries = {name: Delivery(item, fmt, item_key) for name, fmt in item.formats.items()}
-        queued = 0
-        for conn in list(subs):
+        queued, to_wake = 0, self._to_wake
+        for conn in subs:  # offer() only queues: nothing here changes the subscriptions
             delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
             if delivery is not None and conn.offer(delivery):
                 queued += 1
+                if conn.queued == 1:  # with more queued, it is waiting to be woken already
+                    to_wake.append(conn)
+        if to_wake and not self._waking:
+            self._wake_slice()
         return queued
+
+    def _wake_slice(self) -> None:
+        """Wake the next ``WAKE_SLICE`` holds with something queued; the rest on the next turn of the loop."""
+        to_wake = self._to_wake
+        for _ in range(min(WAKE_SLICE, len(to_wake))):
+            to_wake.popleft().wake()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop, so nobody waits (the hub driven directly, as in unit tests)
+            to_wake.clear()
+        self._waking = bool(to_wake)
+        if to_wake:
+            loop.call_soon(self._wake_slice)
 
 
 def _take_due(deadlines: dict[ChannelKey, float], now: float) -> list[ChannelKey]:

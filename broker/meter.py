@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +31,25 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(slots=True)
+class _Delivered:
+    """One published item's deliveries on this node since the last flush."""
+
+    who: Subject
+    channel: str
+    count: int
+    bytes: int
+
+
 class Meter:
     def __init__(self, writer: OutboxWriter, node: str, clock: Clock = utc_now) -> None:
         self._writer = writer
         self._node = node
         self._clock = clock
         self.open: dict[str, Connection] = {}
-        # (subject, channel, item key) -> [count, bytes] since the last flush
-        self._delivered: dict[tuple[Subject, str, str], list[int]] = {}
+        # item key -> its deliveries since the last flush. The hub gives each published item its own
+        # key, so the key alone names the item's account, service and channel (and hashes cheaply).
+        self._delivered: dict[str, _Delivered] = {}
         self.delivered_total = 0
         self.dropped_total = 0
 
@@ -67,9 +79,12 @@ class Meter:
 
     def delivered(self, conn: Connection, channel: str, item_key: str, size: int) -> None:
         """Count one delivery the client write accepted."""
-        totals = self._delivered.setdefault((conn.who, channel, item_key), [0, 0])
-        totals[0] += 1
-        totals[1] += size
+        totals = self._delivered.get(item_key)
+        if totals is None:
+            self._delivered[item_key] = _Delivered(conn.who, channel, 1, size)
+        else:
+            totals.count += 1
+            totals.bytes += size
         self.delivered_total += 1
 
     def flush_delivered(self) -> None:
@@ -79,8 +94,8 @@ class Meter:
         self._delivered = {}
         self._writer.enqueue(
             [
-                events.message_event("delivered", self._node, new_id(), at, who, channel, count, size)
-                for (who, channel, _key), (count, size) in pending.items()
+                events.message_event("delivered", self._node, new_id(), at, d.who, d.channel, d.count, d.bytes)
+                for d in pending.values()
             ]
         )
 

@@ -110,27 +110,23 @@ class _Stream:
 
     async def _wait(self) -> list[Delivery]:
         """The next published items; keep-alive content, or a recovery, when their timers run out first."""
+        if self.link is None and self.keep_alive is None:  # the common stream: nothing but items to wait for
+            return await self.conn.next_batch()
         timeout = self._timeout()
         if self.link is not None:
             return await self._wait_with_link(timeout)
-        if timeout is None:
-            return self.conn.take_ready(await self.conn.queue.get())
-        try:
-            return self.conn.take_ready(await asyncio.wait_for(self.conn.queue.get(), timeout))
-        except TimeoutError:
-            assert self.keep_alive is not None
-            await self._write(self.keep_alive.content)
-            return []
+        if await first_of(self.conn.ready(), timeout=timeout):
+            return self.conn.take()
+        assert self.keep_alive is not None
+        await self._write(self.keep_alive.content)
+        return []
 
     async def _wait_with_link(self, timeout: float | None) -> list[Delivery]:
         """As ``_wait``, and a stream with a next link also recovers when its channel is refreshed."""
-        got = asyncio.ensure_future(self.conn.queue.get())
-        try:
-            done = await first_of(got, self.conn.refresh_due, timeout=timeout)
-        finally:
-            got.cancel()
+        got = self.conn.ready()
+        done = await first_of(got, self.conn.refresh_due, timeout=timeout)
         if got in done:
-            return self.conn.take_ready(got.result())
+            return self.conn.take()
         if done:
             self.conn.take_refresh()
             return await self._recover()  # the channel is new here: ask what was published meanwhile
@@ -174,12 +170,16 @@ class _Stream:
         body = b"".join(d.format.content for d in taken if isinstance(d.format, HttpStreamFormat))
         if not body:
             return
-        await self._write(body)
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})  # _write, inlined: hot
+        self.conn.bytes_out += len(body)
         if self.disconnect.done():
             return
+        conn, meter = self.conn, self.ctx.meter
         for d in taken:
             assert isinstance(d.format, HttpStreamFormat)
-            self.ctx.meter.delivered(self.conn, d.item.channel, d.item_key, len(d.format.content))
+            meter.delivered(conn, d.item.channel, d.item_key, len(d.format.content))
+        if self.link is None:
+            return
         self.active.update(d.item.channel for d in taken)
         if self.active >= self.channels.keys():  # every channel is alive: no need to ask for a while
             self._restart_link_timer()

@@ -95,10 +95,10 @@ async def websocket_session(ctx: HoldContext, origins: Origins, service: Service
 async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Send) -> str:
     conn = session.conn
     incoming = asyncio.ensure_future(receive())
-    got: asyncio.Future[Delivery] = asyncio.ensure_future(conn.queue.get())
     try:
         while session.close_code is None:
             timeout = session.keep_alive[1] if session.keep_alive else None
+            got = conn.ready()
             done = await first_of(incoming, got, conn.ended, timeout=timeout)
             if conn.ended in done:
                 ending = conn.ended.result()
@@ -113,14 +113,12 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
                 incoming = asyncio.ensure_future(receive())
                 await _from_client(ctx, session, message, send)
             if got in done:
-                await _deliver(ctx, session, conn.take_ready(got.result()), send)
-                got = asyncio.ensure_future(conn.queue.get())
+                await _deliver(ctx, session, conn.take(), send)
             if not done and session.keep_alive:
                 await _send_text(send, conn, session.keep_alive[0])
         return "closed"
     finally:
         incoming.cancel()
-        got.cancel()
 
 
 async def _client_gone(session: WsSession, code: int) -> None:

@@ -6,7 +6,7 @@ import json
 
 from broker.config import ServiceConfig
 from broker.connection import Connection
-from broker.hub import Hub
+from broker.hub import WAKE_SLICE, Hub
 from broker.publish import parse_publish_body
 from broker.reliability import LastIds, Sequencer
 
@@ -27,7 +27,7 @@ def test_an_item_is_queued_only_to_transports_that_have_a_format_in_it():
     for conn in (sse, ws, poll):
         hub.subscribe(conn, "c")
     assert hub.deliver("s1", items(STREAM_ITEM)) == 1
-    assert (sse.queue.qsize(), ws.queue.qsize(), poll.queue.qsize()) == (1, 0, 0)
+    assert (sse.queued, ws.queued, poll.queued) == (1, 0, 0)
 
 
 def test_a_channel_of_one_service_never_reaches_another_services_clients():
@@ -36,7 +36,7 @@ def test_a_channel_of_one_service_never_reaches_another_services_clients():
     hub.subscribe(mine, "c")
     hub.subscribe(theirs, "c")
     hub.deliver("s1", items(STREAM_ITEM))
-    assert (mine.queue.qsize(), theirs.queue.qsize()) == (1, 0)
+    assert (mine.queued, theirs.queued) == (1, 0)
 
 
 def test_a_full_queue_drops_deliveries_and_counts_them_as_dropped():
@@ -44,7 +44,7 @@ def test_a_full_queue_drops_deliveries_and_counts_them_as_dropped():
     slow = Connection("1", SVC, "http-stream", 2)
     hub.subscribe(slow, "c")
     assert hub.deliver("s1", items(STREAM_ITEM, STREAM_ITEM, STREAM_ITEM)) == 2
-    assert (slow.queue.qsize(), slow.dropped) == (2, 1)
+    assert (slow.queued, slow.dropped) == (2, 1)
 
 
 def test_first_and_last_subscriber_of_a_channel_are_announced_once():
@@ -67,9 +67,8 @@ def test_ready_deliveries_are_taken_together_for_one_write():
     conn = Connection("1", SVC, "sse", 10)
     hub.subscribe(conn, "c")
     hub.deliver("s1", items(STREAM_ITEM, STREAM_ITEM, STREAM_ITEM))
-    first = conn.queue.get_nowait()
-    assert len(conn.take_ready(first)) == 3
-    assert conn.queue.empty()
+    assert len(conn.take()) == 3
+    assert conn.queued == 0
 
 
 class Clock:
@@ -93,7 +92,7 @@ async def _items_in_prev_id_order() -> None:  # in a loop: the tick also refresh
     hub.deliver("s1", items(seq_item("2", "1"), seq_item("9", "8")))
     assert [d.item.id for d in conn.drain()] == ["1", "2", "3"]
     clock.now = 4.9
-    assert (hub.tick(), conn.queue.qsize()) == (0, 0)
+    assert (hub.tick(), conn.queued) == (0, 0)
     clock.now = 5.0
     assert (hub.tick(), [d.item.id for d in conn.drain()]) == (1, ["9"])
     assert hub.last_ids.get(("s1", "c")) == "9"
@@ -157,3 +156,55 @@ async def _refreshed_once() -> None:
 
 def seq_item(id: str, prev: str | None = None) -> str:
     return json.dumps({"channel": "c", "id": id, **({"prev-id": prev} if prev else {}), "http-stream": {"content": id}})
+
+
+def test_a_hold_waiting_for_deliveries_takes_everything_queued_when_woken():
+    asyncio.run(_woken_with_everything_queued())
+
+
+async def _woken_with_everything_queued() -> None:
+    hub = Hub()
+    conn = Connection("1", SVC, "sse", 10)
+    hub.subscribe(conn, "c")
+    waiting = asyncio.ensure_future(conn.next_batch())
+    await asyncio.sleep(0)
+    hub.deliver("s1", items(STREAM_ITEM, STREAM_ITEM))
+    assert len(await waiting) == 2
+    assert conn.queued == 0
+
+
+def test_a_hold_that_stopped_waiting_is_woken_the_next_time_it_waits():
+    asyncio.run(_woken_after_a_cancelled_wait())
+
+
+async def _woken_after_a_cancelled_wait() -> None:
+    hub = Hub()
+    conn = Connection("1", SVC, "sse", 10)
+    hub.subscribe(conn, "c")
+    gave_up = asyncio.ensure_future(conn.next_batch())
+    await asyncio.sleep(0)
+    gave_up.cancel()  # e.g. a keep-alive timer ran out first
+    await asyncio.sleep(0)
+    hub.deliver("s1", items(STREAM_ITEM))
+    assert len(await asyncio.wait_for(conn.next_batch(), 1)) == 1
+
+
+def test_holds_are_woken_a_slice_per_loop_turn_and_a_publish_meanwhile_joins_the_same_write():
+    asyncio.run(_woken_in_slices())
+
+
+async def _woken_in_slices() -> None:
+    hub = Hub()
+    conns = [Connection(str(n), SVC, "sse", 10) for n in range(WAKE_SLICE * 2 + 10)]
+    for conn in conns:
+        hub.subscribe(conn, "c")
+    waits = [asyncio.ensure_future(conn.next_batch()) for conn in conns]
+    await asyncio.sleep(0)
+    hub.deliver("s1", items(STREAM_ITEM))
+    await asyncio.sleep(0)  # one turn: the first slice's holds take their item; the next slice is woken
+    assert sum(wait.done() for wait in waits) == WAKE_SLICE
+    hub.deliver("s1", items(STREAM_ITEM))  # a second publish while the other holds have not written yet
+    batches = await asyncio.gather(*waits)
+    sizes = sorted(len(batch) for batch in batches)
+    assert sizes == [1] * WAKE_SLICE + [2] * (len(conns) - WAKE_SLICE)  # both items in one write
+    assert sum(conn.queued for conn in conns) == WAKE_SLICE  # the first slice's second item waits its turn
