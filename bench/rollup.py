@@ -308,6 +308,9 @@ def main() -> None:
 
     print(f"\n== summary ({n:,} connections; goal: usage with month splitting in <= 1 s)")
     for name, seconds in results.items():
+        if not name.startswith("b."):  # the goal times the month split (part b), as bench/README.md says
+            print(f"{name:<32} {seconds:8.3f} s   (sessions and day rows from raw events; not the goal's measure)")
+            continue
         verdict = "meets" if seconds <= 1.0 else f"{seconds:.1f}x over"
         print(f"{name:<32} {seconds:8.3f} s   {verdict} the 1 s goal")
     print(f"process peak RSS over the timed steps (VmHWM): {_PEAK_KB[0] / 1024:,.0f} MB")

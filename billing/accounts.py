@@ -34,13 +34,8 @@ def get_account(session: Session, account_id: str) -> Account:
 _ACCOUNT_EXISTS = select(Account.id).where(Account.id == bindparam("account_id"))
 
 
-def require_account(session: Session, account_id: str) -> None:
-    """Raise ``NotFound`` unless the account exists (one Core query, for hot read paths)."""
-    require_account_on(session.connection(), account_id)
-
-
 def require_account_on(conn: Connection, account_id: str) -> None:
-    """``require_account`` on a connection the caller holds."""
+    """Raise ``NotFound`` unless the account exists (one Core query on the caller's connection, for hot read paths)."""
     if conn.execute(_ACCOUNT_EXISTS, {"account_id": account_id}).first() is None:
         raise NotFound(f"no account {account_id!r}")
 

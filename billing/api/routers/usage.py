@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -46,10 +46,10 @@ def _authorized_month(caller: Principal, account_id: str, month: str | None, now
     return _month(month, now_us)
 
 
-def _known(session: Session, account_id: str, has_rows: bool) -> None:
+def _known(conn: Connection, account_id: str, has_rows: bool) -> None:
     """404 for a missing account; rows of usage already prove it exists (a round trip saved)."""
     if not has_rows:
-        accounts.require_account(session, account_id)
+        accounts.require_account_on(conn, account_id)
 
 
 @router.get("/accounts/{account_id}/usage", response_model=UsageOut)
@@ -73,15 +73,16 @@ def _usage_json(
         caller = authenticate(conn, credentials)
         chosen = _authorized_month(caller, account_id, month, now_us)
         report = statement_store.account_month_usage(conn, account_id, chosen)
-        if report is None:  # rows of usage already prove the account exists
-            accounts.require_account_on(conn, account_id)
-            report = UsageReport(account_id, chosen, ())
+        _known(conn, account_id, report is not None)
+    if report is None:  # no usage rows: the account exists (checked above) and used nothing
+        report = UsageReport(account_id, chosen, ())
     return report.to_json()
 
 
 def _daily(session: Session, account_id: str, month: Month) -> list[DailyUsageOut]:
-    rows = metering_service.daily_usage_on(session.connection(), account_id, month)
-    _known(session, account_id, bool(rows))
+    conn = session.connection()
+    rows = metering_service.daily_usage_on(conn, account_id, month)
+    _known(conn, account_id, bool(rows))
     return [
         DailyUsageOut(
             day=row.day,
