@@ -5,7 +5,7 @@ import asyncio
 import json
 
 from broker.config import ServiceConfig
-from broker.connection import Connection
+from broker.connection import Connection, Delivery
 from broker.hub import WAKE_SLICE, Hub
 from broker.publish import parse_publish_body
 from broker.reliability import LastIds, Sequencer
@@ -158,35 +158,34 @@ def seq_item(id: str, prev: str | None = None) -> str:
     return json.dumps({"channel": "c", "id": id, **({"prev-id": prev} if prev else {}), "http-stream": {"content": id}})
 
 
-def test_a_hold_waiting_for_deliveries_takes_everything_queued_when_woken():
-    asyncio.run(_woken_with_everything_queued())
-
-
-async def _woken_with_everything_queued() -> None:
+async def _waiting_hold() -> tuple[Hub, Connection, asyncio.Future[list[Delivery]]]:
+    """A hub, one subscribed connection and its hold waiting for deliveries."""
     hub = Hub()
     conn = Connection("1", SVC, "sse", 10)
     hub.subscribe(conn, "c")
     waiting = asyncio.ensure_future(conn.next_batch())
     await asyncio.sleep(0)
-    hub.deliver("s1", items(STREAM_ITEM, STREAM_ITEM))
-    assert len(await waiting) == 2
-    assert conn.queued == 0
+    return hub, conn, waiting
+
+
+def test_a_hold_waiting_for_deliveries_takes_everything_queued_when_woken():
+    async def run() -> None:
+        hub, conn, waiting = await _waiting_hold()
+        hub.deliver("s1", items(STREAM_ITEM, STREAM_ITEM))
+        assert (len(await waiting), conn.queued) == (2, 0)
+
+    asyncio.run(run())
 
 
 def test_a_hold_that_stopped_waiting_is_woken_the_next_time_it_waits():
-    asyncio.run(_woken_after_a_cancelled_wait())
+    async def run() -> None:
+        hub, conn, gave_up = await _waiting_hold()
+        gave_up.cancel()  # e.g. a keep-alive timer ran out first
+        await asyncio.sleep(0)
+        hub.deliver("s1", items(STREAM_ITEM))
+        assert len(await asyncio.wait_for(conn.next_batch(), 1)) == 1
 
-
-async def _woken_after_a_cancelled_wait() -> None:
-    hub = Hub()
-    conn = Connection("1", SVC, "sse", 10)
-    hub.subscribe(conn, "c")
-    gave_up = asyncio.ensure_future(conn.next_batch())
-    await asyncio.sleep(0)
-    gave_up.cancel()  # e.g. a keep-alive timer ran out first
-    await asyncio.sleep(0)
-    hub.deliver("s1", items(STREAM_ITEM))
-    assert len(await asyncio.wait_for(conn.next_batch(), 1)) == 1
+    asyncio.run(run())
 
 
 def test_holds_are_woken_a_slice_per_loop_turn_and_a_publish_meanwhile_joins_the_same_write():
