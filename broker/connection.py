@@ -42,7 +42,7 @@ class Connection:
     who: Subject = field(init=False)
     # The queue is a deque and one future its hold waits on, resolved by ``wake``: a publish to
     # thousands of connections wakes each hold once, without asyncio.Queue's getter bookkeeping, and
-    # the hub decides when (docs/decisions.md, "Broker CPU").
+    # the hub decides when (docs/decisions.md, "Fan-out writes").
     _pending: deque[Delivery] = field(default_factory=deque, init=False, repr=False)
     _ready: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _ended: asyncio.Future[Ending] | None = field(default=None, init=False, repr=False)

@@ -21,7 +21,7 @@ LINGER_S = 60.0
 SUBSCRIBED_DELAY_S = 1.0
 # Holds woken per turn of the event loop. Between slices the loop reads the sockets again, so a
 # publish arriving while thousands of holds are still being written to joins their queues, and
-# each of those connections gets both items in one write (docs/decisions.md, "Broker CPU").
+# each of those connections gets both items in one write (docs/decisions.md, "Fan-out writes").
 WAKE_SLICE = 256
 
 
