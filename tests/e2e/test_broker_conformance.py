@@ -216,6 +216,18 @@ async def subscribed(stack: AsyncExitStack, target: Target, channel: str) -> Asy
     return watcher
 
 
+async def publish_until_answered(target: Target, request: asyncio.Future[httpx.Response], channel: str, id: str,
+                                 prev_id: str, body: str, poll_s: float) -> httpx.Response:  # fmt: skip
+    """Publish an ``http-response`` item with ``prev_id`` until a held long-poll answers: once the hold is
+    in place one lands on it. Each attempt gets a new id (``<id>-<n>``): an id published again is dropped."""
+    for n in itertools.count():
+        item = {"channel": channel, "id": f"{id}-{n}", "prev-id": prev_id, "http-response": {"body": body}}
+        await asyncio.to_thread(publish_raw, target, item)
+        if (await asyncio.wait({request}, timeout=poll_s))[0]:
+            break
+    return request.result()
+
+
 async def test_a_long_poll_whose_prev_id_is_behind_its_channel_is_retried_with_grip_last(target: Target) -> None:
     async with AsyncExitStack() as stack:
         watcher = await subscribed(stack, target, "rl1")
@@ -232,24 +244,15 @@ async def test_a_long_poll_is_retried_when_a_published_item_does_not_follow_its_
     async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
         await subscribed(stack, target, "rl2")
         request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch=rl2&prev=1&timeout=20"))
-        for n in itertools.count():  # until one lands on the hold: a new id each time (ids repeated are dropped)
-            item = {"channel": "rl2", "id": f"3-{n}", "prev-id": "2", "http-response": {"body": "three\n"}}
-            await asyncio.to_thread(publish_raw, target, item)
-            if (await asyncio.wait({request}, timeout=0.2))[0]:
-                break
-        response = request.result()
+        response = await publish_until_answered(target, request, "rl2", "3", "2", "three\n", poll_s=0.2)
     assert (response.status_code, response.text) == (200, "recovered rl2; last-id=1\n")
 
 
 async def test_a_long_poll_takes_a_published_item_that_follows_its_prev_id(target: Target) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch=rl3&prev=1&timeout=20"))
-        for n in itertools.count():  # within the second before the new channel's refresh
-            item = {"channel": "rl3", "id": f"2-{n}", "prev-id": "1", "http-response": {"body": "two\n"}}
-            await asyncio.to_thread(publish_raw, target, item)
-            if (await asyncio.wait({request}, timeout=0.1))[0]:
-                break
-        response = request.result()
+        # within the second before the new channel's refresh
+        response = await publish_until_answered(target, request, "rl3", "2", "1", "two\n", poll_s=0.1)
     assert (response.status_code, response.text) == (200, "two\n")
 
 
