@@ -237,8 +237,8 @@ def _link_timeout(value: str | None) -> int:
 
 def instruction_from_response(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
     """An origin response's instructions: an ``application/grip-instruct`` body, else its headers."""
-    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-    if content_type.split(";")[0].strip() == INSTRUCT_TYPE:
+    content_types = header_values(headers, "Content-Type")
+    if content_types and content_types[0].split(";")[0].strip() == INSTRUCT_TYPE:
         return instruction_from_body(body, headers)
     return instruction_from_headers(code, reason, headers, body)
 

@@ -17,7 +17,7 @@ from typing import cast
 
 import httptools
 
-Headers = tuple[tuple[str, str], ...]
+from broker.grip import Headers
 
 
 @dataclass(frozen=True, slots=True)

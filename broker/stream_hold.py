@@ -15,7 +15,7 @@ import random
 from urllib.parse import urlsplit
 
 from broker import grip
-from broker.asgi import Receive, Send, encode_headers, first_of, wait_disconnect
+from broker.asgi import Receive, Send, encode_headers, first_of, header, wait_disconnect
 from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
 from broker.grip import Hold, Instruction, NextLink
@@ -41,7 +41,7 @@ class StreamEnd(Exception):
 
 def stream_transport(response: grip.OriginResponse) -> str:
     """SSE when the origin answers ``text/event-stream``, plain HTTP streaming otherwise."""
-    content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "")
+    content_type = header(response.headers, "Content-Type") or ""
     return "sse" if content_type.split(";")[0].strip().lower() == "text/event-stream" else "http-stream"
 
 
