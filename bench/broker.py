@@ -12,8 +12,7 @@ raised so Pushpin neither paces nor drops), both in front of the same gripcontro
             this client; then how many of 200 opened at the same instant were refused or failed.
 The client's own garbage collector is paused while it times anything (its pauses, tens of ms with
 thousands of sockets open, are not the product's). A connection answered with another status
-than 200 counts as refused at once; one not open
-within 15 s (or closed before) as failed.
+than 200 counts as refused at once; one not open within 15 s (or closed before) as failed.
 The load client is one asyncio (uvloop) process with raw sockets, the same for both products;
 on a 2-core machine it competes with the broker for CPU, so absolute figures are a floor.
 fanmeter runs with its metering outbox on and shipping off (FANMETER_BROKER_SHIP=false).
@@ -166,12 +165,21 @@ def _status_ok(buffer: bytes) -> bool | None:
     return buffer.split(b"\r\n", 1)[0].split(b" ", 2)[1:2] == [b"200"]
 
 
+def _refusal(buffer: bytes) -> Refused:
+    """The refusal an answer other than 200 is, named by its status line."""
+    return Refused(buffer.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+
+def _stream_request(target: Target, path: str) -> bytes:
+    return f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode()
+
+
 async def open_stream(target: Target, path: str, marker: bytes) -> Sub:
     """One client that reads on afterwards; a stream not open within 15 s counts as failed."""
     reader, writer = await asyncio.open_connection(target.host, target.port)
     try:
         async with asyncio.timeout(OPEN_TIMEOUT_S):
-            writer.write(f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode())
+            writer.write(_stream_request(target, path))
             buffer = b""
             while marker not in buffer:
                 chunk = await reader.read(65536)
@@ -179,7 +187,7 @@ async def open_stream(target: Target, path: str, marker: bytes) -> Sub:
                     raise ConnectionError("closed before the stream opened")
                 buffer += chunk
                 if _status_ok(buffer) is False:
-                    raise Refused(buffer.split(b"\r\n", 1)[0].decode(errors="replace"))
+                    raise _refusal(buffer)
     except BaseException:
         writer.close()
         raise
@@ -222,7 +230,7 @@ class _Opening(asyncio.Protocol):
             return
         self.buffer += data
         if _status_ok(self.buffer) is False:
-            self.opened.set_exception(Refused(self.buffer.split(b"\r\n", 1)[0].decode(errors="replace")))
+            self.opened.set_exception(_refusal(self.buffer))
         elif self.marker in self.buffer:
             self.opened.set_result(None)
             self.buffer = b""
@@ -275,7 +283,7 @@ async def open_one(target: Target, request: bytes, marker: bytes, outcome: Opene
 
 async def open_window(target: Target, count: int, path: str, marker: bytes, window: int) -> Opened:
     """Open ``count`` streams keeping ``window`` openings in flight: each finished one starts the next."""
-    request = f"GET {target.prefix}{path} HTTP/1.1\r\nHost: {target.host}\r\n\r\n".encode()
+    request = _stream_request(target, path)
     outcome = Opened()
     left = count
 
