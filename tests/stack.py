@@ -10,6 +10,7 @@ with a queue of the session's own so nothing else's messages interfere.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -114,7 +115,29 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now, for a server a test starts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port nothing listens on right now, for a server a test starts.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out (bind to port 0) can be
+    taken as the local port of any outgoing connection between the test choosing it and the server
+    binding it, which made a Pushpin start in CI fail with "unable to bind".
+    """
+    low = _ephemeral_range_start()
+    for _ in range(200):
+        port = random.randrange(PORTS_FROM, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port between {PORTS_FROM} and {low}")
+
+
+PORTS_FROM = 20000
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default

@@ -7,20 +7,23 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from tests.e2e.broker_stack import GRIP_KEY, free_port, running, wait_for_port
+from tests.e2e.broker_stack import GRIP_KEY, running, wait_for_port
+from tests.stack import free_port
 
 
 @dataclass(frozen=True)
 class PushpinNode:
     url: str  # clients
     control_uri: str  # gripcontrol's control_uri (publish at control_uri + "/publish/")
+    stats_spec: str  # where Pushpin publishes its stats (ZeroMQ PUB)
     process: subprocess.Popen[bytes]
 
 
@@ -31,9 +34,9 @@ def available() -> bool:
 CONFIG = """[global]
 include={{libdir}}/internal.conf
 rundir={run}
-ipc_prefix=pp-{tag}-
+ipc_prefix=pp-
 port_offset=0
-stats_connection_ttl=120
+stats_connection_ttl={stats_connection_ttl}
 [runner]
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port={http_port}
@@ -42,7 +45,7 @@ log_level={log_level}
 client_buffer_size=8192
 client_maxconn=50000
 [proxy]
-routesfile={routes}
+routesfile={routes_file}
 sig_iss=pushpin
 sig_key={key}
 updates_check=off
@@ -65,40 +68,97 @@ id_cache_ttl=60
 connection_subscription_max=20
 subscription_linger=60
 stats_subscription_ttl=60
-stats_report_interval=10
+stats_report_interval={stats_report_interval}
 stats_format=json
 """
 
 
-@contextmanager
-def pushpin(tmp: Path, origin_url: str, message_rate: int = 2500, message_hwm: int = 25000,
-            log_level: int = 2) -> Iterator[PushpinNode]:  # fmt: skip
-    """A Pushpin in front of ``origin_url`` (WebSocket-over-HTTP route), signing with the origin's key.
+# A port chosen free can still be taken before Pushpin binds it (by another suite on the machine,
+# say); Pushpin then stops at once, and a start with fresh ports is the whole remedy.
+START_ATTEMPTS = 3
+UNIX_SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 
-    ``log_level`` 2 (Debian's default) logs every request in the proxy, the handler and zurl; 1 logs warnings only.
-    """
+
+@dataclass(frozen=True)
+class PushpinSettings:
+    """What a test may set. ``log_level`` 2 (Debian's default) logs every request in the proxy, the
+    handler and zurl; 1 logs warnings only. Each of ``routes`` is a route's selector (``*``, or with
+    ``id=``, ``path_beg=``...), all of them to the origin."""
+
+    message_rate: int = 2500
+    message_hwm: int = 25000
+    log_level: int = 2
+    routes: tuple[str, ...] = ("*",)
+    stats_connection_ttl: int = 120
+    stats_report_interval: int = 10
+
+
+@contextmanager
+def pushpin(tmp: Path, origin_url: str, **settings: Any) -> Iterator[PushpinNode]:
+    """A Pushpin in front of ``origin_url`` (WebSocket-over-HTTP routes), signing with the origin's key;
+    ``settings`` are PushpinSettings' fields."""
+    chosen = PushpinSettings(**settings)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        started = ExitStack()
+        try:
+            node = _start(started, tmp, origin_url, chosen)
+        except _PortTaken:
+            started.close()
+            if attempt == START_ATTEMPTS:
+                raise
+            continue
+        with started:
+            yield node
+        return
+
+
+class _PortTaken(RuntimeError):
+    """A Pushpin component could not bind one of its ports."""
+
+
+def _start(started: ExitStack, tmp: Path, origin_url: str, settings: PushpinSettings) -> PushpinNode:
     tag = uuid.uuid4().hex[:6]
-    run, log = tmp / f"pushpin-{tag}-run", tmp / f"pushpin-{tag}-log"
+    # Short names: the ipc sockets' paths, under ``run``, must fit in a sockaddr_un.
+    run, log = tmp / f"{tag}-run", tmp / f"{tag}-log"
+    longest_socket = run / "pp-condure-out-stream"
+    if len(str(longest_socket)) > UNIX_SOCKET_PATH_MAX:
+        # Pushpin's components would exit at start, each logging nothing about why.
+        raise ValueError(
+            f"{tmp} is too deep for Pushpin's ipc sockets: {longest_socket} is over {UNIX_SOCKET_PATH_MAX}"
+        )
     run.mkdir()
     log.mkdir()
     origin = urlsplit(origin_url)
-    routes = tmp / f"routes-{tag}"
-    routes.write_text(f"* {origin.hostname}:{origin.port},over_http\n")
+    routes_file = tmp / f"routes-{tag}"
+    routes_file.write_text(
+        "".join(f"{selector} {origin.hostname}:{origin.port},over_http\n" for selector in settings.routes)
+    )
     http_port, publish_port = free_port(), free_port()
     config = tmp / f"pushpin-{tag}.conf"
     config.write_text(
         CONFIG.format(
-            run=run, tag=tag, http_port=http_port, log=log, routes=routes, key=GRIP_KEY, push_in=free_port(),
-            push_sub=free_port(), publish_port=publish_port, command=free_port(), message_rate=message_rate,
-            message_hwm=message_hwm, log_level=log_level,
+            run=run, http_port=http_port, log=log, routes_file=routes_file, key=GRIP_KEY, push_in=free_port(),
+            push_sub=free_port(), publish_port=publish_port, command=free_port(), **asdict(settings),
         )
     )  # fmt: skip
     out = tmp / f"pushpin-{tag}.out"
-    with running(["pushpin", "--config", str(config)], {}, http_port, out) as process:
+    try:
+        process = started.enter_context(running(["pushpin", "--config", str(config)], {}, http_port, out))
         wait_for_port(publish_port, process, out)
-        node = PushpinNode(f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{publish_port}", process)
+        node = PushpinNode(
+            f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{publish_port}", f"ipc://{run}/pp-stats", process
+        )
         _wait_until_routing(node.url, process, out)
-        yield node
+    except RuntimeError as failed:
+        # The runner's own output says only which component exited; the reason is in that component's log.
+        logs = _component_logs(log)
+        kind = _PortTaken if "unable to bind" in logs or "Address already in use" in logs else RuntimeError
+        raise kind(f"{failed}\n{logs}") from failed
+    return node
+
+
+def _component_logs(log_dir: Path) -> str:
+    return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')}" for path in sorted(log_dir.glob("*.log")))
 
 
 def _wait_until_routing(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:

@@ -20,10 +20,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, AsyncExitStack, ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -35,8 +33,8 @@ from metering import service as metering_service
 from metering.bootstrap import bootstrap
 from metering.domain.instants import Month
 from tests.e2e.broker_metering import SocketClient, StreamClient, outbox_backlog
-from tests.e2e.broker_stack import GRIP_KEY, ROOT, free_port, running, stop, wait_for_port
-from tests.e2e.pushpin import CONFIG
+from tests.e2e.broker_stack import ROOT, stop
+from tests.e2e.pushpin import PushpinNode, pushpin
 from tests.stack import settings_for
 
 pytestmark = pytest.mark.anyio
@@ -47,51 +45,18 @@ ACROSS_RESTART_HOLD_S = 20.0  # open before the adapter restarts (at RESTART_AT_
 RESTART_AT_S = 8.0
 
 
-@dataclass(frozen=True)
-class Pushpin:
-    url: str
-    control_uri: str
-    stats_spec: str
-
-
 @contextmanager
-def pushpin_with_stats(tmp: Path, origin_url: str) -> Iterator[Pushpin]:
+def pushpin_with_stats(tmp: Path, origin_url: str) -> Iterator[PushpinNode]:
     """Pushpin with routes: ``chat`` (id, /chat/...), ``warmup`` (id, not in the route map), and the global route."""
     if shutil.which("pushpin") is None:
         pytest.fail("Debian's pushpin is needed: apt-get install -y pushpin (.ci/run does)")
-    tag = uuid.uuid4().hex[:6]
-    run, log = tmp / "run", tmp / "log"
-    run.mkdir()
-    log.mkdir()
-    origin = urlsplit(origin_url)
-    target = f"{origin.hostname}:{origin.port},over_http"
-    routes = tmp / "routes"
-    routes.write_text(
-        f"*,id=chat,path_beg=/chat/,path_rem=5 {target}\n"
-        f"*,id=warmup,path_beg=/warmup/,path_rem=7 {target}\n"
-        f"* {target}\n"
-    )
-    http_port, publish_port = free_port(), free_port()
-    config = tmp / "pushpin.conf"
-    text = CONFIG.replace("stats_connection_ttl=120", "stats_connection_ttl=4")
-    text = text.replace("stats_report_interval=10", "stats_report_interval=1")
-    config.write_text(
-        text.format(
-            run=run, tag=tag, http_port=http_port, log=log, routes=routes, key=GRIP_KEY, push_in=free_port(),
-            push_sub=free_port(), publish_port=publish_port, command=free_port(), message_rate=2500,
-            message_hwm=25000, log_level=2,
-        )
-    )  # fmt: skip
-    out = tmp / "pushpin.out"
-    with running(["pushpin", "--config", str(config)], {}, http_port, out) as process:
-        wait_for_port(publish_port, process, out)
-        yield Pushpin(
-            f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{publish_port}", f"ipc://{run}/pp-{tag}-stats"
-        )
+    routes = ("*,id=chat,path_beg=/chat/,path_rem=5", "*,id=warmup,path_beg=/warmup/,path_rem=7", "*")
+    with pushpin(tmp, origin_url, routes=routes, stats_connection_ttl=4, stats_report_interval=1) as node:
+        yield node
 
 
 @contextmanager
-def adapter(env: dict[str, str], pushpin: Pushpin, route_map: Path, node: str) -> Iterator[Path]:
+def adapter(env: dict[str, str], pushpin: PushpinNode, route_map: Path, node: str) -> Iterator[Path]:
     """`fanmeter pushpin-stats` in a subprocess, once it receives Pushpin's records; yields its log."""
     log = Path(env["FANMETER_DATA_DIR"]) / f"pushpin-stats-{node}-{uuid.uuid4().hex[:6]}.log"
     args = [sys.executable, "-m", "fanmeter", "pushpin-stats", "--stats-spec", pushpin.stats_spec,
@@ -105,7 +70,7 @@ def adapter(env: dict[str, str], pushpin: Pushpin, route_map: Path, node: str) -
         stop(process)
 
 
-def _wait_until_receiving(process: subprocess.Popen[bytes], log: Path, pushpin: Pushpin) -> None:
+def _wait_until_receiving(process: subprocess.Popen[bytes], log: Path, pushpin: PushpinNode) -> None:
     """Requests on the unmapped ``warmup`` route until the adapter reports records (a SUB joins late)."""
     deadline = time.monotonic() + 30
     while "receiving stats from" not in log.read_text(errors="replace"):
@@ -115,7 +80,7 @@ def _wait_until_receiving(process: subprocess.Popen[bytes], log: Path, pushpin: 
         time.sleep(0.2)
 
 
-def publish(pushpin: Pushpin, channel: str, count: int) -> None:
+def publish(pushpin: PushpinNode, channel: str, count: int) -> None:
     pub = GripPubControl({"control_uri": pushpin.control_uri})
     for n in range(count):
         pub.publish(channel, Item([HttpStreamFormat(f"{channel}-{n}\n"), WebSocketMessageFormat(f"{channel}-{n}")]),
