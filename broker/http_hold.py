@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 from broker import grip
-from broker.asgi import Receive, Send, first_of, respond, respond_text, wait_disconnect
+from broker.asgi import Receive, Send, first_of, respond, respond_text, watching_disconnect
 from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
 from broker.grip import Hold, Instruction, OriginResponse
@@ -37,16 +37,18 @@ async def serve(ctx: HoldContext, request: ClientRequest, instruction: Instructi
     if hold is None:
         await respond(send, response.code, response.body, relayable(response.headers))
     elif hold.mode is grip.HoldMode.RESPONSE:
-        await hold_response(ctx, new_connection(request, "long-poll", queue_size), request, instruction, receive, send)
+        with watching_disconnect(receive) as disconnect:
+            conn = new_connection(request, "long-poll", queue_size)
+            await hold_response(ctx, conn, request, instruction, disconnect, send)
     else:
-        conn = new_connection(request, stream_transport(response), queue_size)
-        await hold_stream(ctx, conn, request, instruction, receive, send)
+        with watching_disconnect(receive) as disconnect:
+            conn = new_connection(request, stream_transport(response), queue_size)
+            await hold_stream(ctx, conn, request, instruction, disconnect, send)
 
 
 async def hold_response(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
-                        receive: Receive, send: Send) -> None:  # fmt: skip
+                        disconnect: asyncio.Future[None], send: Send) -> None:  # fmt: skip
     """Long-poll: answer with the first published ``http-response``, or the origin's response on timeout."""
-    disconnect = asyncio.ensure_future(wait_disconnect(receive))
     reason: str | None = "client disconnected"
     try:
         while instruction.hold is not None and instruction.hold.mode is grip.HoldMode.RESPONSE:
@@ -61,7 +63,7 @@ async def hold_response(ctx: HoldContext, conn: Connection, request: ClientReque
             return
         conn.transport = stream_transport(instruction.response)  # the retry became a stream: stream it
         reason = None  # the stream closes the connection with its own reason
-        await hold_stream(ctx, conn, request, instruction, receive, send)
+        await hold_stream(ctx, conn, request, instruction, disconnect, send)
     except (GripError, OriginError) as error:
         await respond_text(send, 502, bad_gateway(error))
         reason = f"origin error: {error}"
@@ -69,7 +71,6 @@ async def hold_response(ctx: HoldContext, conn: Connection, request: ClientReque
         reason = "shutdown"
         raise
     finally:
-        disconnect.cancel()
         if reason is not None:
             release(ctx, conn, reason)
 

@@ -15,7 +15,7 @@ import random
 from urllib.parse import urlsplit
 
 from broker import grip
-from broker.asgi import Receive, Send, encode_headers, first_of, header, wait_disconnect
+from broker.asgi import Send, encode_headers, first_of, header
 from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
 from broker.grip import Hold, Instruction, NextLink
@@ -46,11 +46,11 @@ def stream_transport(response: grip.OriginResponse) -> str:
 
 
 async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
-                      receive: Receive, send: Send) -> None:  # fmt: skip
-    """Stream: send the origin's response start, then append published ``http-stream`` content until closed."""
+                      disconnect: asyncio.Future[None], send: Send) -> None:  # fmt: skip
+    """Stream: send the origin's response start, then append published ``http-stream`` content until
+    closed or until ``disconnect`` (the client went away) is done."""
     assert instruction.hold is not None
     await open_connection(ctx, conn, instruction.hold.channels)
-    disconnect = asyncio.ensure_future(wait_disconnect(receive))
     pump = asyncio.ensure_future(_Stream(ctx, conn, request, send, disconnect).run(instruction))
     reason = "client disconnected"
     try:
@@ -66,7 +66,6 @@ async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest
         raise
     finally:
         pump.cancel()
-        disconnect.cancel()
         release(ctx, conn, reason)
 
 

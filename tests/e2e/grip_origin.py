@@ -79,7 +79,10 @@ def route(path: str, query: dict[str, str], headers: dict[str, str], body: bytes
 
 
 def reliable_poll(query: dict[str, str], headers: dict[str, str], channel: str):
-    """A long-poll held with ``prev=`` as its prev-id; asked again with Grip-Last, it answers at once."""
+    """A long-poll held with ``prev=`` as its prev-id; asked again with Grip-Last, it answers at once,
+    or with ``then=stream`` holds the stream /rstream would, with ``now=`` as its prev-id."""
+    if "grip-last" in headers and query.get("then") == "stream":
+        return reliable_stream({"ch": channel, "prev": query["now"]}, {}, channel)  # a new /rstream
     if "grip-last" in headers:
         return 200, [("Content-Type", "text/plain")], f"recovered {headers['grip-last']}\n".encode()
     hold = [("Grip-Hold", "response"), ("Grip-Channel", create_grip_channel_header(Channel(channel, query["prev"])))]

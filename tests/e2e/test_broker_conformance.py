@@ -240,6 +240,16 @@ async def test_a_long_poll_whose_prev_id_is_behind_its_channel_is_retried_with_g
     assert (held.status_code, held.text) == (200, "timed out\n")
 
 
+async def test_a_long_poll_whose_retry_is_answered_with_a_stream_hold_becomes_that_stream(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        watcher = await subscribed(stack, target, "rl5")
+        await asyncio.to_thread(publish_raw, target, stream_item("rl5", "two\n", "2"))
+        assert await read_until(watcher, b"two\n") == b"two\n"  # 2 is now the channel's last id
+        chunks = await held_stream(stack, target, "/rpoll?ch=rl5&prev=1&then=stream&now=2", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, stream_item("rl5", "three\n", "3", "2"))
+        assert await read_until(chunks, b"three\n") == b"three\n"
+
+
 async def test_a_long_poll_is_retried_when_a_published_item_does_not_follow_its_prev_id(target: Target) -> None:
     async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
         await subscribed(stack, target, "rl2")

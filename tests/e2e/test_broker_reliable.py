@@ -71,3 +71,35 @@ async def test_a_retried_long_poll_and_a_recovered_stream_are_one_connection_eac
     }
     assert wait_for_usage(broker_stack_env, account, expected) == expected
     assert sorted(close_reasons(broker_stack_env, account)) == ["client disconnected"] * 2 + ["recovered"]
+
+
+async def test_a_long_poll_whose_retry_is_answered_with_a_stream_is_streamed_as_the_same_connection(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"poll-to-stream-{account}") as node:
+        base = f"{node.url}/s/svc-a"
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            watcher = StreamClient(client, f"{base}/stream?ch=m1")
+            await watcher.open(stack)
+            await asyncio.sleep(1.5)  # past the refresh of a channel new to the node
+            await asyncio.to_thread(publish, node, "2")
+            await watcher.receive(1)
+
+            # The long-poll expects 1 after item 2 was published: retried with Grip-Last, and the
+            # origin answers the retry with a stream hold expecting 2.
+            stream = StreamClient(client, f"{base}/rpoll?ch=m1&prev=1&then=stream&now=2")
+            await stream.open(stack)
+            await asyncio.to_thread(publish, node, "3", "2")
+            await asyncio.wait_for(asyncio.gather(stream.receive(1), watcher.receive(2)), 15)
+    assert stream.lines == ["item 3"]
+    expected = {
+        "connection_minutes": 2,  # the watcher and the long-poll that became a stream
+        "messages_published": 2,
+        "messages_delivered": 2 + 1,
+        "bytes_out": watcher.bytes + stream.bytes,
+    }
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+    assert sorted(close_reasons(broker_stack_env, account)) == ["client disconnected"] * 2
