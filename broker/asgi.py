@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from broker.grip import Headers
@@ -63,17 +62,6 @@ async def wait_disconnect(receive: Receive) -> None:
     """Return when the client goes away (ASGI sends ``http.disconnect`` once the body is read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-@contextmanager
-def watching_disconnect(receive: Receive) -> Iterator[asyncio.Future[None]]:
-    """A future done when the client goes away, watched while the block runs: one watcher per
-    request, however many holds it becomes (a long-poll whose retry turns into a stream)."""
-    watcher = asyncio.ensure_future(wait_disconnect(receive))
-    try:
-        yield watcher
-    finally:
-        watcher.cancel()
 
 
 async def first_of(*awaitables: asyncio.Future[Any], timeout: float | None = None) -> set[asyncio.Future[Any]]:
