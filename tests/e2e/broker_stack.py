@@ -21,12 +21,16 @@ GRIP_KEY = "origin-secret"
 TOKEN = "publish-token-a"
 
 
+class ExitedAtStart(RuntimeError):
+    """A server process ended before it was ready."""
+
+
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:
     """Wait until ``port`` accepts connections (the server's own readiness), failing fast if it died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"process exited at start:\n{log.read_text(errors='replace')}")
+            raise ExitedAtStart(f"process exited at start:\n{log.read_text(errors='replace')}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
