@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -32,20 +33,33 @@ def publish(node: BrokerNode, id: str, prev_id: str | None = None) -> None:
     assert response.status_code == 200, response.text
 
 
+@contextmanager
+def node_of_a_new_account(env: dict[str, str], origin_url: str, tmp: Path) -> Iterator[tuple[str, BrokerNode, str]]:
+    """A broker node serving svc-a (at the base URL yielded) for an account of its own, so its usage
+    is this test's alone."""
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    config = services_file(tmp / "services.json", origin_url, account=account)
+    with broker_node(env, config, f"reliable-{account}") as node:
+        yield account, node, f"{node.url}/s/svc-a"
+
+
+async def watching_item_2(stack: AsyncExitStack, base: str, node: BrokerNode) -> tuple[httpx.AsyncClient, StreamClient]:
+    """A client, and its stream on m1 that took item 2 (no prev-id): 2 is m1's last id on the node."""
+    client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+    watcher = StreamClient(client, f"{base}/stream?ch=m1")
+    await watcher.open(stack)
+    await asyncio.sleep(1.5)  # past the refresh of a channel new to the node
+    await asyncio.to_thread(publish, node, "2")
+    await watcher.receive(1)
+    return client, watcher
+
+
 async def test_a_retried_long_poll_and_a_recovered_stream_are_one_connection_each_billed_for_what_they_got(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:
-    account = f"acct-{uuid.uuid4().hex[:8]}"
-    config = services_file(tmp_path / "services.json", origin_url, account=account)
-    with broker_node(broker_stack_env, config, f"reliable-{account}") as node:
-        base = f"{node.url}/s/svc-a"
+    with node_of_a_new_account(broker_stack_env, origin_url, tmp_path) as (account, node, base):
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-            watcher = StreamClient(client, f"{base}/stream?ch=m1")  # takes every item, no prev-id
-            await watcher.open(stack)
-            await asyncio.sleep(1.5)  # past the refresh of a channel new to the node
-            await asyncio.to_thread(publish, node, "2")
-            await watcher.receive(1)
+            client, watcher = await watching_item_2(stack, base, node)
 
             # Behind its channel when the origin answered: retried before anything was held, so the
             # client gets a plain response and there is no held connection to bill.
@@ -76,17 +90,9 @@ async def test_a_retried_long_poll_and_a_recovered_stream_are_one_connection_eac
 async def test_a_long_poll_whose_retry_is_answered_with_a_stream_is_streamed_as_the_same_connection(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:
-    account = f"acct-{uuid.uuid4().hex[:8]}"
-    config = services_file(tmp_path / "services.json", origin_url, account=account)
-    with broker_node(broker_stack_env, config, f"poll-to-stream-{account}") as node:
-        base = f"{node.url}/s/svc-a"
+    with node_of_a_new_account(broker_stack_env, origin_url, tmp_path) as (account, node, base):
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-            watcher = StreamClient(client, f"{base}/stream?ch=m1")
-            await watcher.open(stack)
-            await asyncio.sleep(1.5)  # past the refresh of a channel new to the node
-            await asyncio.to_thread(publish, node, "2")
-            await watcher.receive(1)
+            client, watcher = await watching_item_2(stack, base, node)
 
             # The long-poll expects 1 after item 2 was published: retried with Grip-Last, and the
             # origin answers the retry with a stream hold expecting 2.
