@@ -95,6 +95,12 @@ def header_values(headers: Headers, name: str) -> list[str]:
     return [v for k, v in headers if k.lower() == lowered]
 
 
+def media_type(headers: Headers) -> str:
+    """The first ``Content-Type``'s media type, without its parameters ("" when there is none)."""
+    values = header_values(headers, "Content-Type")
+    return values[0].split(";")[0].strip() if values else ""
+
+
 def split_params(value: str) -> tuple[str, dict[str, str]]:
     """Split ``first; a=1; b="x;y"`` into its first part and its parameters (quotes honoured).
 
@@ -237,8 +243,7 @@ def _link_timeout(value: str | None) -> int:
 
 def instruction_from_response(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
     """An origin response's instructions: an ``application/grip-instruct`` body, else its headers."""
-    content_types = header_values(headers, "Content-Type")
-    if content_types and content_types[0].split(";")[0].strip() == INSTRUCT_TYPE:
+    if media_type(headers) == INSTRUCT_TYPE:
         return instruction_from_body(body, headers)
     return instruction_from_headers(code, reason, headers, body)
 

@@ -15,7 +15,7 @@ import random
 from urllib.parse import urlsplit
 
 from broker import grip
-from broker.asgi import Send, encode_headers, first_of, header
+from broker.asgi import Send, encode_headers, first_of
 from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
 from broker.grip import Hold, Instruction, NextLink
@@ -41,8 +41,7 @@ class StreamEnd(Exception):
 
 def stream_transport(response: grip.OriginResponse) -> str:
     """SSE when the origin answers ``text/event-stream``, plain HTTP streaming otherwise."""
-    content_type = header(response.headers, "Content-Type") or ""
-    return "sse" if content_type.split(";")[0].strip().lower() == "text/event-stream" else "http-stream"
+    return "sse" if grip.media_type(response.headers).lower() == "text/event-stream" else "http-stream"
 
 
 async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
