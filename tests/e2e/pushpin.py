@@ -27,10 +27,6 @@ class PushpinNode:
     process: subprocess.Popen[bytes]
 
 
-def available() -> bool:
-    return shutil.which("pushpin") is not None
-
-
 CONFIG = """[global]
 include={{libdir}}/internal.conf
 rundir={run}
@@ -100,6 +96,8 @@ class PushpinSettings:
 def pushpin(tmp: Path, origin_url: str, **settings: Any) -> Iterator[PushpinNode]:
     """A Pushpin in front of ``origin_url`` (WebSocket-over-HTTP routes), signing with the origin's key;
     ``settings`` are PushpinSettings' fields."""
+    if shutil.which("pushpin") is None:
+        raise RuntimeError("Debian's pushpin is needed: apt-get install -y pushpin (.ci/run does)")
     chosen = PushpinSettings(**settings)
     for attempt in range(1, START_ATTEMPTS + 1):
         started = ExitStack()

@@ -13,7 +13,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -48,8 +47,6 @@ RESTART_AT_S = 8.0
 @contextmanager
 def pushpin_with_stats(tmp: Path, origin_url: str) -> Iterator[PushpinNode]:
     """Pushpin with routes: ``chat`` (id, /chat/...), ``warmup`` (id, not in the route map), and the global route."""
-    if shutil.which("pushpin") is None:
-        pytest.fail("Debian's pushpin is needed: apt-get install -y pushpin (.ci/run does)")
     routes = ("*,id=chat,path_beg=/chat/,path_rem=5", "*,id=warmup,path_beg=/warmup/,path_rem=7", "*")
     with pushpin(tmp, origin_url, routes=routes, stats_connection_ttl=4, stats_report_interval=1) as node:
         yield node
