@@ -464,7 +464,7 @@ def _copy_field(value: Any) -> str:
 def bench_raw(path: Path, meta: dict[str, Any], pg_url: str, batch: int, work: Path) -> dict[str, Any]:
     import psycopg
 
-    from metering import migrate
+    from fanmeter import migrate
     from metering.domain.events import Rejection, decode_event
     from metering.repository import _EVENT_COLUMN_TYPES, EVENT_COLUMNS
 

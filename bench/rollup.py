@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernel.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, to_micros
 from metering import rollups
-from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, to_micros
 from metering.domain.minutes import minutes_by_month
 from metering.rollups import connection_rollup
 

@@ -40,8 +40,8 @@ from billing import statements
 from billing.domain import ledger
 from billing.domain.statements import build_statement
 from billing.orm import Account, AuditEntry, RateCardVersion, StatementRecord
-from metering import migrate
-from metering.domain.instants import Month
+from fanmeter import migrate
+from kernel.instants import Month
 from metering.orm import UsageDaily
 
 MONTH = Month(2026, 3)

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 from billing import accounts
 from billing.access import issue
 from billing.domain.roles import Principal
-from metering import migrate
-from metering.db import make_engine
+from fanmeter import migrate
+from kernel.db import make_engine
 
 FIRST_DAY = date(2025, 1, 1)
 SEEDER = Principal(token_id="bench", kind="user", role="admin", user_id="bench")

@@ -7,11 +7,11 @@ from fastapi import FastAPI
 from billing.api.app import create_app
 from billing.settings import BillingSettings
 from metering.bootstrap import bootstrap as metering_bootstrap
-from metering.celery_app import configure
+from metering.client import PipelineClient
 
 
 def bootstrap_app(settings: BillingSettings | None = None) -> FastAPI:
     """Build the admin app on this process's engine."""
     runtime = metering_bootstrap()
-    configure(runtime.settings)  # POST /v1/events sends batches to the pipeline's queue
-    return create_app(runtime.engine, settings or BillingSettings())
+    pipeline = PipelineClient(runtime.engine, runtime.settings)  # POST /v1/events sends to the configured queue
+    return create_app(runtime.engine, settings or BillingSettings(), pipeline=pipeline)

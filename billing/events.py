@@ -12,12 +12,9 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Engine
-
 from billing.domain.exceptions import NotFound, RuleViolation
-from metering import service as metering_service
+from metering.client import PipelineClient
 from metering.service import IngestProgress
-from metering.tasks import ingest_batch
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -41,18 +38,16 @@ def split_events(body: bytes) -> list[str]:
 _BATCH_ID = re.compile(r"^api-[0-9a-f]{20}x([0-9]{1,6})$")
 
 
-def send(events: Sequence[str], batch_size: int) -> tuple[str, int]:
-    """Send events to the pipeline as Celery batches; return the batch id and the message count."""
+def send(pipeline: PipelineClient, events: Sequence[str], batch_size: int) -> tuple[str, int]:
+    """Send events to the pipeline as batches of one run; return the run's id and the message count."""
     chunks = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
     batch_id = f"api-{uuid.uuid4().hex[:20]}x{len(chunks)}"
-    for index, chunk in enumerate(chunks):
-        ingest_batch.apply_async(args=(f"{batch_id}-{index:06d}", list(chunk)))
-    return batch_id, len(chunks)
+    return batch_id, pipeline.submit_run(batch_id, chunks)
 
 
-def progress(engine: Engine, batch_id: str) -> tuple[IngestProgress, int]:
+def progress(pipeline: PipelineClient, batch_id: str) -> tuple[IngestProgress, int]:
     """How far the pipeline has got with a batch id's messages, and how many messages it has."""
     match = _BATCH_ID.match(batch_id)
     if match is None:
         raise NotFound(f"no batch {batch_id!r}")
-    return metering_service.ingest_progress(engine, batch_id + "-"), int(match.group(1))
+    return pipeline.progress(batch_id), int(match.group(1))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from billing.domain.money import to_decimal
-from metering.db import Base, BigId, UtcDateTime
+from kernel.db import Base, BigId, UtcDateTime
 
 ID = 64
 ROLES = ("admin", "finance", "superuser", "engineer", "billing", "user")

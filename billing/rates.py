@@ -20,7 +20,7 @@ from billing.domain.rate_card_json import CardVersion, card_from_json, card_to_j
 from billing.domain.rate_cards import DEFAULT_RATE_CARD
 from billing.domain.roles import Principal
 from billing.orm import Account, RateCardVersion, StatementRecord
-from metering.domain.instants import Month
+from kernel.instants import Month
 
 
 @dataclass(frozen=True)

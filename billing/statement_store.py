@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from billing.domain import ledger
 from billing.domain.rate_card_json import CardVersion, card_from_json
 from billing.orm import Account, Adjustment, AuditEntry, RateCardVersion, StatementRecord
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import ServiceUsage, UsageReport
 from metering.orm import UsageDaily
 

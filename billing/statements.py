@@ -25,7 +25,7 @@ from billing.domain.rate_card_json import CardVersion, card_in_force
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
 from billing.orm import Account, Adjustment, StatementRecord
-from metering.domain.instants import Month, to_micros
+from kernel.instants import Month, to_micros
 from metering.domain.usage import UsageReport
 
 SYSTEM = "system"  # the audit actor of beat-built drafts

@@ -1,8 +1,9 @@
 """Celery tasks of billing: thin adapters over ``billing.statements``; each has an undecorated twin.
 
-The beat entry ``statement-drafts`` (in ``metering.celery_app``) sends ``build_due_drafts``
-every ``STATEMENT_DRAFT_SWEEP_SECONDS``; the task builds the drafts of the latest month whose
-grace period (``FANMETER_STATEMENT_GRACE_HOURS``) has passed. Rebuilding is idempotent, so a
+The beat entry ``statement-drafts`` (``BEAT_SCHEDULE``, composed into the worker by
+``fanmeter/pipeline.py``) sends ``build_due_drafts`` every ``STATEMENT_DRAFT_SWEEP_SECONDS``;
+the task builds the drafts of the latest month whose grace period
+(``FANMETER_STATEMENT_GRACE_HOURS``) has passed. Rebuilding is idempotent, so a
 redelivery or an extra run writes nothing new.
 """
 
@@ -18,7 +19,14 @@ from billing.settings import BillingSettings
 from metering.bootstrap import bootstrap
 from metering.celery_app import app
 
-TRANSIENT = (DBAPIError,)  # lock contention, a draft inserted by a concurrent run, a database restart
+TRANSIENT = (DBAPIError,)
+
+# Statement drafts are built by the first sweep after a month closes plus the grace period
+# (FANMETER_STATEMENT_GRACE_HOURS); rebuilding is idempotent.
+STATEMENT_DRAFT_SWEEP_SECONDS = 900.0
+BEAT_SCHEDULE = {
+    "statement-drafts": {"task": "billing.tasks.build_due_drafts", "schedule": STATEMENT_DRAFT_SWEEP_SECONDS},
+}  # lock contention, a draft inserted by a concurrent run, a database restart
 
 
 def build_due_drafts_inner(now: datetime | None = None) -> statements.DraftRun:

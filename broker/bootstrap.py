@@ -17,7 +17,7 @@ from broker.outbox import OutboxStore, OutboxWriter
 from broker.reliability import LastIds, Sequencer
 from broker.settings import BrokerSettings
 from broker.shipper import Shipper
-from metering.db import make_engine, read_only
+from kernel.db import make_engine, read_only
 
 
 def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bool = True) -> Broker:
@@ -67,13 +67,13 @@ def _first_load(source: DatabaseServices, settings: BrokerSettings) -> BrokerCon
 
 
 def _shipper(settings: BrokerSettings) -> Shipper:
-    from broker.pipeline import Pipeline  # Celery and the metering database only where shipping happens
+    from metering.client import PipelineClient  # Celery and the metering database only where shipping happens
 
-    pipeline = Pipeline(settings)
+    pipeline = PipelineClient.from_settings(settings)
     return Shipper(
         OutboxStore(settings.outbox_path),
         settings.broker_node,
-        pipeline.send,
+        pipeline.submit,
         pipeline.recorded,
         settings.broker_ship_batch,
         settings.broker_ship_interval_ms / 1000,

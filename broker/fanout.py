@@ -79,7 +79,7 @@ class RedisFanout:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis
         await self._redis.aclose()
 
     async def _apply_changes(self) -> None:

@@ -1,4 +1,4 @@
-"""Broker settings: the metering settings plus ``FANMETER_BROKER_*`` (read once at start-up)."""
+"""Broker settings: the shared settings plus ``FANMETER_BROKER_*`` and Redis (read once at start-up)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from broker.exceptions import ConfigError
-from metering.settings import MeteringSettings
+from kernel.settings import FanmeterSettings
 
 # Values that look like documentation, not a secret: refused as FANMETER_GRIP_SECRET.
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "change_me", "secret", "placeholder", "example", "test"})
 MIN_GRIP_SECRET_CHARS = 16
 
 
-class BrokerSettings(MeteringSettings):
+class BrokerSettings(FanmeterSettings):
+    # With Redis, a publish to any node reaches clients on every node (Redis pub/sub).
+    redis_url: str | None = None
     # The services file (TOML or JSON, see broker/config.py); `fanmeter broker --config` overrides it.
     # Unset: the services come from the admin service's tables in FANMETER_DATABASE_URL.
     broker_config: Path | None = None

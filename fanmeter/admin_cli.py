@@ -15,8 +15,8 @@ from billing.domain.exceptions import BillingError
 from billing.domain.roles import PLATFORM_ROLES, ROLES, Principal
 from billing.orm import User
 from billing.settings import BillingSettings
+from fanmeter.schema import SchemaOutOfDate, require_current_schema
 from metering.bootstrap import bootstrap
-from metering.schema import SchemaOutOfDate, require_current_schema
 
 # The audit log's name for changes made from this command line, not through a token.
 CLI_ACTOR = Principal(token_id="cli", kind="user", role="admin", user_id="cli")

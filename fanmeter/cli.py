@@ -15,19 +15,21 @@ from billing import statements
 from billing.domain import ledger
 from billing.pdf import render_pdf
 from fanmeter import ingest as ingest_cli
-from metering import migrate
+from fanmeter import migrate
+from fanmeter.pipeline import compose
+from fanmeter.schema import SchemaOutOfDate, require_current_schema
+from kernel.instants import Month
 from metering import service as metering_service
 from metering.bootstrap import Runtime, bootstrap
-from metering.celery_app import app as celery_app
-from metering.celery_app import configure, declare_queue
-from metering.domain.instants import Month
+from metering.celery_app import app as celery_app  # composed by fanmeter.pipeline in _runtime
+from metering.celery_app import declare_queue
+from metering.client import PipelineClient
 from metering.domain.usage import UsageReport
-from metering.schema import SchemaOutOfDate, require_current_schema
 
 
 def _runtime(check_schema: bool = True, declare: bool = False) -> Runtime:
     runtime = bootstrap()
-    configure(runtime.settings)
+    compose(runtime.settings)
     if declare:
         declare_queue()
     if check_schema:
@@ -102,8 +104,9 @@ def ingest(files: tuple[Path, ...], batch_size: int | None, timeout: float) -> N
     Needs a running worker (`fanmeter worker`).
     """
     runtime = _runtime(declare=True)
-    run = ingest_cli.send_files(files, batch_size or runtime.settings.ingest_batch_size)
-    progress = ingest_cli.wait_for(runtime.engine, run, timeout)
+    pipeline = PipelineClient(runtime.engine)
+    run = ingest_cli.send_files(pipeline, files, batch_size or runtime.settings.ingest_batch_size)
+    progress = ingest_cli.wait_for(pipeline, run, timeout)
     click.echo(ingest_cli.report(progress, run))
 
 

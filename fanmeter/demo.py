@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from metering.domain.instants import MICROS_PER_SECOND, from_micros
+from kernel.instants import MICROS_PER_SECOND, from_micros
 
 ACCOUNTS = {"acme": ["acme-chat", "acme-scores"], "globex": ["globex-feed"], "initech": ["initech-ops", "initech-tps"]}
 TRANSPORTS = ["sse", "http-stream", "long-poll", "websocket"]

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from sqlalchemy import Engine
 
 from fanmeter.reader import iter_event_texts
 from metering import service
-from metering.tasks import ingest_batch, rollup
+from metering.client import PipelineClient, batch_id
 
 STALL_HINT_S = 30.0
 # How often progress is polled: a few cheap queries; the wait ends at most this long after the work.
@@ -27,7 +26,9 @@ class IngestRun:
     events: int
 
 
-def send_files(paths: Iterable[Path], batch_size: int, show_progress: bool = True) -> IngestRun:
+def send_files(
+    pipeline: PipelineClient, paths: Iterable[Path], batch_size: int, show_progress: bool = True
+) -> IngestRun:
     """Send the events of ``paths`` as Celery batches; return the run to wait for."""
     paths = list(paths)
     run_id = uuid.uuid4().hex[:16]
@@ -35,7 +36,7 @@ def send_files(paths: Iterable[Path], batch_size: int, show_progress: bool = Tru
     total = sum(p.stat().st_size for p in paths)
     with click.progressbar(length=total, label="sending ", show_pos=True, hidden=not show_progress) as bar:
         for batch in _batches(_texts(paths, bar.update), batch_size):
-            ingest_batch.apply_async(args=(f"{run_id}-{batches:08d}", batch))
+            pipeline.submit(batch_id(run_id, batches), batch)
             batches += 1
             events += len(batch)
     return IngestRun(run_id, batches, events)
@@ -60,14 +61,16 @@ def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bool = True) -> service.IngestProgress:
+def wait_for(
+    pipeline: PipelineClient, run: IngestRun, timeout_s: float, show_progress: bool = True
+) -> service.IngestProgress:
     """Block until every batch of ``run`` is ingested and rolled up; nudge the rollup when it lags."""
     deadline = time.monotonic() + timeout_s
     last_nudge = last_change = time.monotonic()
     hinted = False
     with click.progressbar(length=run.batches, label="processing", show_pos=True, hidden=not show_progress) as bar:
         while True:
-            progress = service.ingest_progress(engine, run.run_id)
+            progress = pipeline.progress(run.run_id)
             if progress.batches_done > bar.pos:
                 bar.update(progress.batches_done - bar.pos)
                 last_change = time.monotonic()
@@ -85,7 +88,7 @@ def wait_for(engine: Engine, run: IngestRun, timeout_s: float, show_progress: bo
                     "Is a worker running (`fanmeter worker`)?"
                 )
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
-                rollup.delay()  # a lost trigger must not leave us waiting forever
+                pipeline.nudge_rollup()
                 last_nudge = time.monotonic()
             time.sleep(POLL_S)
 

@@ -16,20 +16,21 @@ from sqlalchemy.orm import Session
 
 from billing import statements
 from billing.settings import BillingSettings
-from fanmeter import demo, demo_people, live_demo
+from fanmeter import demo, demo_people, live_demo, migrate
 from fanmeter import ingest as ingest_cli
-from metering import migrate
+from fanmeter.pipeline import compose
+from kernel.instants import Month, to_micros
 from metering import service as metering_service
 from metering.bootstrap import bootstrap
-from metering.celery_app import configure, declare_queue
-from metering.domain.instants import Month, to_micros
+from metering.celery_app import declare_queue
+from metering.client import PipelineClient
 
 
 def run(once: bool, events: int) -> None:
     """Migrate, start a worker, send demo traffic across the last month boundary, print the results;
     then start a broker and a demo origin and meter real clients and publishes through them."""
     runtime = bootstrap()
-    configure(runtime.settings)
+    compose(runtime.settings)
     declare_queue()
     migrate.upgrade(runtime.engine.url.render_as_string(hide_password=False))
     now = datetime.now(UTC)
@@ -41,8 +42,9 @@ def run(once: bool, events: int) -> None:
         path = runtime.settings.data_dir / "demo-events.jsonl"
         demo.write_demo_file(str(path), this_month.start_us, events)
         click.echo(f"sending {events} simulated events around {this_month.first_day} 00:00 UTC from {path}")
-        sent = ingest_cli.send_files([path], runtime.settings.ingest_batch_size)
-        click.echo(ingest_cli.report(ingest_cli.wait_for(runtime.engine, sent, timeout_s=600), sent))
+        pipeline = PipelineClient(runtime.engine)
+        sent = ingest_cli.send_files(pipeline, [path], runtime.settings.ingest_batch_size)
+        click.echo(ingest_cli.report(ingest_cli.wait_for(pipeline, sent, timeout_s=600), sent))
         for account in sorted(demo.ACCOUNTS):
             for month in (previous, this_month):
                 usage = metering_service.usage_for_month(runtime.engine, account, month)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from metering.db import make_engine
+from kernel.db import make_engine
 from metering.settings import MeteringSettings
 
 

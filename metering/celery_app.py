@@ -11,16 +11,17 @@ import time
 from celery import Celery
 from kombu import Exchange, Queue
 
+from kernel.settings import FanmeterSettings
 from metering import sql_transport
-from metering.settings import MeteringSettings
 
 # A rollup sweep folds waiting connection events whose triggering task was lost.
 ROLLUP_SWEEP_SECONDS = 30.0
-# Statement drafts are built by the first sweep after a month closes plus the grace period
-# (billing.tasks.build_due_drafts reads FANMETER_STATEMENT_GRACE_HOURS); rebuilding is idempotent.
-STATEMENT_DRAFT_SWEEP_SECONDS = 900.0
+# The metering stage's beat entries; the worker's composition (fanmeter/pipeline.py) adds other
+# packages' entries beside them, so this module names no task outside metering.
+BEAT_SCHEDULE = {"rollup-sweep": {"task": "metering.tasks.rollup", "schedule": ROLLUP_SWEEP_SECONDS}}
 
-app = Celery("fanmeter", include=["metering.tasks", "billing.tasks"])
+# Which task modules a worker imports is decided where the worker is composed (fanmeter/pipeline.py).
+app = Celery("fanmeter")
 
 
 def rollup_queue_name(ingest_queue: str) -> str:
@@ -28,7 +29,7 @@ def rollup_queue_name(ingest_queue: str) -> str:
     return f"{ingest_queue}.rollup"
 
 
-def configure(settings: MeteringSettings) -> Celery:
+def configure(settings: FanmeterSettings) -> Celery:
     """Point the app at the configured broker; every process calls this before sending or working."""
     rollup_queue = rollup_queue_name(settings.celery_queue)
     app.conf.update(
@@ -48,10 +49,6 @@ def configure(settings: MeteringSettings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "rollup-sweep": {"task": "metering.tasks.rollup", "schedule": ROLLUP_SWEEP_SECONDS},
-            "statement-drafts": {"task": "billing.tasks.build_due_drafts", "schedule": STATEMENT_DRAFT_SWEEP_SECONDS},
-        },
     )
     return app
 
@@ -80,4 +77,4 @@ def declare_queue(attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
-configure(MeteringSettings())
+configure(FanmeterSettings())

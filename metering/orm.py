@@ -11,7 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from metering.db import Base, BigId, UtcDateTime
+from kernel.db import Base, BigId, UtcDateTime
 
 ID = 256  # longest account, service, connection, source or event id the contract allows
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Date, String, Table, bindparam, text
 
+from kernel.db import Base
+from kernel.instants import MICROS_PER_DAY, day_of, to_micros
 from metering import rollups
-from metering.db import Base
 from metering.domain.event_rows import EventRow
 from metering.domain.events import Rejection
-from metering.domain.instants import MICROS_PER_DAY, day_of, to_micros
 from metering.orm import ConnectionDay, ConnectionSession
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
@@ -394,6 +394,14 @@ def usage_rows(conn: Connection, account_id: str, first_day: date, last_day: dat
             {"a": account_id, "first": first_day, "last": last_day},
         )
     ]
+
+
+def recorded_batches(conn: Connection, batch_ids: list[str]) -> set[str]:
+    """The ids among ``batch_ids`` that have an ingest_batch row."""
+    statement = text("SELECT batch_id FROM ingest_batch WHERE batch_id IN :ids").bindparams(
+        bindparam("ids", expanding=True)
+    )
+    return {row.batch_id for row in conn.execute(statement, {"ids": batch_ids})}
 
 
 def batch_totals(conn: Connection, batch_prefix: str) -> tuple[int, int, int, int, int]:

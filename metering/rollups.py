@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernel.instants import MICROS_PER_DAY, MICROS_PER_MINUTE
 from metering.domain.events import EventType
-from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE
 
 EVENT_ROW = [
     "account_id", "service_id", "connection_id", "type", "time_us", "event_id", "source", "bytes_out",

@@ -12,11 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
+from kernel.db import read_only
+from kernel.instants import Month
 from metering import repository, rollups
-from metering.db import read_only
 from metering.domain.event_rows import EventRow, decode_row
 from metering.domain.events import Rejection
-from metering.domain.instants import Month
 from metering.domain.usage import DailyUsage, UsageReport, usage_report
 
 
@@ -141,6 +141,14 @@ class IngestProgress:
     rejected: int
     pending_left: int
     rejection_reasons: tuple[tuple[str, int], ...]
+
+
+def recorded_batches(engine: Engine, batch_ids: list[str]) -> set[str]:
+    """Tells which of ``batch_ids`` the pipeline has ingested (a producer's acknowledgement)."""
+    if not batch_ids:
+        return set()
+    with read_only(engine).connect() as conn:
+        return repository.recorded_batches(conn, batch_ids)
 
 
 def ingest_progress(engine: Engine, batch_prefix: str) -> IngestProgress:

@@ -6,7 +6,7 @@ from alembic import context
 
 import billing.orm  # noqa: F401  (registers the admin service's tables on the shared metadata)
 import metering.orm  # noqa: F401  (registers every table on the shared metadata)
-from metering.db import make_engine, metadata
+from kernel.db import make_engine, metadata
 from metering.settings import MeteringSettings
 
 config = context.config

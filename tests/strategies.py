@@ -23,8 +23,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from kernel.instants import MICROS_PER_MINUTE, MICROS_PER_SECOND, from_micros, to_micros
 from metering.domain.events import EventType, MeteringEvent, parse_event
-from metering.domain.instants import MICROS_PER_MINUTE, MICROS_PER_SECOND, from_micros, to_micros
 
 MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
 MICROS_PER_DAY = 24 * MICROS_PER_HOUR

@@ -7,7 +7,7 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from billing.domain.rate_cards import Rate, RateCard, Tier
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import ServiceUsage, UsageReport
 
 MAX_PRICE = Decimal("1000")

@@ -24,7 +24,8 @@ from billing.api.routers import (
     usage,
 )
 from billing.settings import BillingSettings
-from metering.db import read_only
+from kernel.db import read_only
+from metering.client import PipelineClient
 from metering.settings import MeteringSettings
 
 DESCRIPTION = """\
@@ -40,9 +41,15 @@ def system_clock() -> datetime:
 
 
 def create_app(
-    engine: Engine, settings: BillingSettings | None = None, clock: Callable[[], datetime] = system_clock
+    engine: Engine,
+    settings: BillingSettings | None = None,
+    clock: Callable[[], datetime] = system_clock,
+    pipeline: PipelineClient | None = None,
 ) -> FastAPI:
-    """Build the admin API over ``engine``; tests pass their own clock to drive time."""
+    """Build the admin API over ``engine``; tests pass their own clock to drive time.
+
+    ``pipeline`` is where ``POST /v1/events`` sends; by default, where this process's Celery app points.
+    """
     app = FastAPI(title="fanmeter admin", version="1", description=DESCRIPTION, responses=errors.ERROR_RESPONSES)
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.state.settings = settings or BillingSettings()
@@ -51,6 +58,7 @@ def create_app(
     app.state.read_engine = read_only(engine)  # built once: every GET binds its session to it
     metering_settings = MeteringSettings()
     app.state.ingest_batch_size = metering_settings.ingest_batch_size
+    app.state.pipeline = pipeline or PipelineClient(engine)
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)

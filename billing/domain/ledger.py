@@ -40,7 +40,7 @@ from billing.domain.statements import (
     adjustment_line,
     build_statement,
 )
-from metering.domain.instants import MICROS_PER_SECOND, Month
+from kernel.instants import MICROS_PER_SECOND, Month
 from metering.domain.usage import ServiceUsage, UsageReport
 
 FINALIZED = "finalized"

@@ -27,7 +27,7 @@ from typing import Any
 from billing.domain.exceptions import InvalidAmount, InvalidRateCard
 from billing.domain.money import format_unit_price, to_decimal
 from billing.domain.rate_cards import DEFAULT_RATE_CARD, Rate, RateCard, Tier
-from metering.domain.instants import Month
+from kernel.instants import Month
 
 RATE_KINDS = ("connection_minutes", "messages", "bandwidth")
 _CARD_KEYS = frozenset({"name", "currency", *RATE_KINDS})

@@ -45,7 +45,7 @@ from billing.domain.money import (
 )
 from billing.domain.pricing import graduated_amount, tier_bands
 from billing.domain.rate_cards import Rate, RateCard, Tier
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import ServiceUsage, UsageReport
 
 ADJUSTMENT = "adjustment"

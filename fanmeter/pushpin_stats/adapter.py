@@ -170,12 +170,12 @@ def _drain(sock: zmq.Socket[bytes]) -> list[list[bytes]]:
 
 def serve(settings: BrokerSettings, stats_spec: str, translator: Translator, stop: threading.Event) -> StatsAdapter:
     """Run the adapter and its shipper until ``stop``; a final shipping pass sends what is left."""
-    from broker.pipeline import Pipeline  # Celery and the metering database only where shipping happens
+    from metering.client import PipelineClient  # Celery and the metering database only where shipping happens
 
     path = outbox_path(settings, translator.node)
-    pipeline = Pipeline(settings)
+    pipeline = PipelineClient.from_settings(settings)
     shipper = Shipper(
-        OutboxStore(path), translator.node, pipeline.send, pipeline.recorded, settings.broker_ship_batch,
+        OutboxStore(path), translator.node, pipeline.submit, pipeline.recorded, settings.broker_ship_batch,
         settings.broker_ship_interval_ms / 1000, settings.broker_resend_seconds,
     )  # fmt: skip
     store = AdapterStore(path)

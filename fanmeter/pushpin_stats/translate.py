@@ -32,7 +32,7 @@ from broker import events
 from broker.events import Subject
 from fanmeter.pushpin_stats.records import ConnRecord, MessageRecord, Record, ReportRecord
 from fanmeter.pushpin_stats.routemap import RouteMap
-from metering.domain.instants import from_micros, to_micros
+from kernel.instants import from_micros, to_micros
 
 TRANSPORTS = {"ws": "websocket", "http": "http-stream"}  # Pushpin does not tell SSE/stream/long-poll apart
 PUBLISHED_CHANNEL = "*"  # a report counts items of every channel together

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from metering.domain.instants import to_micros
+from kernel.instants import to_micros
 
 MAX_ID_LENGTH = 256
 # A single event never legitimately carries more than this; anything larger is a bug

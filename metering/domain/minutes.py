@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from metering.domain.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, day_of, day_start
+from kernel.instants import MICROS_PER_DAY, MICROS_PER_MINUTE, Month, day_of, day_start
 
 
 def billable_minutes(duration_us: int) -> int:

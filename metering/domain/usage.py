@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from kernel.instants import Month, day_of
 from metering.domain.bandwidth import byte_increments, byte_reports
 from metering.domain.events import EventType, MeteringEvent
-from metering.domain.instants import Month, day_of
 from metering.domain.minutes import minutes_by_day
 from metering.domain.sessions import ConnectionKey, distinct_events, group_connections, session_of
 

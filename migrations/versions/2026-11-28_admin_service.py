@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import billing.orm
-import metering.db
+import kernel.db
 
 
 revision: str = '0004'
@@ -28,12 +28,12 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('plan', sa.String(length=10), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_account'))
     )
     op.create_table('audit_entry',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('at', kernel.db.UtcDateTime(), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('action', sa.String(length=60), nullable=False),
@@ -48,7 +48,7 @@ def upgrade() -> None:
     op.create_table('account_product',
     sa.Column('account_id', sa.String(length=64), nullable=False),
     sa.Column('product', sa.String(length=20), nullable=False),
-    sa.Column('enabled_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('enabled_at', kernel.db.UtcDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_account_product_account_id_account')),
     sa.PrimaryKeyConstraint('account_id', 'product', name=op.f('pk_account_product'))
     )
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('amount', billing.orm.MoneyText(length=40), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('service_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_adjustment_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_adjustment'))
@@ -72,8 +72,8 @@ def upgrade() -> None:
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
-    sa.Column('removed_at', metering.db.UtcDateTime(), nullable=True),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
+    sa.Column('removed_at', kernel.db.UtcDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_app_user_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_app_user')),
     sa.UniqueConstraint('email', name=op.f('uq_app_user_email'))
@@ -86,7 +86,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('effective_month', sa.String(length=7), nullable=False),
     sa.Column('card', sa.JSON(), nullable=False),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_rate_card_version_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rate_card_version'))
@@ -103,7 +103,7 @@ def upgrade() -> None:
     sa.Column('directors', sa.Boolean(), nullable=False),
     sa.Column('shielding', sa.Boolean(), nullable=False),
     sa.Column('ngwaf', sa.Boolean(), nullable=False),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_service_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_service'))
     )
@@ -119,8 +119,8 @@ def upgrade() -> None:
     sa.Column('billed_usage', sa.JSON(), nullable=False),
     sa.Column('number', sa.String(length=32), nullable=True),
     sa.Column('content_hash', sa.String(length=64), nullable=True),
-    sa.Column('generated_at', metering.db.UtcDateTime(), nullable=False),
-    sa.Column('finalized_at', metering.db.UtcDateTime(), nullable=True),
+    sa.Column('generated_at', kernel.db.UtcDateTime(), nullable=False),
+    sa.Column('finalized_at', kernel.db.UtcDateTime(), nullable=True),
     sa.Column('finalized_by', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_statement_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_statement')),
@@ -136,8 +136,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.String(length=64), nullable=True),
     sa.Column('account_id', sa.String(length=64), nullable=True),
     sa.Column('service_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
-    sa.Column('revoked_at', metering.db.UtcDateTime(), nullable=True),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
+    sa.Column('revoked_at', kernel.db.UtcDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_api_token_account_id_account')),
     sa.ForeignKeyConstraint(['service_id'], ['service.id'], name=op.f('fk_api_token_service_id_service')),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_api_token_user_id_app_user')),
@@ -158,7 +158,7 @@ def upgrade() -> None:
     sa.Column('override_host', sa.String(length=255), nullable=True),
     sa.Column('settings', sa.JSON(), nullable=False),
     sa.Column('tls_status', sa.String(length=20), nullable=False),
-    sa.Column('created_at', metering.db.UtcDateTime(), nullable=False),
+    sa.Column('created_at', kernel.db.UtcDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['service_id'], ['service.id'], name=op.f('fk_backend_service_id_service')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_backend')),
     sa.UniqueConstraint('service_id', 'name', name=op.f('uq_backend_service_id_name'))

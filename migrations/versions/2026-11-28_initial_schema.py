@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import metering.db
+import kernel.db
 
 
 revision: str = "0001"
@@ -69,7 +69,7 @@ def upgrade() -> None:
         sa.Column("duplicates", sa.Integer(), nullable=False),
         sa.Column("rejected", sa.Integer(), nullable=False),
         sa.Column("max_event_id", sa.BigInteger(), nullable=False),
-        sa.Column("ingested_at", metering.db.UtcDateTime(), nullable=False),
+        sa.Column("ingested_at", kernel.db.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("batch_id", name=op.f("pk_ingest_batch")),
     )
     op.create_table(
@@ -109,7 +109,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=256), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("rejected_at", metering.db.UtcDateTime(), nullable=False),
+        sa.Column("rejected_at", kernel.db.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rejected_event")),
     )
     with op.batch_alter_table("rejected_event", schema=None) as batch_op:

@@ -17,9 +17,9 @@ from gripcontrol import GripPubControl, HttpStreamFormat, WebSocketMessageFormat
 from pubcontrol import Item
 from sqlalchemy import text
 
+from kernel.db import make_engine
+from kernel.instants import Month
 from metering import service as metering_service
-from metering.db import make_engine
-from metering.domain.instants import Month
 from tests.e2e.broker_stack import TOKEN, BrokerNode
 from tests.stack import run_cli, settings_for
 

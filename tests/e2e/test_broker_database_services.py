@@ -21,8 +21,8 @@ import pytest
 import websockets
 
 from broker.settings import BrokerSettings
-from metering import migrate
-from metering.db import make_engine
+from fanmeter import migrate
+from kernel.db import make_engine
 from tests.admin_world import OWN, World, build_world
 from tests.e2e.broker_stack import BrokerNode, broker_node, grip_origin
 from tests.stack import free_port, migrated_stack, run_cli, settings_for

@@ -28,9 +28,9 @@ from gripcontrol import GripPubControl, HttpStreamFormat, WebSocketMessageFormat
 from pubcontrol import Item
 from sqlalchemy import Engine, text
 
+from kernel.instants import Month
 from metering import service as metering_service
 from metering.bootstrap import bootstrap
-from metering.domain.instants import Month
 from tests.e2e.broker_metering import SocketClient, StreamClient, outbox_backlog
 from tests.e2e.broker_stack import ROOT, stop
 from tests.e2e.pushpin import PushpinNode, pushpin

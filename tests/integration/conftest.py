@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from metering import migrate
+from fanmeter import migrate
+from fanmeter.pipeline import compose
 from metering.bootstrap import Runtime, bootstrap
-from metering.celery_app import configure, declare_queue
+from metering.celery_app import declare_queue
 from tests.admin_world import clear_admin_tables
 from tests.stack import migrated_stack, running_worker, settings_for
 
@@ -34,7 +35,7 @@ def _upgrade(env: dict[str, str]) -> None:
 def runtime(stack_env: dict[str, str]) -> Iterator[Runtime]:
     """This process's runtime against the stack, with Celery pointed at the stack's broker and queue."""
     runtime = bootstrap(settings_for(stack_env))
-    configure(runtime.settings)
+    compose(runtime.settings)
     declare_queue()
     yield runtime
     runtime.engine.dispose()

@@ -12,7 +12,7 @@ from billing.access import token_hash
 from billing.orm import Account, ApiToken, Backend, Service
 from broker.database_services import DatabaseServices
 from broker.service_rows import grip_key
-from metering.db import read_only
+from kernel.db import read_only
 
 SECRET = "integration-grip-secret-0123456789"
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from kernel.instants import Month
 from metering import service
-from metering.domain.instants import Month
 from metering.domain.usage import daily_usage, usage_report
 from metering.settings import MeteringSettings
 from tests.integration.conftest import PIPELINE_TABLES

@@ -10,9 +10,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, MetaData, Table, inspect, select, text
 
-from metering import migrate, service
-from metering.db import UtcDateTime, make_engine, metadata
-from metering.domain.instants import Month
+from fanmeter import migrate
+from kernel.db import UtcDateTime, make_engine, metadata
+from kernel.instants import Month
+from metering import service
 from tests.stack import fresh_database
 
 

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from fanmeter import ingest as ingest_cli
+from kernel.instants import Month
 from metering import service
 from metering.bootstrap import Runtime
-from metering.domain.instants import Month
+from metering.client import PipelineClient
 from metering.tasks import ingest_batch
 from tests.integration.independent_usage import monthly_usage
 from tests.strategies import generate_trace, published_event
@@ -27,8 +28,8 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 
 def _ingest(runtime: Runtime, path: Path, batch_size: int = 1000) -> service.IngestProgress:
-    run = ingest_cli.send_files([path], batch_size, show_progress=False)
-    return ingest_cli.wait_for(runtime.engine, run, timeout_s=300, show_progress=False)
+    run = ingest_cli.send_files(PipelineClient(runtime.engine), [path], batch_size, show_progress=False)
+    return ingest_cli.wait_for(PipelineClient(runtime.engine), run, timeout_s=300, show_progress=False)
 
 
 def _invalid_events(rng: random.Random, good: list[dict[str, Any]]) -> list[str]:
@@ -173,7 +174,7 @@ def test_a_batch_sent_as_json_is_ingested_like_one_sent_as_msgpack(runtime: Runt
         message = ingest_batch.apply_async(args=(f"producer-{serializer}", batch), serializer=serializer)
         assert message is not None
     progress = ingest_cli.wait_for(
-        runtime.engine, ingest_cli.IngestRun("producer-", 2, 2), timeout_s=120, show_progress=False
+        PipelineClient(runtime.engine), ingest_cli.IngestRun("producer", 2, 2), timeout_s=120, show_progress=False
     )
 
     assert (progress.accepted, progress.rejected) == (2, 0)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from metering import db
+from kernel import db
 from tests.stack import fresh_database
 
 

@@ -22,6 +22,7 @@ from billing.orm import AuditEntry, StatementRecord
 from fanmeter import ingest as ingest_cli
 from metering.bootstrap import Runtime
 from metering.celery_app import app as celery_app
+from metering.client import PipelineClient
 from tests.admin_world import OTHER, OWN, World, build_world
 from tests.strategies import close_event, delivered_event, open_event, published_event
 
@@ -37,8 +38,8 @@ def world(engine: Engine, worker: Any) -> Iterator[World]:  # noqa: ARG001 (a re
 
 def ingest(runtime: Runtime, path: Path, events: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
-    run = ingest_cli.send_files([path], 100, show_progress=False)
-    progress = ingest_cli.wait_for(runtime.engine, run, timeout_s=120, show_progress=False)
+    run = ingest_cli.send_files(PipelineClient(runtime.engine), [path], 100, show_progress=False)
+    progress = ingest_cli.wait_for(PipelineClient(runtime.engine), run, timeout_s=120, show_progress=False)
     assert (progress.accepted, progress.rejected) == (len(events), 0)
 
 

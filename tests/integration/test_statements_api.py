@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from billing import statements
 from billing.orm import AuditEntry, RateCardVersion, StatementRecord
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, World, build_world
 from tests.stack import run_cli

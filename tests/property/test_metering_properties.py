@@ -7,9 +7,9 @@ from datetime import date
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from kernel.instants import MICROS_PER_MINUTE, Month, day_of
 from metering.domain.bandwidth import byte_increments, byte_reports
 from metering.domain.events import EventType, MeteringEvent, parse_event
-from metering.domain.instants import MICROS_PER_MINUTE, Month, day_of
 from metering.domain.minutes import billable_minutes, minutes_beginning_in, minutes_by_day, minutes_by_month
 from metering.domain.sessions import sessionize
 from metering.domain.usage import daily_usage

@@ -21,7 +21,7 @@ from billing.domain.money import exact_sum
 from billing.domain.rate_card_json import CardVersion, card_from_json, card_in_force, card_to_json
 from billing.domain.rate_cards import DEFAULT_RATE_CARD, RateCard
 from billing.domain.statements import Statement, build_statement
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import ServiceUsage, UsageReport
 from tests.strategies_billing import rate_cards
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kernel.instants import Month
 from metering.domain.events import (
     MAX_BYTES,
     MAX_COUNT,
@@ -15,7 +16,6 @@ from metering.domain.events import (
     decode_event,
     parse_event,
 )
-from metering.domain.instants import Month
 from tests.strategies import alive_event, close_event, delivered_event, open_event, published_event, utc_micros
 
 T = "2026-01-31T23:59:30Z"

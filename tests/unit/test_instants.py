@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from metering.domain.instants import Month, day_of, day_start, from_micros, to_micros
+from kernel.instants import Month, day_of, day_start, from_micros, to_micros
 
 
 def test_a_naive_datetime_is_refused_rather_than_guessed():

@@ -12,7 +12,7 @@ import pytest
 from billing.domain import ledger
 from billing.domain.exceptions import InvalidAmount
 from billing.domain.rate_cards import DEFAULT_RATE_CARD
-from metering.domain.instants import Month, to_micros
+from kernel.instants import Month, to_micros
 from metering.domain.usage import ServiceUsage, UsageReport
 
 JAN, FEB, MAR, APR = Month(2026, 1), Month(2026, 2), Month(2026, 3), Month(2026, 4)

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from metering.domain.instants import MICROS_PER_MINUTE, MICROS_PER_SECOND, Month
+from kernel.instants import MICROS_PER_MINUTE, MICROS_PER_SECOND, Month
 from metering.domain.minutes import billable_minutes, minutes_beginning_in, minutes_by_day, minutes_by_month
 from tests.strategies import utc_micros
 

@@ -13,8 +13,8 @@ from fanmeter.pushpin_stats.adapter import AdapterError, AdapterStore, StatsAdap
 from fanmeter.pushpin_stats.records import BadRecord, ConnRecord, MessageRecord, ReportRecord, parse_frame
 from fanmeter.pushpin_stats.routemap import RouteMap, RouteMapError, load_route_map, parse_route_map
 from fanmeter.pushpin_stats.translate import MonotonicStamp, Translator, connection_id_for
+from kernel.instants import Month
 from metering.domain.events import EventType, MeteringEvent, parse_event
-from metering.domain.instants import Month
 from metering.domain.minutes import billable_minutes
 from metering.domain.usage import daily_usage, usage_report
 

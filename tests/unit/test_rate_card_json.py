@@ -10,7 +10,7 @@ import pytest
 from billing.domain.exceptions import InvalidRateCard
 from billing.domain.rate_card_json import CardVersion, card_from_json, card_in_force, card_to_json, version_in_force
 from billing.domain.rate_cards import DEFAULT_RATE_CARD, Rate, RateCard, Tier
-from metering.domain.instants import Month
+from kernel.instants import Month
 
 
 def card_json(**changes: Any) -> dict[str, Any]:

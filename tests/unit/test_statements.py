@@ -16,7 +16,7 @@ from billing.domain.statements import (
     adjustment_line,
     build_statement,
 )
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import ServiceUsage, UsageReport
 
 JANUARY = Month(2026, 1)

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from metering.domain.instants import Month
+from kernel.instants import Month
 from metering.domain.usage import DailyUsage, daily_usage, usage_report
 from tests.strategies import alive_event, close_event, delivered_event, open_event, parsed, published_event
 

@@ -49,7 +49,7 @@ async def post_events(
     body = await _body_within_limit(request)
     texts = events.split_events(body)
     batch_size: int = request.app.state.ingest_batch_size
-    batch_id, messages = events.send(texts, batch_size)
+    batch_id, messages = events.send(request.app.state.pipeline, texts, batch_size)
     return EventsAccepted(batch_id=batch_id, events=len(texts), messages=messages)
 
 
@@ -72,7 +72,7 @@ def batch_status(batch_id: str, request: Request, caller: CallerDep) -> BatchSta
     """How far the pipeline has got: counts, rejection reasons, and whether every event is folded."""
     if caller.kind != "ingest":
         require(caller, Action.MANAGE_ACCOUNTS, None)
-    progress, expected = events.progress(request.app.state.engine, batch_id)
+    progress, expected = events.progress(request.app.state.pipeline, batch_id)
     return BatchStatusOut(
         batch_id=batch_id,
         messages=expected,

@@ -12,6 +12,7 @@ from billing.accounts import issue_audited, token_json
 from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.schemas import NewTokenOut, TokenIn
 from billing.domain.roles import Action
+from metering import health as metering_health
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["operations"])
 )
 def prometheus_metrics(request: Request, now: NowDep) -> Response:
     """Events accepted, duplicate and rejected, pipeline lag and open connections."""
-    figures = metrics.read_figures(request.app.state.engine, now, request.app.state.open_window_us)
+    figures = metering_health.read_figures(request.app.state.engine, now, request.app.state.open_window_us)
     return Response(metrics.render(figures), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -12,7 +12,7 @@ from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.statement_schemas import MONTH_PATTERN, RateCardIn, RateCardOut
 from billing.domain.exceptions import RuleViolation
 from billing.domain.roles import Action
-from metering.domain.instants import Month, to_micros
+from kernel.instants import Month, to_micros
 
 router = APIRouter(prefix="/v1", tags=["rate cards"])
 MonthQuery = Query(default=None, pattern=MONTH_PATTERN, description="YYYY-MM (UTC); default: the current month.")

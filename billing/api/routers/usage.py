@@ -19,8 +19,8 @@ from billing.api.deps import BearerDep, CallerDep, NowDep, SessionDep, authentic
 from billing.api.schemas_usage import DailyUsageOut, DailyUsageReportOut, UsageOut
 from billing.domain.exceptions import RuleViolation
 from billing.domain.roles import Action, Principal
+from kernel.instants import Month, to_micros
 from metering import service as metering_service
-from metering.domain.instants import Month, to_micros
 from metering.domain.usage import UsageReport
 
 router = APIRouter(prefix="/v1", tags=["usage"])

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from metering.domain.instants import from_micros, to_micros
+from kernel.instants import from_micros, to_micros
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

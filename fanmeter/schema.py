@@ -6,7 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from metering.migrate import SCRIPT_LOCATION, alembic_config
+from fanmeter.migrate import SCRIPT_LOCATION, alembic_config
 
 
 class SchemaOutOfDate(RuntimeError):
