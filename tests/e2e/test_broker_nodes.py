@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -11,18 +12,24 @@ import pytest
 
 from tests.e2e.broker_metering import open_clients, publish_round, receive_all, wait_for_usage
 from tests.e2e.broker_stack import broker_node, services_file
+from tests.e2e.redis_server import redis_server
 
 pytestmark = pytest.mark.anyio
-REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 async def test_a_publish_on_either_node_reaches_clients_on_both_and_both_nodes_meter(
-    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+    broker_stack_env: dict[str, str], origin_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     account = f"acct-{uuid.uuid4().hex[:8]}"
     channel = f"both-{account}"
     config = services_file(tmp_path / "services.json", origin_url, account=account)
-    redis = {"FANMETER_REDIS_URL": REDIS_URL}
+    redis = {"FANMETER_REDIS_URL": redis_url}
     with (
         broker_node(broker_stack_env, config, f"n1-{account}", redis) as one,
         broker_node(broker_stack_env, config, f"n2-{account}", redis) as two,
