@@ -4,7 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-property test-integration test-e2e check lint typecheck clean
+.PHONY: run test test-unit test-property test-integration test-e2e check lint typecheck clean e2e-packages
+
+# The end-to-end tier runs real servers and a real browser: Debian's packages, by the command each
+# provides. As root with apt-get they are installed; otherwise the tier stops with one line naming
+# the command to run.
+E2E_PACKAGES := pushpin:pushpin redis-server:redis-server chromium:chromium
+APT_UPDATED := $(VENV)/.apt-updated
+
+e2e-packages:
+	@for pair in $(E2E_PACKAGES); do \
+	  command=$${pair%%:*}; package=$${pair#*:}; \
+	  command -v $$command >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "the end-to-end tests need $$package: run 'sudo apt-get install $$package'" >&2; exit 1; \
+	  fi; \
+	  echo "installing $$package (apt-get)"; \
+	  if [ ! -e $(APT_UPDATED) ]; then apt-get update -qq >/dev/null && mkdir -p $(VENV) && touch $(APT_UPDATED); fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package >/dev/null || exit 1; \
+	done
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +36,7 @@ run: $(STAMP)  ## Everything on the embedded default with demo traffic.
 # The pure rules must be covered completely by the tests (STYLE.md 24).
 COVERAGE := --cov=kernel.instants --cov=metering.domain --cov=billing.domain --cov-fail-under=100 --cov-report=term-missing:skip-covered
 
-test: $(STAMP)  ## The whole suite: lint, types, every test tier.
+test: $(STAMP) e2e-packages  ## The whole suite: lint, types, every test tier.
 	$(MAKE) check
 	$(BIN)/pytest $(COVERAGE)
 
@@ -31,7 +49,7 @@ test-property: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) e2e-packages
 	$(BIN)/pytest tests/e2e
 
 check: lint typecheck
