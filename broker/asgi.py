@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from broker.grip import Headers
+from broker.grip.instructions import Headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -10,11 +10,11 @@ from broker.config import BrokerConfig, load_config
 from broker.database_services import DatabaseServices
 from broker.exceptions import ConfigError
 from broker.fanout import Fanout, LocalFanout, RedisFanout
+from broker.grip.reliability import LastIds, Sequencer
 from broker.hub import Hub
 from broker.meter import Meter
 from broker.origin import Origins
 from broker.outbox import OutboxStore, OutboxWriter
-from broker.reliability import LastIds, Sequencer
 from broker.settings import BrokerSettings
 from broker.shipper import Shipper
 from kernel.db import make_engine, read_only

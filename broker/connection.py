@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from broker.config import ServiceConfig
 from broker.events import Subject
-from broker.publish import Format, Item
+from broker.grip.publish import Format, Item
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker import grip
 from broker.config import ServiceConfig
 from broker.connection import Connection
 from broker.exceptions import GripError
-from broker.grip import Channel, Instruction
+from broker.grip import instructions as grip
+from broker.grip.instructions import Channel, Instruction
 from broker.hub import Hub
 from broker.meter import Meter
 from broker.origin import Origins

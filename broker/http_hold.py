@@ -1,6 +1,6 @@
 """Held HTTP requests: which hold an origin asked for, and long-polls (``response`` holds).
 
-Long-polls follow Pushpin's retry: a hold that missed items (``broker.reliability``) is not
+Long-polls follow Pushpin's retry: a hold that missed items (``broker.grip.reliability``) is not
 held; the origin is asked the same request again with ``Grip-Last``, and its answer (another
 hold or a plain response) is served on the same connection. HTTP streaming and SSE
 (``stream`` holds) are in ``broker.stream_hold``.
@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from broker import grip
 from broker.asgi import Receive, Send, first_of, respond, respond_text, wait_disconnect
 from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
-from broker.grip import Hold, Instruction, OriginResponse
+from broker.grip import instructions as grip
+from broker.grip.instructions import Hold, Instruction, OriginResponse
+from broker.grip.publish import HttpResponseFormat
+from broker.grip.reliability import follows, grip_last, stale_channels
 from broker.hold import ClientRequest, HoldContext, bad_gateway, new_connection, open_connection, release
 from broker.origin import OriginError, relayable
-from broker.publish import HttpResponseFormat
-from broker.reliability import follows, grip_last, stale_channels
 from broker.stream_hold import hold_stream, stream_transport
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from broker import events
 from broker.connection import Connection
 from broker.events import Subject
+from broker.grip.publish import Item
 from broker.outbox import OutboxWriter
-from broker.publish import Item
 
 Clock = Callable[[], datetime]
 

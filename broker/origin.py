@@ -12,7 +12,7 @@ import certifi
 import jwt
 
 from broker.config import ServiceConfig
-from broker.grip import Headers, is_grip_header
+from broker.grip.instructions import Headers, is_grip_header
 from broker.origin_http import ConnectFailed, Endpoint, OriginClient
 
 GRIP_SIG_ISSUER = "fanmeter"

@@ -17,7 +17,7 @@ from typing import cast
 
 import httptools
 
-from broker.grip import Headers
+from broker.grip.instructions import Headers
 
 
 @dataclass(frozen=True, slots=True)

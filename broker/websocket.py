@@ -6,15 +6,15 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
-from broker import wsevents
 from broker.asgi import Receive, Scope, Send, first_of, request_headers
 from broker.config import ServiceConfig
 from broker.connection import Connection, Delivery
 from broker.exceptions import WsEventsError
+from broker.grip import wsevents
+from broker.grip.publish import WsMessageFormat
+from broker.grip.wsevents import WsEvent
 from broker.hold import HoldContext
 from broker.origin import OriginError, Origins, forwardable
-from broker.publish import WsMessageFormat
-from broker.wsevents import WsEvent
 
 WS_REQUEST_DROP = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}

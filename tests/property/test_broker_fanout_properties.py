@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from broker import hub as hub_module
 from broker.config import ServiceConfig
 from broker.connection import Connection
+from broker.grip.publish import HttpStreamFormat, parse_publish_body
 from broker.hub import Hub
-from broker.publish import HttpStreamFormat, parse_publish_body
 
 SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
 

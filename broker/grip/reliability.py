@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from broker.exceptions import GripError
-from broker.grip import Channel
-from broker.publish import Item
+from broker.grip.instructions import Channel
+from broker.grip.publish import Item
 
 ChannelKey = tuple[str, str]  # (service_id, channel): services never share a channel
 

@@ -8,7 +8,7 @@ from gripcontrol import Channel as GcChannel
 from gripcontrol import create_grip_channel_header, create_hold_response, create_hold_stream
 
 from broker.exceptions import GripError
-from broker.grip import (
+from broker.grip.instructions import (
     DEFAULT_TIMEOUT_S,
     Channel,
     HoldMode,

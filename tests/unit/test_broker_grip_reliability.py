@@ -5,9 +5,9 @@ import json
 import pytest
 
 from broker.exceptions import GripError
-from broker.grip import Channel
-from broker.publish import Item, parse_publish_body
-from broker.reliability import LastIds, Sequencer, follows, grip_last, resolve_link, stale_channels
+from broker.grip.instructions import Channel
+from broker.grip.publish import Item, parse_publish_body
+from broker.grip.reliability import LastIds, Sequencer, follows, grip_last, resolve_link, stale_channels
 
 KEY = ("svc", "ch")
 

@@ -11,7 +11,7 @@ from gripcontrol import WebSocketMessageFormat as GcWs
 from pubcontrol import Item as GcItem
 
 from broker.exceptions import PublishError
-from broker.publish import HttpResponseFormat, HttpStreamFormat, WsMessageFormat, parse_publish_body
+from broker.grip.publish import HttpResponseFormat, HttpStreamFormat, WsMessageFormat, parse_publish_body
 
 
 def body(*items):

@@ -4,7 +4,7 @@ import pytest
 from gripcontrol import WebSocketEvent, decode_websocket_events, encode_websocket_events, websocket_control_message
 
 from broker.exceptions import WsEventsError
-from broker.wsevents import (
+from broker.grip.wsevents import (
     Control,
     WsEvent,
     close_code,
