@@ -21,7 +21,6 @@ from urllib.parse import quote, unquote
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
 from broker.config import BrokerConfig, ServiceConfig
 from broker.connection import Ending
-from broker.events import Subject
 from broker.exceptions import GripError, PublishError
 from broker.fanout import Fanout
 from broker.grip import instructions as grip
@@ -29,11 +28,12 @@ from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
 from broker.hold import ClientRequest, HoldContext, bad_gateway
 from broker.http_hold import serve
 from broker.hub import Hub
-from broker.meter import Meter
 from broker.origin import OriginError, Origins, forwardable
-from broker.outbox import OutboxWriter
 from broker.refresh import keep_fresh
-from broker.shipper import Shipper
+from broker.usage.events import Subject
+from broker.usage.meter import Meter
+from broker.usage.outbox import OutboxWriter
+from broker.usage.shipper import Shipper
 from broker.websocket import websocket_session
 
 # Container allocations between two young-generation collections (CPython's default is 700). With

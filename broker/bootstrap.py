@@ -12,11 +12,11 @@ from broker.exceptions import ConfigError
 from broker.fanout import Fanout, LocalFanout, RedisFanout
 from broker.grip.reliability import LastIds, Sequencer
 from broker.hub import Hub
-from broker.meter import Meter
 from broker.origin import Origins
-from broker.outbox import OutboxStore, OutboxWriter
 from broker.settings import BrokerSettings
-from broker.shipper import Shipper
+from broker.usage.meter import Meter
+from broker.usage.outbox import OutboxStore, OutboxWriter
+from broker.usage.shipper import Shipper
 from kernel.db import make_engine, read_only
 
 

@@ -7,8 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from broker.config import ServiceConfig
-from broker.events import Subject
 from broker.grip.publish import Format, Item
+from broker.usage.events import Subject
 
 
 @dataclass(frozen=True, slots=True)

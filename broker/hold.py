@@ -15,8 +15,8 @@ from broker.exceptions import GripError
 from broker.grip import instructions as grip
 from broker.grip.instructions import Channel, Instruction
 from broker.hub import Hub
-from broker.meter import Meter
 from broker.origin import Origins
+from broker.usage.meter import Meter
 
 
 def _no_service(_service_id: str) -> ServiceConfig | None:

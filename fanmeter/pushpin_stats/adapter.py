@@ -1,7 +1,7 @@
 """The `fanmeter pushpin-stats` process: Pushpin's stats socket -> durable outbox -> metering pipeline.
 
 It subscribes (ZeroMQ SUB) to ``conn``, ``message`` and ``report`` records, translates them
-(``translate.py``), writes the events to an outbox of its own (``broker/outbox.py``, file
+(``translate.py``), writes the events to an outbox of its own (``broker/usage/outbox.py``, file
 ``$FANMETER_DATA_DIR/pushpin-outbox-<node>.sqlite``) and ships them with the broker's shipper.
 Each received batch of records is durable in one transaction before the next is read, together
 with the connections the translator remembers (table ``pushpin_connection`` in the same file),
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import zmq
 
-from broker.events import Subject
-from broker.outbox import OutboxStore
 from broker.settings import BrokerSettings
-from broker.shipper import Shipper
+from broker.usage.events import Subject
+from broker.usage.outbox import OutboxStore
+from broker.usage.shipper import Shipper
 from fanmeter.pushpin_stats.records import BILLED_TYPES, BadRecord, parse_frame
 from fanmeter.pushpin_stats.translate import MonotonicStamp, OpenConnection, Translator
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.events import Subject
+from broker.usage.events import Subject
 
 
 class RouteMapError(ValueError):

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from broker import events
-from broker.events import Subject
+from broker.usage import events
+from broker.usage.events import Subject
 from fanmeter.pushpin_stats.records import ConnRecord, MessageRecord, Record, ReportRecord
 from fanmeter.pushpin_stats.routemap import RouteMap
 from kernel.instants import from_micros, to_micros

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from broker.events import Subject
+from broker.usage.events import Subject
 from fanmeter.cli import main
 from fanmeter.pushpin_stats.adapter import AdapterError, AdapterStore, StatsAdapter
 from fanmeter.pushpin_stats.records import BadRecord, ConnRecord, MessageRecord, ReportRecord, parse_frame

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from broker import events
-from broker.events import Subject
+from broker.usage import events
+from broker.usage.events import Subject
 from metering.domain.events import EventType, MeteringEvent, parse_event
 
 AT = datetime(2026, 11, 28, 4, 5, 6, 7, tzinfo=UTC)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broker import events
 from broker.connection import Connection
-from broker.events import Subject
 from broker.grip.publish import Item
-from broker.outbox import OutboxWriter
+from broker.usage import events
+from broker.usage.events import Subject
+from broker.usage.outbox import OutboxWriter
 
 Clock = Callable[[], datetime]
 

@@ -2,8 +2,8 @@
 
 import json
 
-from broker.outbox import OutboxStore
-from broker.shipper import ship_once
+from broker.usage.outbox import OutboxStore
+from broker.usage.shipper import ship_once
 
 SECOND = 1_000_000
 

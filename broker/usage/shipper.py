@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.outbox import OutboxStore
+from broker.usage.outbox import OutboxStore
 
 Send = Callable[[str, list[str]], None]
 Recorded = Callable[[list[str]], set[str]]
