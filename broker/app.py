@@ -22,13 +22,13 @@ from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, r
 from broker.config import BrokerConfig, ServiceConfig
 from broker.connection import Ending
 from broker.exceptions import GripError, PublishError
-from broker.fanout import Fanout
+from broker.fanout.hub import Hub
+from broker.fanout.nodes import Fanout
 from broker.grip import instructions as grip
 from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
 from broker.hold import ClientRequest, HoldContext, bad_gateway
 from broker.http_hold import serve
-from broker.hub import Hub
-from broker.origin import OriginError, Origins, forwardable
+from broker.origin.client import OriginError, Origins, forwardable
 from broker.refresh import keep_fresh
 from broker.usage.events import Subject
 from broker.usage.meter import Meter

@@ -9,10 +9,10 @@ from broker.app import Broker
 from broker.config import BrokerConfig, load_config
 from broker.database_services import DatabaseServices
 from broker.exceptions import ConfigError
-from broker.fanout import Fanout, LocalFanout, RedisFanout
+from broker.fanout.hub import Hub
+from broker.fanout.nodes import Fanout, LocalFanout, RedisFanout
 from broker.grip.reliability import LastIds, Sequencer
-from broker.hub import Hub
-from broker.origin import Origins
+from broker.origin.client import Origins
 from broker.settings import BrokerSettings
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxStore, OutboxWriter

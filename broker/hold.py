@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from broker.config import ServiceConfig
 from broker.connection import Connection
 from broker.exceptions import GripError
+from broker.fanout.hub import Hub
 from broker.grip import instructions as grip
 from broker.grip.instructions import Channel, Instruction
-from broker.hub import Hub
-from broker.origin import Origins
+from broker.origin.client import Origins
 from broker.usage.meter import Meter
 
 

@@ -19,7 +19,7 @@ from broker.grip.instructions import Hold, Instruction, OriginResponse
 from broker.grip.publish import HttpResponseFormat
 from broker.grip.reliability import follows, grip_last, stale_channels
 from broker.hold import ClientRequest, HoldContext, bad_gateway, new_connection, open_connection, release
-from broker.origin import OriginError, relayable
+from broker.origin.client import OriginError, relayable
 from broker.stream_hold import hold_stream, stream_transport
 
 

@@ -22,7 +22,7 @@ from broker.grip.instructions import Hold, Instruction, NextLink
 from broker.grip.publish import HttpStreamFormat
 from broker.grip.reliability import follows, grip_last, resolve_link, stale_channels
 from broker.hold import ClientRequest, HoldContext, open_connection, release
-from broker.origin import OriginError, OriginReply, relayable
+from broker.origin.client import OriginError, OriginReply, relayable
 
 # Pushpin retries a next link that failed 5 times, after 1 s, 2 s, 4 s ... plus up to 1 s at random.
 RETRY_MAX = 5

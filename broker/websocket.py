@@ -14,7 +14,7 @@ from broker.grip import wsevents
 from broker.grip.publish import WsMessageFormat
 from broker.grip.wsevents import WsEvent
 from broker.hold import HoldContext
-from broker.origin import OriginError, Origins, forwardable
+from broker.origin.client import OriginError, Origins, forwardable
 
 WS_REQUEST_DROP = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}

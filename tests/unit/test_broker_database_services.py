@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from broker.app import check_publish_token
 from broker.config import BrokerConfig, ServiceConfig
 from broker.exceptions import ConfigError
-from broker.origin import Origins
-from broker.origin_http import Endpoint, RawReply
+from broker.origin.client import Origins
+from broker.origin.http11 import Endpoint, RawReply
 from broker.refresh import keep_fresh
 from broker.service_rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.settings import BrokerSettings
@@ -133,7 +133,7 @@ def test_a_failed_reload_keeps_the_last_good_services_and_the_next_success_appli
 
 
 class RecordingClient:
-    """Stands in for the HTTP layer (tested on real sockets in tests/integration/test_origin_http.py)."""
+    """Stands in for the HTTP layer (tested on real sockets in tests/integration/test_broker_origin_http11.py)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[Endpoint, str, str, list[tuple[str, str]], bytes]] = []

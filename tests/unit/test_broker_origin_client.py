@@ -3,8 +3,8 @@
 import asyncio
 
 from broker.config import ServiceConfig
-from broker.origin import Origins
-from broker.origin_http import Endpoint, RawReply
+from broker.origin.client import Origins
+from broker.origin.http11 import Endpoint, RawReply
 
 SVC = ServiceConfig("s1", "a1", "http://origin.test", ("t",), "a-grip-key-of-32-bytes-or-more-!!", True)
 OTHER = ServiceConfig("s2", "a1", "http://origin.test", ("t",), "another-grip-key-of-32-bytes-or-more", True)

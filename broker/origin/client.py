@@ -13,7 +13,7 @@ import jwt
 
 from broker.config import ServiceConfig
 from broker.grip.instructions import Headers, is_grip_header
-from broker.origin_http import ConnectFailed, Endpoint, OriginClient
+from broker.origin.http11 import ConnectFailed, Endpoint, OriginClient
 
 GRIP_SIG_ISSUER = "fanmeter"
 GRIP_SIG_LIFETIME_S = 3600
@@ -65,7 +65,7 @@ def public_ca_context() -> ssl.SSLContext:
 
 
 class Origins:
-    """Signed requests to services' origins (``broker.origin_http`` does the HTTP)."""
+    """Signed requests to services' origins (``broker.origin.http11`` does the HTTP)."""
 
     def __init__(self, timeout_s: float = 30.0) -> None:
         self._client = OriginClient(public_ca_context(), timeout_s)

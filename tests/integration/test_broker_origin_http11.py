@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.origin import public_ca_context
-from broker.origin_http import ConnectFailed, Endpoint, OriginClient
+from broker.origin.client import public_ca_context
+from broker.origin.http11 import ConnectFailed, Endpoint, OriginClient
 from tests.stack import free_port
 from tests.tls_origin import self_signed, serving
 

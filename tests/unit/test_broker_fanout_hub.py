@@ -6,9 +6,9 @@ import json
 
 from broker.config import ServiceConfig
 from broker.connection import Connection, Delivery
+from broker.fanout.hub import WAKE_SLICE, Hub
 from broker.grip.publish import parse_publish_body
 from broker.grip.reliability import LastIds, Sequencer
-from broker.hub import WAKE_SLICE, Hub
 
 SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
 OTHER = ServiceConfig("s2", "a1", "http://o", ("t",), "k", True)

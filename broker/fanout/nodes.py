@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from broker.fanout.hub import Hub
 from broker.grip.publish import Item, parse_publish_body
 from broker.grip.reliability import ChannelKey
-from broker.hub import Hub
 
 REDIS_PREFIX = "fanmeter:channel:"
 logger = logging.getLogger(__name__)
