@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
-from broker.config import BrokerConfig, ServiceConfig
 from broker.connection import Ending
 from broker.exceptions import GripError, PublishError
 from broker.fanout.hub import Hub
@@ -29,7 +28,8 @@ from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
 from broker.hold import ClientRequest, HoldContext, bad_gateway
 from broker.http_hold import serve
 from broker.origin.client import OriginError, Origins, forwardable
-from broker.refresh import keep_fresh
+from broker.services.model import BrokerConfig, ServiceConfig
+from broker.services.refresh import keep_fresh
 from broker.usage.events import Subject
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxWriter

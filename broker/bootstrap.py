@@ -6,13 +6,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.app import Broker
-from broker.config import BrokerConfig, load_config
-from broker.database_services import DatabaseServices
 from broker.exceptions import ConfigError
 from broker.fanout.hub import Hub
 from broker.fanout.nodes import Fanout, LocalFanout, RedisFanout
 from broker.grip.reliability import LastIds, Sequencer
 from broker.origin.client import Origins
+from broker.services.database import DatabaseServices
+from broker.services.file import load_config
+from broker.services.model import BrokerConfig
 from broker.settings import BrokerSettings
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxStore, OutboxWriter

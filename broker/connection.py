@@ -6,8 +6,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from broker.config import ServiceConfig
 from broker.grip.publish import Format, Item
+from broker.services.model import ServiceConfig
 from broker.usage.events import Subject
 
 

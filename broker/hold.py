@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.config import ServiceConfig
 from broker.connection import Connection
 from broker.exceptions import GripError
 from broker.fanout.hub import Hub
 from broker.grip import instructions as grip
 from broker.grip.instructions import Channel, Instruction
 from broker.origin.client import Origins
+from broker.services.model import ServiceConfig
 from broker.usage.meter import Meter
 
 

@@ -18,7 +18,7 @@ MIN_GRIP_SECRET_CHARS = 16
 class BrokerSettings(FanmeterSettings):
     # With Redis, a publish to any node reaches clients on every node (Redis pub/sub).
     redis_url: str | None = None
-    # The services file (TOML or JSON, see broker/config.py); `fanmeter broker --config` overrides it.
+    # The services file (TOML or JSON, see broker/services/file.py); `fanmeter broker --config` overrides it.
     # Unset: the services come from the admin service's tables in FANMETER_DATABASE_URL.
     broker_config: Path | None = None
     # With services from the database: how often they are read again (Fanout off or a revoked

@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from broker.asgi import Receive, Scope, Send, first_of, request_headers
-from broker.config import ServiceConfig
 from broker.connection import Connection, Delivery
 from broker.exceptions import WsEventsError
 from broker.grip import wsevents
@@ -15,6 +14,7 @@ from broker.grip.publish import WsMessageFormat
 from broker.grip.wsevents import WsEvent
 from broker.hold import HoldContext
 from broker.origin.client import OriginError, Origins, forwardable
+from broker.services.model import ServiceConfig
 
 WS_REQUEST_DROP = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}

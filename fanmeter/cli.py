@@ -275,7 +275,7 @@ def grip_key(service_id: str) -> None:
     Derived from FANMETER_GRIP_SECRET, so it prints the key brokers sharing that secret sign with.
     """
     from broker.exceptions import ConfigError
-    from broker.service_rows import grip_key as derive
+    from broker.services.rows import grip_key as derive
     from broker.settings import BrokerSettings
 
     try:

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import certifi
 import jwt
 
-from broker.config import ServiceConfig
 from broker.grip.instructions import Headers, is_grip_header
 from broker.origin.http11 import ConnectFailed, Endpoint, OriginClient
+from broker.services.model import ServiceConfig
 
 GRIP_SIG_ISSUER = "fanmeter"
 GRIP_SIG_LIFETIME_S = 3600

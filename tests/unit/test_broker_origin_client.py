@@ -2,9 +2,9 @@
 
 import asyncio
 
-from broker.config import ServiceConfig
 from broker.origin.client import Origins
 from broker.origin.http11 import Endpoint, RawReply
+from broker.services.model import ServiceConfig
 
 SVC = ServiceConfig("s1", "a1", "http://origin.test", ("t",), "a-grip-key-of-32-bytes-or-more-!!", True)
 OTHER = ServiceConfig("s2", "a1", "http://origin.test", ("t",), "another-grip-key-of-32-bytes-or-more", True)

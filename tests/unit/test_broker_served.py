@@ -3,8 +3,8 @@
 from dataclasses import replace
 
 from broker.app import no_longer_served
-from broker.config import BrokerConfig, ServiceConfig
 from broker.connection import Ending
+from broker.services.model import BrokerConfig, ServiceConfig
 
 SERVED = ServiceConfig("s1", "a1", "https://o.example", ("t",), "k", True)
 

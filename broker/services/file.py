@@ -1,7 +1,7 @@
-"""The services a broker serves, from a TOML or JSON file (``FANMETER_BROKER_CONFIG`` or ``--config``).
+"""The services a broker serves, read from a TOML or JSON file (``FANMETER_BROKER_CONFIG`` or ``--config``).
 
 The file is one source of ``ServiceConfig`` values; the other is the admin service's database
-(``broker/database_services.py``), used when no file is given (docs/decisions.md, "Broker").
+(``broker/services/database.py``), used when no file is given (docs/decisions.md, "Broker").
 
     [[services]]
     service_id = "svc-1"
@@ -17,40 +17,12 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from broker.exceptions import ConfigError
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    service_id: str
-    account_id: str
-    origin: str
-    publish_tokens: tuple[str, ...]
-    grip_key: str
-    fanout_enabled: bool
-    hosts: tuple[str, ...] = ()
-    # Hex SHA-256 of publish tokens, as the admin service stores them (the database source).
-    publish_token_hashes: tuple[str, ...] = ()
-    # The Host (and TLS server name) the origin is asked for, when not the origin URL's host.
-    origin_host: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    services: dict[str, ServiceConfig]
-
-    def by_host(self, host: str) -> ServiceConfig | None:
-        """The service whose ``hosts`` list names ``host`` (port ignored, case-insensitive)."""
-        name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
-        for service in self.services.values():
-            if name in service.hosts:
-                return service
-        return None
+from broker.services.model import BrokerConfig, ServiceConfig
 
 
 def load_config(path: Path) -> BrokerConfig:

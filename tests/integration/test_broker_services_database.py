@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from billing.access import token_hash
 from billing.orm import Account, ApiToken, Backend, Service
-from broker.database_services import DatabaseServices
-from broker.service_rows import grip_key
+from broker.services.database import DatabaseServices
+from broker.services.rows import grip_key
 from kernel.db import read_only
 
 SECRET = "integration-grip-secret-0123456789"

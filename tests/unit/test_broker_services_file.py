@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from broker.config import ServiceConfig, load_config, parse_config
 from broker.exceptions import ConfigError
+from broker.services.file import load_config, parse_config
+from broker.services.model import ServiceConfig
 
 SERVICE = {"service_id": "s1", "account_id": "a1", "origin": "https://o.example/", "publish_tokens": ["t"],
            "grip_key": "k", "fanout_enabled": True, "hosts": ["S1.Example"]}  # fmt: skip

@@ -2,7 +2,7 @@
 
 The broker imports nothing from ``billing/``: it reads the columns it needs with SQLAlchemy Core
 over lightweight table constructs (never on the shared ``MetaData``), only for Compute services,
-and only unrevoked publish tokens; ``broker.service_rows`` turns the rows into services.
+and only unrevoked publish tokens; ``broker.services.rows`` turns the rows into services.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 
 from sqlalchemy import JSON, Boolean, Engine, String, column, select, table
 
-from broker.config import BrokerConfig
-from broker.service_rows import BackendRow, ServiceRow, service_configs
+from broker.services.model import BrokerConfig
+from broker.services.rows import BackendRow, ServiceRow, service_configs
 
 logger = logging.getLogger(__name__)
 

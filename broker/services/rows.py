@@ -1,6 +1,6 @@
 """Pure mapping from the admin service's rows to the broker's ``ServiceConfig`` values (no I/O).
 
-``broker/database_services.py`` reads the rows; the rules of which service is served, with which
+``broker/services/database.py`` reads the rows; the rules of which service is served, with which
 origin, tokens and GRIP key, live here (docs/decisions.md, "Broker").
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.config import BrokerConfig, ServiceConfig
+from broker.services.model import BrokerConfig, ServiceConfig
 
 UNTRUSTED = "untrusted"  # backend.tls_status of a certificate that failed verification
 

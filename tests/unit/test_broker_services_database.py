@@ -8,12 +8,12 @@ import pytest
 from pydantic import SecretStr
 
 from broker.app import check_publish_token
-from broker.config import BrokerConfig, ServiceConfig
 from broker.exceptions import ConfigError
 from broker.origin.client import Origins
 from broker.origin.http11 import Endpoint, RawReply
-from broker.refresh import keep_fresh
-from broker.service_rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
+from broker.services.model import BrokerConfig, ServiceConfig
+from broker.services.refresh import keep_fresh
+from broker.services.rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
 from broker.settings import BrokerSettings
 
 SECRET = "a-broker-wide-secret-of-some-length"

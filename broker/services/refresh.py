@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from broker.config import BrokerConfig
+from broker.services.model import BrokerConfig
 
 logger = logging.getLogger(__name__)
 
