@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing import audit
+from billing import audit, backend_address
 from billing.access import IssuedToken, new_id, require
 from billing.accounts import issue_audited, products_of
 from billing.domain import fanout_rules
@@ -24,6 +24,7 @@ from billing.domain.fanout_rules import BackendFacts, ServiceFacts
 from billing.domain.roles import Action, Principal, Verdict, decide
 from billing.orm import ApiToken, Backend, Service
 from billing.tls_check import DEFAULT_TLS_PORT, TlsCheck, check_tls
+from kernel.network_policy import IPNetwork
 
 FLAGS = ("directors", "shielding", "ngwaf")
 PORT = "port"  # kept in ``Backend.settings``; part of the address, not an extra setting
@@ -31,16 +32,35 @@ PORT = "port"  # kept in ``Backend.settings``; part of the address, not an extra
 
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
-    """How the configuration-time TLS check runs: its timeout and the CA bundle (None: public)."""
+    """How the admin service reaches a backend at configuration time: which addresses it may
+    (``kernel.network_policy``, with the operator's allowed networks), and the TLS check's
+    timeout and CA bundle (None: public)."""
 
     timeout_seconds: float
     ca_file: str | None = None
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    def vet(self, backend: Backend) -> list[str]:
+        """The addresses the backend's host resolves to, once the address rule allows every one of them.
+
+        Raises ``RuleViolation`` with the reason for a loopback, private, link-local, metadata (…)
+        address or a name resolving to one; [] when the name does not resolve now.
+        """
+        reason, addresses = backend_address.judge(
+            backend.address, backend_port(backend), self.allowed_networks, self.timeout_seconds
+        )
+        if reason is not None:
+            raise RuleViolation(f"backend {backend.name!r} at {backend.address}: {reason}")
+        return addresses
 
     def check(self, backend: Backend) -> TlsCheck:
-        """Check a TLS backend: connect to its address and port, verify the name the origin is asked for
-        (its override host, else its address)."""
+        """Check a TLS backend: connect to the address ``vet`` judged and port, verify the name the origin is
+        asked for (its override host, else its address)."""
+        addresses = self.vet(backend)
+        if not addresses:
+            return TlsCheck(fanout_rules.TLS_UNVERIFIED, f"{backend.address} does not resolve")
         return check_tls(
-            backend.address,
+            addresses[0],
             backend_port(backend),
             timeout=self.timeout_seconds,
             cafile=self.ca_file,
@@ -194,6 +214,7 @@ def create_backend(
     if session.scalars(select(Backend.id).where(Backend.service_id == service.id, Backend.name == name)).first():
         raise Conflict(f"service {service.id} already has a backend named {name!r}")
     backend = Backend(id=new_id("be"), service_id=service.id, settings=settings, created_at=now, **fields)
+    tls.vet(backend)  # before any connection: the TLS check below must not reach a refused address
     if service.fanout_enabled:
         reason = fanout_rules.backend_settings_refusal(name, backend_facts(backend).extra_settings)
         if reason:
@@ -237,6 +258,8 @@ def enable_fanout(session: Session, principal: Principal, service: Service, tls:
     if service.fanout_enabled:
         return service
     backends = list_backends(session, service.id)
+    for backend in backends:  # configured before the address rule, or the operator's list has shrunk
+        tls.vet(backend)
     checked = [(b, tls.check(b) if b.use_tls else None) for b in backends]
     purchased = set(products_of(session, service.account_id))
     reason = fanout_rules.enable_refusal(purchased, facts(service), [backend_facts(b, c) for b, c in checked])

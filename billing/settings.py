@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kernel.network_policy import IPNetwork, parse_allowed_networks
 
 
 class BillingSettings(BaseSettings):
@@ -17,3 +19,20 @@ class BillingSettings(BaseSettings):
     tls_check_timeout_seconds: float = Field(default=3.0, gt=0)
     # The CA bundle backends' certificates must chain to; None is certifi's public bundle.
     tls_ca_file: str | None = None
+    # Networks an account's backends may point at although not public (kernel.network_policy refuses
+    # loopback, private, link-local, metadata... addresses): comma-separated CIDRs, e.g. "10.20.0.0/16".
+    backend_allowed_networks: str = ""
+    # Request bodies over this many bytes are refused with 413 before authentication or parsing,
+    # by declared Content-Length and while streaming; POST /v1/events has a limit of its own.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_events_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+    @field_validator("backend_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_allowed_networks(value)  # a bad CIDR stops the service at start-up, with its name
+        return value
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_allowed_networks(self.backend_allowed_networks)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from billing.api.schemas import Strict
+from kernel.network_policy import host_refusal
 
 ProductId = Literal["compute", "fanout"]
 ServiceType = Literal["compute", "delivery"]
@@ -92,6 +93,28 @@ class BackendIn(Strict):
     min_tls_version: str | None = Field(default=None, max_length=10)
     max_tls_version: str | None = Field(default=None, max_length=10)
 
+    @field_validator("address")
+    @classmethod
+    def _address_is_a_host(cls, value: str) -> str:
+        reason = host_refusal(value)
+        if reason:
+            raise ValueError(f"address: {reason}")
+        return value
+
+    @field_validator("override_host", "ssl_cert_hostname", "ssl_sni_hostname")
+    @classmethod
+    def _names_are_hosts(cls, value: str | None) -> str | None:
+        """Sent as a Host header and a TLS name: a host name or IP, optionally with a port, nothing else."""
+        if value is None:
+            return None
+        host, port = _split_port(value)
+        reason = host_refusal(host) or (
+            None if port is None or (port.isdigit() and 1 <= int(port) <= 65535) else "the port must be 1-65535"
+        )
+        if reason:
+            raise ValueError(reason)
+        return value
+
     def fanout_fields(self) -> dict[str, Any]:
         """The four settings every service supports."""
         return {field: getattr(self, field) for field in FANOUT_FIELDS}
@@ -103,6 +126,17 @@ class BackendIn(Strict):
             for key, value in self.model_dump(exclude_none=True).items()
             if key not in FANOUT_FIELDS and key in self.model_fields_set
         }
+
+
+def _split_port(value: str) -> tuple[str, str | None]:
+    """``host:port`` (``[v6]:port``) into its parts; a bare IPv6 literal has no port."""
+    if value.startswith("[") and "]:" in value:
+        host, _, port = value.rpartition(":")
+        return host, port
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        return host, port
+    return value, None
 
 
 class BackendOut(BaseModel):

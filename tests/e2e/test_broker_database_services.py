@@ -20,6 +20,7 @@ import httpx
 import pytest
 import websockets
 
+from billing.settings import BillingSettings
 from broker.settings import BrokerSettings
 from fanmeter import migrate
 from kernel.db import make_engine
@@ -104,7 +105,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     with migrated_stack(data_dir, _upgrade) as stack_env:
         env = {**stack_env, "FANMETER_GRIP_SECRET": GRIP_SECRET}
         engine = make_engine(settings_for(stack_env).resolved_database_url)
-        world = build_world(engine)
+        world = build_world(engine, settings=BillingSettings(backend_allowed_networks="127.0.0.0/8"))  # the test origin
         with world.client:
             for product in ("compute", "fanout"):
                 bought = world.client.put(f"/v1/accounts/{OWN}/products/{product}", headers=world.as_role("superuser"))

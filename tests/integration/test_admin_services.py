@@ -18,10 +18,15 @@ from tests.tls_origin import ca_signed, closed_port, self_signed, serving
 
 FANOUT = "/enabled-products/v1/fanout/services"
 
+# The test origins listen on 127.0.0.1: loopback backends are refused unless the operator allows them.
+TEST_ORIGINS = "127.0.0.0/8"
+
 
 @pytest.fixture
 def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine, settings=BillingSettings(tls_check_timeout_seconds=2))
+    world = build_world(
+        engine, settings=BillingSettings(tls_check_timeout_seconds=2, backend_allowed_networks=TEST_ORIGINS)
+    )
     with world.client:
         yield world
 
@@ -273,7 +278,7 @@ def test_an_unreachable_tls_backend_is_recorded_unverified_and_fanout_is_still_a
 
 def test_a_tls_backend_whose_certificate_chains_to_a_trusted_ca_is_verified(engine: Engine, tmp_path: Path) -> None:
     ca, leaf = ca_signed(tmp_path)
-    world = build_world(engine, settings=BillingSettings(tls_ca_file=str(ca)))
+    world = build_world(engine, settings=BillingSettings(tls_ca_file=str(ca), backend_allowed_networks=TEST_ORIGINS))
     with world.client, serving(leaf) as origin:
         buy_fanout(world)
         service_id = new_service(world)
@@ -286,7 +291,7 @@ def test_a_tls_backend_whose_certificate_chains_to_a_trusted_ca_is_verified(engi
 
 def test_the_certificate_must_name_the_override_host_when_one_is_set(engine: Engine, tmp_path: Path) -> None:
     ca, leaf = ca_signed(tmp_path)  # the certificate names 127.0.0.1 only
-    world = build_world(engine, settings=BillingSettings(tls_ca_file=str(ca)))
+    world = build_world(engine, settings=BillingSettings(tls_ca_file=str(ca), backend_allowed_networks=TEST_ORIGINS))
     with world.client, serving(leaf) as origin:
         service_id = new_service(world)
         response = add_backend(

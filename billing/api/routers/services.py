@@ -17,8 +17,8 @@ router = APIRouter(prefix="/v1", tags=["services"])
 
 
 def tls_policy(settings: BillingSettings) -> catalog.TlsPolicy:
-    """The configuration-time TLS check as the settings configure it."""
-    return catalog.TlsPolicy(settings.tls_check_timeout_seconds, settings.tls_ca_file)
+    """The configuration-time address rule and TLS check as the settings configure them."""
+    return catalog.TlsPolicy(settings.tls_check_timeout_seconds, settings.tls_ca_file, settings.allowed_networks)
 
 
 def _service_out(service: Service) -> ServiceOut:
