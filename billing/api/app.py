@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from billing.api import errors
+from billing.api import api_docs, errors
 from billing.api.routers import (
     accounts,
     audit,
@@ -50,7 +50,14 @@ def create_app(
 
     ``pipeline`` is where ``POST /v1/events`` sends; by default, where this process's Celery app points.
     """
-    app = FastAPI(title="fanmeter admin", version="1", description=DESCRIPTION, responses=errors.ERROR_RESPONSES)
+    app = FastAPI(
+        title="fanmeter admin",
+        version="1",
+        description=DESCRIPTION,
+        responses=errors.ERROR_RESPONSES,
+        docs_url=None,  # /docs and /redoc come from api_docs, with their assets served here
+        redoc_url=None,
+    )
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.state.settings = settings or BillingSettings()
     app.state.clock = clock
@@ -62,6 +69,7 @@ def create_app(
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
+    api_docs.install(app)
     # The usage router first: routes are matched in order, and usage is the busiest read.
     routers = (usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements, audit)
     for router in (module.router for module in routers):

@@ -1,0 +1,127 @@
+"""`/docs` and `/redoc` of a running `fanmeter admin`, rendered in headless Chromium with no request leaving it.
+
+Every request the pages make is intercepted: one to the service's own origin goes on, any other is
+aborted and recorded, so the test passes only where the pages need nothing from the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.stack import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+TITLE = "fanmeter admin"
+
+
+@pytest.fixture(scope="module")
+def admin_url(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("docs") / "admin.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
+            env={**os.environ, **stack_env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
+
+
+def _chromium() -> str:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.fail("the browser tests need Chromium: run 'apt-get install chromium' (as root)", pytrace=False)
+    return CHROMIUM if os.path.exists(CHROMIUM) else str(shutil.which("chromium"))
+
+
+def _render(url: str, path: str, ready: str) -> tuple[str, list[str], list[str], list[str]]:
+    """Open ``path`` and wait for ``ready``; return its text, the requests made, those refused, page errors."""
+    from playwright.sync_api import ConsoleMessage, Route, sync_playwright
+
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    requested: list[str] = []
+    refused: list[str] = []
+    errors: list[str] = []
+
+    def route(r: Route) -> None:
+        requested.append(r.request.url)
+        if r.request.url.startswith(origin + "/"):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True)
+        try:
+            context = browser.new_context()
+            context.route("**/*", route)
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", console)
+            page.goto(f"{url}{path}", wait_until="networkidle")
+            page.wait_for_selector(ready, timeout=30_000)
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    return text, requested, refused, errors
+
+
+def test_swagger_ui_renders_the_api_from_the_service_s_own_assets(admin_url: str) -> None:
+    text, requested, refused, errors = _render(admin_url, "/docs", ".swagger-ui .opblock")
+
+    assert refused == [] and errors == []
+    assert f"{admin_url}/docs/assets/swagger-ui/swagger-ui-bundle.js" in requested
+    assert f"{admin_url}/openapi.json" in requested
+    assert TITLE in text and "/v1/accounts" in text
+
+
+def test_redoc_renders_the_api_from_the_service_s_own_assets(admin_url: str) -> None:
+    text, requested, refused, errors = _render(admin_url, "/redoc", ".api-content h1")
+
+    assert refused == [] and errors == []
+    assert f"{admin_url}/docs/assets/redoc/redoc.standalone.js" in requested
+    assert f"{admin_url}/openapi.json" in requested
+    assert TITLE in text and "/v1/accounts" in text
+
+
+def test_the_pages_name_no_other_host_and_their_favicon_is_served(admin_url: str) -> None:
+    for path in ("/docs", "/redoc"):
+        page = httpx.get(f"{admin_url}{path}").text
+        assert "cdn.jsdelivr.net" not in page and "fonts.googleapis.com" not in page and "tiangolo" not in page
+        assert '/docs/assets/swagger-ui/favicon-32x32.png"' in page
+    favicon = httpx.get(f"{admin_url}/docs/assets/swagger-ui/favicon-32x32.png")
+    assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/png"
