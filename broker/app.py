@@ -19,22 +19,22 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
-from broker.connection import Ending
 from broker.exceptions import GripError, PublishError
 from broker.fanout.hub import Hub
 from broker.fanout.nodes import Fanout
 from broker.grip import instructions as grip
 from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
-from broker.hold import ClientRequest, HoldContext, bad_gateway
-from broker.http_hold import serve
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
+from broker.transports.connection import Ending
+from broker.transports.dispatch import serve
+from broker.transports.held_request import ClientRequest, HoldContext, bad_gateway
+from broker.transports.websocket import websocket_session
 from broker.usage.events import Subject
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxWriter
 from broker.usage.shipper import Shipper
-from broker.websocket import websocket_session
 
 # Container allocations between two young-generation collections (CPython's default is 700). With
 # hundreds of requests in flight, collecting every 700 allocations promotes their short-lived objects

@@ -8,9 +8,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from broker.connection import Connection, Delivery
 from broker.grip.publish import TRANSPORT_FORMAT, Item
 from broker.grip.reliability import ChannelKey, LastIds, Sequencer
+from broker.transports.connection import Connection, Delivery
 
 # Pushpin's subscription_linger: a channel last held by a long-poll stays subscribed (and its last
 # id kept) this long, so a client polling again finds out what was published in between.

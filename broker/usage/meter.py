@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.connection import Connection
 from broker.grip.publish import Item
+from broker.transports.connection import Connection
 from broker.usage import events
 from broker.usage.events import Subject
 from broker.usage.outbox import OutboxWriter

@@ -12,11 +12,11 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.connection import Connection
 from broker.fanout import hub as hub_module
 from broker.fanout.hub import Hub
 from broker.grip.publish import HttpStreamFormat, parse_publish_body
 from broker.services.model import ServiceConfig
+from broker.transports.connection import Connection
 
 SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
 

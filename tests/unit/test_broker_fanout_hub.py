@@ -4,11 +4,11 @@ prev-id order, and channels a long-poll left lingering with their last id."""
 import asyncio
 import json
 
-from broker.connection import Connection, Delivery
 from broker.fanout.hub import WAKE_SLICE, Hub
 from broker.grip.publish import parse_publish_body
 from broker.grip.reliability import LastIds, Sequencer
 from broker.services.model import ServiceConfig
+from broker.transports.connection import Connection, Delivery
 
 SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
 OTHER = ServiceConfig("s2", "a1", "http://o", ("t",), "k", True)

@@ -3,8 +3,8 @@
 from dataclasses import replace
 
 from broker.app import no_longer_served
-from broker.connection import Ending
 from broker.services.model import BrokerConfig, ServiceConfig
+from broker.transports.connection import Ending
 
 SERVED = ServiceConfig("s1", "a1", "https://o.example", ("t",), "k", True)
 

@@ -15,14 +15,14 @@ import random
 from urllib.parse import urlsplit
 
 from broker.asgi import Send, encode_headers, first_of
-from broker.connection import Connection, Delivery
 from broker.exceptions import GripError
 from broker.grip import instructions as grip
 from broker.grip.instructions import Hold, Instruction, NextLink
 from broker.grip.publish import HttpStreamFormat
 from broker.grip.reliability import follows, grip_last, resolve_link, stale_channels
-from broker.hold import ClientRequest, HoldContext, open_connection, release
 from broker.origin.client import OriginError, OriginReply, relayable
+from broker.transports.connection import Connection, Delivery
+from broker.transports.held_request import ClientRequest, HoldContext, open_connection, release
 
 # Pushpin retries a next link that failed 5 times, after 1 s, 2 s, 4 s ... plus up to 1 s at random.
 RETRY_MAX = 5

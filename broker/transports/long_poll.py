@@ -1,9 +1,9 @@
-"""Held HTTP requests: which hold an origin asked for, and long-polls (``response`` holds).
+"""Long-polls (``response`` holds): the first published ``http-response``, or the origin's own on timeout.
 
 Long-polls follow Pushpin's retry: a hold that missed items (``broker.grip.reliability``) is not
 held; the origin is asked the same request again with ``Grip-Last``, and its answer (another
-hold or a plain response) is served on the same connection. HTTP streaming and SSE
-(``stream`` holds) are in ``broker.stream_hold``.
+hold or a plain response) is served on the same connection. An answer that holds a stream is
+handed back to ``broker.transports.dispatch``, which streams it (``broker.transports.stream``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from broker.asgi import Receive, Send, first_of, respond, respond_text, wait_disconnect
-from broker.connection import Connection, Delivery
+from broker.asgi import Send, first_of, respond, respond_text
 from broker.exceptions import GripError
 from broker.grip import instructions as grip
 from broker.grip.instructions import Hold, Instruction, OriginResponse
 from broker.grip.publish import HttpResponseFormat
 from broker.grip.reliability import follows, grip_last, stale_channels
-from broker.hold import ClientRequest, HoldContext, bad_gateway, new_connection, open_connection, release
 from broker.origin.client import OriginError, relayable
-from broker.stream_hold import hold_stream, stream_transport
+from broker.transports.connection import Connection, Delivery
+from broker.transports.held_request import ClientRequest, HoldContext, bad_gateway, open_connection, release
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,49 +29,30 @@ class Retry:
     headers: list[tuple[str, str]]
 
 
-async def serve(ctx: HoldContext, request: ClientRequest, instruction: Instruction, receive: Receive, send: Send,
-                queue_size: int) -> None:  # fmt: skip
-    """Relay a response without a hold; hold the others as a long-poll or a stream."""
-    hold, response = instruction.hold, instruction.response
-    if hold is None:
-        await respond(send, response.code, response.body, relayable(response.headers))
-        return
-    # One watcher for the whole request, however many holds it becomes (a long-poll whose retry
-    # turns into a stream). A plain try, not a context manager: its frame would live as long as
-    # the hold, 0.4 KiB more per idle connection.
-    disconnect = asyncio.ensure_future(wait_disconnect(receive))
-    try:
-        if hold.mode is grip.HoldMode.RESPONSE:
-            conn = new_connection(request, "long-poll", queue_size)
-            await hold_response(ctx, conn, request, instruction, disconnect, send)
-        else:
-            conn = new_connection(request, stream_transport(response), queue_size)
-            await hold_stream(ctx, conn, request, instruction, disconnect, send)
-    finally:
-        disconnect.cancel()
-
-
 async def hold_response(ctx: HoldContext, conn: Connection, request: ClientRequest, instruction: Instruction,
-                        disconnect: asyncio.Future[None], send: Send) -> None:  # fmt: skip
-    """Long-poll: answer with the first published ``http-response``, or the origin's response on timeout."""
+                        disconnect: asyncio.Future[None], send: Send) -> Instruction | None:  # fmt: skip
+    """Long-poll: answer with the first published ``http-response``, or the origin's response on timeout.
+
+    Returns the stream hold a retry was answered with (the connection stays open for it), else None.
+    """
     reason: str | None = "client disconnected"
     try:
         while instruction.hold is not None and instruction.hold.mode is grip.HoldMode.RESPONSE:
             outcome = await _hold_once(ctx, conn, instruction.hold, instruction.response, send, disconnect)
             if not isinstance(outcome, Retry):
                 reason = outcome
-                return
+                return None
             instruction = await request.ask(ctx, outcome.headers)
         if instruction.hold is None:
             await _relay(send, conn, instruction.response)
             reason = "recovered"  # the origin answered the retry itself
-            return
-        conn.transport = stream_transport(instruction.response)  # the retry became a stream: stream it
-        reason = None  # the stream closes the connection with its own reason
-        await hold_stream(ctx, conn, request, instruction, disconnect, send)
+            return None
+        reason = None  # the retry became a stream: its stream closes the connection with its own reason
+        return instruction
     except (GripError, OriginError) as error:
         await respond_text(send, 502, bad_gateway(error))
         reason = f"origin error: {error}"
+        return None
     except asyncio.CancelledError:
         reason = "shutdown"
         raise

@@ -7,14 +7,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from broker.asgi import Receive, Scope, Send, first_of, request_headers
-from broker.connection import Connection, Delivery
 from broker.exceptions import WsEventsError
 from broker.grip import wsevents
 from broker.grip.publish import WsMessageFormat
 from broker.grip.wsevents import WsEvent
-from broker.hold import HoldContext
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import ServiceConfig
+from broker.transports.connection import Connection, Delivery
+from broker.transports.held_request import HoldContext
 
 WS_REQUEST_DROP = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}

@@ -1,6 +1,6 @@
 """What every held HTTP request shares: the broker's context, the client's request, opening and closing.
 
-Long-polls are held in ``broker.http_hold``, streams in ``broker.stream_hold``.
+Long-polls are held in ``broker.transports.long_poll``, streams in ``broker.transports.stream``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.connection import Connection
 from broker.exceptions import GripError
 from broker.fanout.hub import Hub
 from broker.grip import instructions as grip
 from broker.grip.instructions import Channel, Instruction
 from broker.origin.client import Origins
 from broker.services.model import ServiceConfig
+from broker.transports.connection import Connection
 from broker.usage.meter import Meter
 
 
