@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from billing.api.body_limit import BodyLimit
 from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
 
 
@@ -31,6 +32,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     403: {"model": Problem, "description": "The caller's role may not do this."},
     404: {"model": Problem, "description": "No such resource in the caller's reach."},
     409: {"model": Problem, "description": "The resource's state forbids this change."},
+    413: {"model": Problem, "description": "The request body is over the size limit."},
 }
 
 
@@ -70,6 +72,10 @@ def _has_nul(scope: Scope) -> bool:
 
 
 def install(app: FastAPI) -> None:
-    """Map every billing domain error to its status code, and refuse NUL characters in URLs."""
+    """Map every billing domain error to its status code, refuse NUL characters in URLs, and refuse
+    oversized bodies before anything reads them (``app.state.settings`` gives the limits)."""
     app.add_exception_handler(BillingError, _billing_error)
     app.add_middleware(RefuseNul)
+    settings = app.state.settings
+    events_limit = {("POST", "/v1/events"): settings.max_events_body_bytes}
+    app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes, limits=events_limit)  # outermost

@@ -36,7 +36,10 @@ def _require_ingest(caller: Principal) -> None:
             },
         }
     },
-    responses={413: {"description": "The body is over 10 MiB."}, 415: {"description": "Not a CloudEvents JSON body."}},
+    responses={
+        413: {"description": "The body is over FANMETER_MAX_EVENTS_BODY_BYTES (10 MiB)."},
+        415: {"description": "Not a CloudEvents JSON body."},
+    },
 )
 async def post_events(
     request: Request, caller: CallerDep, content_type: Annotated[str | None, Header()] = None
@@ -54,16 +57,10 @@ async def post_events(
 
 
 async def _body_within_limit(request: Request) -> bytes:
-    """Read the body, refusing it with 413 as soon as it passes the limit (never buffering more)."""
-    too_large = HTTPException(413, f"the body is over the {events.MAX_BODY_BYTES:,}-byte limit")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > events.MAX_BODY_BYTES:
-        raise too_large
+    """Read the body (``billing.api.body_limit`` has refused it with 413 past the events limit already)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > events.MAX_BODY_BYTES:
-            raise too_large
     return bytes(body)
 
 
