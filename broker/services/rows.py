@@ -1,7 +1,8 @@
 """Pure mapping from the admin service's rows to the broker's ``ServiceConfig`` values (no I/O).
 
-``broker/services/database.py`` reads the rows; the rules of which service is served, with which
-origin, tokens and GRIP key, live here (docs/decisions.md, "Broker").
+``broker/services/database.py`` reads the rows (the broker's read model of the admin service's
+schema); the rules of which service is served, with which origin, tokens and GRIP key, live here
+(docs/decisions.md, "Broker").
 """
 
 from __future__ import annotations
@@ -35,6 +36,23 @@ class BackendRow:
     tls_status: str
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """An unrevoked publish token of a service, as the admin service keeps it: its hex SHA-256."""
+
+    service_id: str
+    token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRows:
+    """Everything one read of the admin service's tables gives: the rows services are made of."""
+
+    services: list[ServiceRow]
+    backends: list[BackendRow]
+    tokens: list[TokenRow]
+
+
 def grip_key(secret: str, service_id: str) -> str:
     """The service's GRIP signing key: hex HMAC-SHA256 of its id under the broker-wide secret.
 
@@ -57,20 +75,20 @@ def origin_url(backend: BackendRow) -> str:
 
 
 def service_configs(
-    services: Iterable[ServiceRow], backends: Iterable[BackendRow], token_hashes: Iterable[tuple[str, str]], secret: str
+    services: Iterable[ServiceRow], backends: Iterable[BackendRow], tokens: Iterable[TokenRow], secret: str
 ) -> tuple[BrokerConfig, list[str]]:
     """The broker's services from the admin service's rows, and why any Fanout service is not served.
 
-    ``token_hashes`` holds (service id, hex SHA-256) of unrevoked publish tokens. A Fanout service
-    goes to its first backend by name; with no backend, or one whose certificate was found
-    untrusted, it is left out and the reason returned.
+    ``tokens`` are the unrevoked publish tokens. A Fanout service goes to its first backend by
+    name; with no backend, or one whose certificate was found untrusted, it is left out and the
+    reason returned.
     """
     first_backend: dict[str, BackendRow] = {}
     for candidate in sorted(backends, key=lambda b: (b.service_id, b.name)):
         first_backend.setdefault(candidate.service_id, candidate)
     hashes: dict[str, list[str]] = {}
-    for service_id, digest in token_hashes:
-        hashes.setdefault(service_id, []).append(digest)
+    for token in tokens:
+        hashes.setdefault(token.service_id, []).append(token.token_hash)
     configs: dict[str, ServiceConfig] = {}
     problems: list[str] = []
     for row in sorted(services, key=lambda s: s.id):

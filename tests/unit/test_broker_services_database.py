@@ -13,7 +13,7 @@ from broker.origin.client import Origins
 from broker.origin.http11 import Endpoint, RawReply
 from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
-from broker.services.rows import BackendRow, ServiceRow, grip_key, origin_url, service_configs
+from broker.services.rows import BackendRow, ServiceRow, TokenRow, grip_key, origin_url, service_configs
 from broker.settings import BrokerSettings
 
 SECRET = "a-broker-wide-secret-of-some-length"
@@ -50,7 +50,7 @@ def test_a_fanout_service_goes_to_its_first_backend_by_name_with_its_tokens_and_
     config, problems = service_configs(
         [ServiceRow("svc_1", "acc_1", True)],
         [backend("z-second", settings={"port": 2}), backend("a-first", override_host="app.example", use_tls=True)],
-        [("svc_1", "h2"), ("svc_1", "h1"), ("svc_other", "h3")],
+        [TokenRow("svc_1", "h2"), TokenRow("svc_1", "h1"), TokenRow("svc_other", "h3")],
         SECRET,
     )
     assert problems == []
@@ -69,7 +69,7 @@ def test_a_fanout_service_goes_to_its_first_backend_by_name_with_its_tokens_and_
 
 
 def test_a_compute_service_with_fanout_off_is_known_but_not_enabled() -> None:
-    config, problems = service_configs([ServiceRow("svc_off", "acc_1", False)], [], [("svc_off", "h")], SECRET)
+    config, problems = service_configs([ServiceRow("svc_off", "acc_1", False)], [], [TokenRow("svc_off", "h")], SECRET)
     assert problems == []
     assert config.services["svc_off"].fanout_enabled is False
     assert config.services["svc_off"].publish_token_hashes == ("h",)
