@@ -15,7 +15,7 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
@@ -46,6 +46,14 @@ PREFIX_PATH = re.compile(r"^/s/([^/]+)(/.*)?$")
 MAX_REQUEST_BYTES = 1_000_000
 # Characters a path keeps as they are when it has to be percent-encoded again (RFC 3986 pchar and "/").
 PATH_SAFE = "/:@!$&'()*+,;=~"
+
+
+class Route(NamedTuple):
+    """Where a client request goes: its service (None when refused), the origin's request target, and why refused."""
+
+    service: ServiceConfig | None
+    target: str
+    refusal: str | None
 
 
 @dataclass
@@ -131,7 +139,7 @@ class Broker:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def route(self, scope: Scope) -> tuple[ServiceConfig | None, str, str | None]:
+    def route(self, scope: Scope) -> Route:
         """The service a client request is for, the origin's request target, or a reason it has none."""
         path: str = scope["path"]
         match = PREFIX_PATH.match(path)
@@ -139,15 +147,15 @@ class Broker:
             service = self.config.services.get(match.group(1))
             target = origin_target(scope, match)
             if service is None:
-                return None, target, f"Unknown service {match.group(1)}"
+                return Route(None, target, f"Unknown service {match.group(1)}")
         else:
             host = header(request_headers(scope), "host") or ""
             service, target = self.config.by_host(host), origin_target(scope)
             if service is None:
-                return None, target, f"No service is configured for host {host!r} (or use /s/<service_id>/...)"
+                return Route(None, target, f"No service is configured for host {host!r} (or use /s/<service_id>/...)")
         if not service.fanout_enabled:
-            return None, target, f"Fanout is not enabled for service {service.service_id}"
-        return service, target, None
+            return Route(None, target, f"Fanout is not enabled for service {service.service_id}")
+        return Route(service, target, None)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = PUBLISH_PATH.match(scope["path"])

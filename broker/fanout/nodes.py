@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
@@ -20,6 +20,13 @@ from broker.grip.reliability import ChannelKey
 
 REDIS_PREFIX = "fanmeter:channel:"
 logger = logging.getLogger(__name__)
+
+
+class _Change(NamedTuple):
+    """A subscription change for the Redis connection: ``subscribe`` or ``unsubscribe``, and its Redis channel."""
+
+    action: str
+    channel: str
 
 
 class Fanout(Protocol):
@@ -56,11 +63,11 @@ class RedisFanout:
         self._hub = hub
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        self._changes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._changes: asyncio.Queue[_Change] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
-        hub.on_first = lambda key: self._changes.put_nowait(("subscribe", redis_channel(key)))
-        hub.on_last = lambda key: self._changes.put_nowait(("unsubscribe", redis_channel(key)))
+        hub.on_first = lambda key: self._changes.put_nowait(_Change("subscribe", redis_channel(key)))
+        hub.on_last = lambda key: self._changes.put_nowait(_Change("unsubscribe", redis_channel(key)))
         hub.settle = self._changes.join
 
     async def start(self) -> None:

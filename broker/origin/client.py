@@ -6,6 +6,7 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import certifi
@@ -41,6 +42,13 @@ class OriginReply:
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
 
+class OriginAddress(NamedTuple):
+    """Where an origin URL points: the endpoint its connections go to, and the path its requests start with."""
+
+    endpoint: Endpoint
+    base_path: str
+
+
 class OriginError(Exception):
     """The origin could not be reached or refused the TLS check; the message is for the client (502)."""
 
@@ -69,7 +77,7 @@ class Origins:
 
     def __init__(self, timeout_s: float = 30.0) -> None:
         self._client = OriginClient(public_ca_context(), timeout_s)
-        self._endpoints: dict[tuple[str, str | None], tuple[Endpoint, str]] = {}
+        self._endpoints: dict[tuple[str, str | None], OriginAddress] = {}
         self._signatures: dict[str, tuple[float, str]] = {}  # grip key -> (signed at, Grip-Sig)
         self._shared: dict[tuple[str, str, str, str, Headers], asyncio.Task[OriginReply]] = {}
 
@@ -126,7 +134,7 @@ class Origins:
             self._signatures[key] = (signed_at, token)
         return token
 
-    def _endpoint(self, service: ServiceConfig) -> tuple[Endpoint, str]:
+    def _endpoint(self, service: ServiceConfig) -> OriginAddress:
         """Where ``service.origin`` points, and its path prefix (parsed once per origin)."""
         key = (service.origin, service.origin_host)
         found = self._endpoints.get(key)
@@ -136,14 +144,15 @@ class Origins:
         return found
 
 
-def parse_origin(origin: str, tls_name: str | None = None) -> tuple[Endpoint, str]:
+def parse_origin(origin: str, tls_name: str | None = None) -> OriginAddress:
     """An origin URL (``http[s]://host[:port][/base]``) as an endpoint and a path prefix.
 
     >>> parse_origin("https://example.com/app/")
-    (Endpoint(scheme='https', host='example.com', port=443, server_hostname=None), '/app')
+    OriginAddress(endpoint=Endpoint(scheme='https', host='example.com', port=443, server_hostname=None),
+                  base_path='/app')
     """
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OriginError(f"origin {origin!r} is not an http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return Endpoint(parts.scheme, parts.hostname, port, tls_name), parts.path.rstrip("/")
+    return OriginAddress(Endpoint(parts.scheme, parts.hostname, port, tls_name), parts.path.rstrip("/"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from broker.asgi import Send, encode_headers, first_of
@@ -29,6 +30,14 @@ RETRY_MAX = 5
 RETRY_BASE_S = 1.0
 MIN_LINK_TIMEOUT_S = 1  # a link's timeout=0 would have the broker fetch it in a loop
 FINISHED = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """The stream's next link: the origin path it names, and how long the stream may stay quiet."""
+
+    path: str
+    timeout_s: int
 
 
 class StreamEnd(Exception):
@@ -78,7 +87,7 @@ class _Stream:
         self.hosts = _service_hosts(request)
         self.channels: dict[str, str | None] = {}  # channel -> the prev-id its next item must name
         self.keep_alive: grip.KeepAlive | None = None
-        self.link: tuple[str, int] | None = None  # the next link's origin path, and its timeout
+        self.link: _Link | None = None
         self.link_due: float | None = None
         self.active: set[str] = set()  # channels with an item since the link's timer started
 
@@ -187,7 +196,7 @@ class _Stream:
         while True:
             if self.link is None:  # _adopt refuses prev-ids without a link, so only a link timer gets here
                 raise StreamEnd("origin error: no next link to recover from")
-            path = self.link[0]
+            path = self.link.path
             reply = await self._fetch(path)
             await self._write(reply.body)
             try:
@@ -202,7 +211,7 @@ class _Stream:
                 return self._queued_that_follow()
             if instruction.link is None:
                 raise StreamEnd("ended by origin")
-            self.link = (self._resolve(instruction.link), self.link[1])
+            self.link = _Link(self._resolve(instruction.link), self.link.timeout_s)
 
     async def _fetch(self, path: str) -> OriginReply:
         """The next link's answer (2xx); retried as Pushpin does, then the stream ends."""
@@ -229,7 +238,7 @@ class _Stream:
             self.ctx.hub.subscribe(self.conn, name)
         await self.ctx.hub.settled()
         self.channels, self.keep_alive = wanted, hold.keep_alive
-        self.link = (self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None
+        self.link = _Link(self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None
         self._restart_link_timer()
         named = [name for name, prev_id in wanted.items() if prev_id is not None]
         if named and self.link is None:
@@ -243,7 +252,7 @@ class _Stream:
 
     def _restart_link_timer(self) -> None:
         self.active.clear()
-        self.link_due = asyncio.get_running_loop().time() + self.link[1] if self.link else None
+        self.link_due = asyncio.get_running_loop().time() + self.link.timeout_s if self.link else None
 
     def _queued_that_follow(self) -> list[Delivery]:
         """What was published during the recovery, less the leading items the new hold does not follow."""

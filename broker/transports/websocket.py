@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from broker.asgi import Receive, Scope, Send, first_of, request_headers
 from broker.exceptions import WsEventsError
 from broker.grip import wsevents
+from broker.grip.instructions import KeepAlive
 from broker.grip.publish import WsMessageFormat
 from broker.grip.wsevents import WsEvent
 from broker.origin.client import OriginError, Origins, forwardable
@@ -37,7 +38,7 @@ class WsSession:
     meta: dict[str, str] = field(default_factory=dict)
     prefix: bytes | None = None
     detached: bool = False
-    keep_alive: tuple[bytes, int] | None = None
+    keep_alive: KeepAlive | None = None  # set by a keep-alive control message
     close_code: int | None = None  # set when the origin or a publisher ends the socket
 
     async def call_origin(self, events: list[WsEvent]) -> list[WsEvent]:
@@ -97,7 +98,7 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
     incoming = asyncio.ensure_future(receive())
     try:
         while session.close_code is None:
-            timeout = session.keep_alive[1] if session.keep_alive else None
+            timeout = session.keep_alive.timeout_s if session.keep_alive else None
             got = conn.ready()
             done = await first_of(incoming, got, conn.ended, timeout=timeout)
             if conn.ended in done:
@@ -115,7 +116,7 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
             if got in done:
                 await _deliver(ctx, session, conn.take(), send)
             if not done and session.keep_alive:
-                await _send_text(send, conn, session.keep_alive[0])
+                await _send_text(send, conn, session.keep_alive.content)
         return "closed"
     finally:
         incoming.cancel()
@@ -168,7 +169,7 @@ async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Contr
     elif control.type == "detach":
         session.detached = True
     elif control.type == "keep-alive" and control.timeout_s:
-        session.keep_alive = (control.content, control.timeout_s)
+        session.keep_alive = KeepAlive(control.content, control.timeout_s)
     elif control.type == "close":
         session.close_code = 1000
         await _close(send, 1000)

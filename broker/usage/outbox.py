@@ -18,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox_event (
@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS outbox_batch (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+class DueBatch(NamedTuple):
+    """A sealed batch to send (again): its id, kept for every resend, and its events' texts in order."""
+
+    batch_id: str
+    payloads: list[str]
 
 
 class OutboxStore:
@@ -68,13 +75,13 @@ class OutboxStore:
                 self._db.execute("INSERT INTO outbox_batch (batch_id, created_at_us) VALUES (?, ?)", (batch_id, now_us))
             return cursor.rowcount
 
-    def due_batches(self, now_us: int, resend_us: int) -> list[tuple[str, list[str]]]:
+    def due_batches(self, now_us: int, resend_us: int) -> list[DueBatch]:
         """Batches never sent, or sent longer than ``resend_us`` ago and not yet acknowledged."""
         rows = self._db.execute(
             "SELECT batch_id FROM outbox_batch WHERE sent_at_us IS NULL OR sent_at_us <= ? ORDER BY created_at_us",
             (now_us - resend_us,),
         ).fetchall()
-        return [(batch_id, self.payloads(batch_id)) for (batch_id,) in rows]
+        return [DueBatch(batch_id, self.payloads(batch_id)) for (batch_id,) in rows]
 
     def payloads(self, batch_id: str) -> list[str]:
         rows = self._db.execute("SELECT payload FROM outbox_event WHERE batch_id = ? ORDER BY seq", (batch_id,))

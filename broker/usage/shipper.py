@@ -38,9 +38,9 @@ def ship_once(
     while store.seal_batch(new_batch_id(node), batch_size, now_us) == batch_size:
         pass
     due = store.due_batches(now_us, resend_us)
-    for batch_id, payloads in due:
-        send(batch_id, payloads)
-        store.mark_sent(batch_id, now_us)
+    for batch in due:
+        send(batch.batch_id, batch.payloads)
+        store.mark_sent(batch.batch_id, now_us)
     return ShipResult(len(acknowledged), len(due))
 
 
