@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import billing.console.orm  # noqa: F401  (the console's sign-in table)
 import billing.orm  # noqa: F401  (registers the admin service's tables on the shared metadata)
 import metering.orm  # noqa: F401  (registers every table on the shared metadata)
 from kernel.db import make_engine, metadata

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from billing import console
 from billing.api import api_docs, errors
 from billing.api.routers import (
     accounts,
@@ -74,4 +75,5 @@ def create_app(
     routers = (usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements, audit)
     for router in (module.router for module in routers):
         app.include_router(router)
+    console.install(app)  # the people's pages, on the same services and role table
     return app

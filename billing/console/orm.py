@@ -1,0 +1,33 @@
+"""The console's one table: sign-in links and browser sessions, each kept only as a SHA-256.
+
+A row is either a one-time sign-in ``link`` (used once, then ``ended_at`` is set) or a browser
+``session``. Both stand for an API token: when the token is revoked or its person removed, the
+lookup finds no principal and the row is worth nothing, whatever its expiry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kernel.db import Base, UtcDateTime
+
+ID = 64
+
+
+class ConsoleSession(Base):
+    """A one-time sign-in link or a browser session of the console."""
+
+    __tablename__ = "console_session"
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "link" | "session"
+    # No foreign key: test and admin clean-ups delete tokens without knowing this table.
+    token_id: Mapped[str] = mapped_column(String(ID), index=True)
+    # The form token of the session (CSRF); empty for links.
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
