@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from billing import accounts
 from billing.access import issue
+from billing.console import links as console_links
+from billing.console import sessions as console_sessions
 from billing.domain.exceptions import BillingError
 from billing.domain.roles import PLATFORM_ROLES, ROLES, Principal
 from billing.orm import User
@@ -61,7 +63,8 @@ def token() -> None:
 @click.option("--email", help="The person's email (default: <role>@fanmeter.local).")
 @click.option("--account", "account_id", help="The account, for account roles.")
 @click.option("--name", default="cli token", show_default=True, help="A label for the token.")
-def token_create(role: str, email: str | None, account_id: str | None, name: str) -> None:
+@click.option("--login-link", is_flag=True, help="Also print a one-time console sign-in link (15 minutes).")
+def token_create(role: str, email: str | None, account_id: str | None, name: str, login_link: bool) -> None:
     """Create a person with ROLE (or reuse the one with EMAIL) and print a new token for them, once."""
     if role not in PLATFORM_ROLES and account_id is None:
         raise click.UsageError(f"--account is required for the account role {role!r}")
@@ -75,11 +78,16 @@ def token_create(role: str, email: str | None, account_id: str | None, name: str
                     accounts.get_account(session, account_id)
                 user = accounts.create_user(session, CLI_ACTOR, account_id=account_id, email=email, role=role, now=now)
             issued = issue(session, kind="user", name=name, now=now, user_id=user.id, account_id=user.account_id)
+            session.flush()
+            link = console_sessions.create_link(session, issued.row.id, now) if login_link else None
             session.commit()
         except BillingError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"user {user.id} ({email}, {role}); token {issued.row.id}:")
+    if link is not None:
+        click.echo(f"sign-in link (once, 15 minutes): {console_links.sign_in_url(link)}")
     click.echo(issued.secret)
+
 
 
 def _existing_user(session: Session, email: str, role: str, account_id: str | None) -> User | None:
