@@ -24,6 +24,7 @@ import httpx
 
 ACCOUNT, SERVICE, TOKEN = "live-demo", "live-news", "live-demo-token"
 CLIENTS, MESSAGES = 5, 4
+LOG = "live-demo.log"  # in the data directory: the broker's and the origin's output
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def running(data_dir: Path) -> Iterator[LiveDemo]:
     service = {"service_id": SERVICE, "account_id": ACCOUNT, "origin": f"http://127.0.0.1:{origin_port}",
                "publish_tokens": [TOKEN], "grip_key": "live-demo-grip-key", "fanout_enabled": True}  # fmt: skip
     config.write_text(json.dumps({"services": [service]}))
-    log = (data_dir / "live-demo.log").open("ab")
+    log = (data_dir / LOG).open("ab")
     origin = subprocess.Popen([sys.executable, "-m", "uvicorn", "fanmeter.demo_origin:app", "--port", str(origin_port),
                                "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     args = ["--port", str(broker_port), "--config", str(config), "--node", "up"]

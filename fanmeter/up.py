@@ -1,13 +1,23 @@
-"""`fanmeter up`: the whole pipeline on one machine, fed with simulated traffic."""
+"""`fanmeter up`: the whole pipeline on one machine, fed with simulated traffic.
+
+What it prints, in order: where to sign in (``print_console_links``), the demo traffic's
+ingest counts, one table of every demo account's statements (the month before last, last
+month and this one), the live broker's traffic, and the commands to try. The worker's, the
+admin service's, the broker's and the demo origin's own output goes to log files in the data
+directory, named once.
+"""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -15,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from billing import statements
+from billing.domain.roles import Principal
 from billing.settings import BillingSettings
 from fanmeter import demo, demo_people, live_demo, migrate
 from fanmeter import ingest as ingest_cli
@@ -27,7 +38,7 @@ from metering.client import PipelineClient
 
 
 def run(once: bool, events: int) -> None:
-    """Migrate, start a worker, send demo traffic across the last month boundary, print the results;
+    """Migrate, start a worker and the admin service, send demo traffic, settle statements, print a summary;
     then start a broker and a demo origin and meter real clients and publishes through them."""
     runtime = bootstrap()
     compose(runtime.settings)
@@ -35,34 +46,52 @@ def run(once: bool, events: int) -> None:
     migrate.upgrade(runtime.engine.url.render_as_string(hide_password=False))
     now = datetime.now(UTC)
     this_month = Month.of(to_micros(now))
-    previous = Month(this_month.year - 1, 12) if this_month.month == 1 else Month(this_month.year, this_month.month - 1)
-    worker = subprocess.Popen([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"])
-    children = [worker]
+    data_dir = runtime.settings.data_dir
+    logs = {name: data_dir / f"{name}.log" for name in ("worker", "admin")}
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        path = runtime.settings.data_dir / "demo-events.jsonl"
-        demo.write_demo_file(str(path), this_month.start_us, events)
-        click.echo(f"sending {events} simulated events around {this_month.first_day} 00:00 UTC from {path}")
+        children.append(_logged([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"], logs["worker"]))
+        admin = _logged([sys.executable, "-m", "fanmeter", "admin"], logs["admin"])
+        children.append(admin)
+        ids = demo.seed_catalog(runtime.engine, now)
+        people = demo_people.seed(runtime.engine, now)
+        settings = BillingSettings()
+        url = f"http://{settings.admin_host}:{settings.admin_port}"
+        if _answers(f"{url}/healthz", admin):
+            print_console_links(url, people)
+        else:
+            click.echo(
+                f"the admin service did not start on {url} (is the port taken? set FANMETER_ADMIN_PORT)", err=True
+            )
+        click.echo(f"\nlogs: {logs['worker']} (worker), {logs['admin']} (admin service)")
+        click.echo(f"database: {runtime.engine.url.render_as_string(hide_password=True)}")
+
+        path = data_dir / "demo-events.jsonl"
+        written = demo.write_demo_file(str(path), now, events, ids)
+        start = demo.previous_month(demo.previous_month(this_month)).first_day
+        click.echo(
+            f"\nsending {written} simulated events (daily traffic since {start}, {events} around "
+            f"{this_month.first_day} 00:00 UTC) from {path}"
+        )
         pipeline = PipelineClient(runtime.engine)
-        sent = ingest_cli.send_files(pipeline, [path], runtime.settings.ingest_batch_size)
-        click.echo(ingest_cli.report(ingest_cli.wait_for(pipeline, sent, timeout_s=600), sent))
-        for account in sorted(demo.ACCOUNTS):
-            for month in (previous, this_month):
-                usage = metering_service.usage_for_month(runtime.engine, account, month)
-                with Session(runtime.engine) as session:
-                    statement = statements.stored_or_estimate(session, account, month)
-                click.echo(f"\n== {account} {month} ==")
-                click.echo(json.dumps({"usage": usage.to_json(), "statement": statement}, indent=2))
-        click.echo(f"\ndatabase: {runtime.engine.url.render_as_string(hide_password=True)}")
-        admin = _start_admin(runtime.engine, now)
-        if admin is not None:
-            children.append(admin)
-        with live_demo.running(runtime.settings.data_dir) as live:
+        tty = sys.stdout.isatty()
+        sent = ingest_cli.send_files(pipeline, [path], runtime.settings.ingest_batch_size, show_progress=tty)
+        progress = ingest_cli.wait_for(pipeline, sent, timeout_s=600, show_progress=tty)
+        click.echo(ingest_cli.report(progress, sent))
+
+        finance = next(p for p in people if p.role == "finance")
+        principal = Principal(token_id="fanmeter-up", kind="user", role="finance", user_id=finance.user_id)
+        demo.finance_review(runtime.engine, principal, ids, now)
+        months = [demo.previous_month(demo.previous_month(this_month)), demo.previous_month(this_month), this_month]
+        click.echo("\n" + summary_table(runtime.engine, months))
+
+        with live_demo.running(data_dir) as live:
             _live_traffic(runtime.engine, live, this_month)
+            click.echo(f"logs: {data_dir / live_demo.LOG} (broker and demo origin)")
             if not once:
                 click.echo(
-                    "worker, broker and admin service running; try `fanmeter usage acme "
-                    + str(this_month)
-                    + "`. Ctrl-C stops."
+                    f"\nworker, broker and admin service running; try `fanmeter usage acme {this_month}` "
+                    f"or `fanmeter statement acme {months[1]} --format pdf > statement.pdf`. Ctrl-C stops."
                 )
                 _serve_until_interrupted()
     finally:
@@ -70,21 +99,47 @@ def run(once: bool, events: int) -> None:
             _stop(child)
 
 
-def _start_admin(engine: Engine, now: datetime) -> subprocess.Popen[bytes] | None:
-    """Start the admin service, wait until it answers, print its URL and a demo token per role."""
-    settings = BillingSettings()
-    tokens = demo_people.seed(engine, now)
-    url = f"http://{settings.admin_host}:{settings.admin_port}"
-    process = subprocess.Popen([sys.executable, "-m", "fanmeter", "admin"], stderr=subprocess.DEVNULL)
-    if not _answers(f"{url}/healthz", process):
-        _stop(process)
-        click.echo(f"the admin service did not start on {url} (is the port taken? set FANMETER_ADMIN_PORT)", err=True)
-        return None
-    click.echo(f"\nadmin service: {url} (OpenAPI at {url}/docs)")
-    for role, secret in tokens.items():
-        where = "platform" if role in ("admin", "finance") else demo_people.PEOPLE_ACCOUNT
-        click.echo(f"  {role:<9} ({where:<8}) Authorization: Bearer {secret}")
-    return process
+def print_console_links(url: str, people: Sequence[demo_people.DemoPerson]) -> None:
+    """Where to sign in, printed first: the service's address and one way in per demo person.
+
+    For now a bearer token per person; the console's sign-in links take their place here.
+    """
+    click.echo(f"admin service: {url} (API docs at {url}/docs and {url}/redoc)")
+    for person in people:
+        account = demo.BY_ID.get(person.where)
+        note = " (a trial account)" if account and account.plan == "trial" else ""
+        click.echo(f"  {person.role:<9} ({person.where:<8}) Authorization: Bearer {person.token}{note}")
+
+
+def summary_table(engine: Engine, months: Sequence[Month]) -> str:
+    """One row per demo account and month: status, usage, total and number of its statement."""
+    header = (
+        f"{'account':<18} {'month':<7}  {'status':<9} {'minutes':>10} {'messages':>13} {'GB out':>9} "
+        f"{'total':>14}  number"
+    )
+    lines = ["statements (the open month is an estimate of the month so far)", header, "-" * len(header)]
+    with Session(engine) as session:
+        for account in demo.ACCOUNTS:
+            label = f"{account.id} (trial)" if account.plan == "trial" else account.id
+            for month in months:
+                usage = metering_service.usage_for_month(engine, account.id, month)
+                body = statements.stored_or_estimate(session, account.id, month)
+                lines.append(_row(label if month == months[0] else "", month, usage.to_json(), body))
+    return "\n".join(lines)
+
+
+def _row(label: str, month: Month, usage: dict[str, Any], body: dict[str, Any]) -> str:
+    total = f"{Decimal(body['total']):,.2f} {body['currency']}"
+    return (
+        f"{label:<18} {str(month):<7}  {body['status']:<9} {usage['connection_minutes']:>10,} "
+        f"{usage['messages']:>13,} {usage['bytes_out'] / 1e9:>9,.1f} {total:>14}  {body['number'] or ''}"
+    ).rstrip()
+
+
+def _logged(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a child whose output goes to ``log`` (appended), not to the terminal."""
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def _answers(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
@@ -99,6 +154,8 @@ def _answers(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) 
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
@@ -108,7 +165,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _live_traffic(engine: Engine, live: live_demo.LiveDemo, month: Month) -> None:
     """Real clients and publishes through the broker; print the usage the pipeline metered for them."""
-    click.echo(f"\nbroker {live.broker_url} in front of the demo origin {live.origin_url}")
+    click.echo(f"\nlive traffic: broker {live.broker_url} in front of the demo origin {live.origin_url}")
     received = live_demo.traffic(live)
     expected = live_demo.MESSAGES * (1 + live_demo.CLIENTS)  # published in + delivered out
     deadline = time.monotonic() + 120
@@ -116,8 +173,11 @@ def _live_traffic(engine: Engine, live: live_demo.LiveDemo, month: Month) -> Non
     while (usage.messages < expected or usage.connection_minutes < live_demo.CLIENTS) and time.monotonic() < deadline:
         time.sleep(0.5)
         usage = metering_service.usage_for_month(engine, live_demo.ACCOUNT, month)
-    click.echo(f"{live_demo.CLIENTS} clients received {received} messages; metered usage of {live_demo.ACCOUNT}:")
-    click.echo(json.dumps(usage.to_json(), indent=2))
+    click.echo(
+        f"{live_demo.CLIENTS} clients received {received} messages; metered usage of {live_demo.ACCOUNT}: "
+        f"{usage.connection_minutes} connection minutes, {usage.messages_published} messages published, "
+        f"{usage.messages_delivered} delivered, {usage.bytes_out:,} bytes out"
+    )
     click.echo(f"connect: curl -N {live.client_url}")
     click.echo(
         f"publish: curl -H 'Authorization: Bearer {live_demo.TOKEN}' -d "
