@@ -251,6 +251,7 @@ def demo_events(
 ) -> Iterator[dict[str, Any]]:
     """Yield about ``count`` events of short connections and messages around the instant ``boundary_us``."""
     rng = random.Random(seed)
+    boundary = from_micros(boundary_us).date().isoformat()
     produced = 0
     serial = 0
     while produced < count:
@@ -258,8 +259,9 @@ def demo_events(
         service = rng.choice(services[account])
         start = boundary_us + rng.randint(-3 * 3600, 3 * 3600) * MICROS_PER_SECOND
         serial += 1
-        batch = list(_connection(rng, account, service, f"c{serial}", start))
-        batch += list(_messages(rng, account, service, start))
+        conn = f"c{serial}-{boundary}"  # ids of their own at each month's boundary
+        batch = list(_connection(rng, account, service, conn, start))
+        batch += list(_messages(rng, account, service, conn, start))
         produced += len(batch)
         yield from batch
 
@@ -282,11 +284,11 @@ def _connection(rng: random.Random, account: str, service: str, conn: str, start
         yield _event(source, f"{conn}-close", "fanout.connection.close", start + duration_s * MICROS_PER_SECOND, close)
 
 
-def _messages(rng: random.Random, account: str, service: str, start: int) -> Iterator[dict[str, Any]]:
+def _messages(rng: random.Random, account: str, service: str, conn: str, start: int) -> Iterator[dict[str, Any]]:
     channel = f"{service}-room-{rng.randint(1, 3)}"
     for n in range(rng.randint(0, 3)):
         when = start + rng.randint(0, 600) * MICROS_PER_SECOND
-        item = f"{service}-{start}-{n}"
+        item = f"{conn}-{n}"  # one id per item, however many start in the same second
         data = {"account_id": account, "service_id": service, "channel": channel}
         yield _event(
             "broker/node-1", f"pub-{item}", "fanout.message.published", when, {**data, "count": 1, "bytes": 200}
