@@ -10,7 +10,6 @@ timestamp, a failed check, an optional field in an unusual form) it hands to
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +22,7 @@ from metering.domain.events import (
     MeteringEvent,
     Rejection,
     _Invalid,
+    load_json,
     malformed_json,
     parse_event,
     parse_time,
@@ -40,7 +40,7 @@ _MESSAGE_TYPES = frozenset({EventType.MESSAGE_PUBLISHED.value, EventType.MESSAGE
 def decode_row(text: str) -> EventRow | Rejection:
     """Decode and validate one event's JSON text: its row if valid, else the rejection ``decode_event`` gives."""
     try:
-        raw = json.loads(text)
+        raw = load_json(text)
     except ValueError as error:
         return malformed_json(error)
     row = _common_row(raw) if type(raw) is dict else None

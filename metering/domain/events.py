@@ -3,6 +3,11 @@
 ``parse_event`` turns one decoded CloudEvent into a ``MeteringEvent`` or a ``Rejection``
 carrying the reason. Contract violations are data, never exceptions: the pipeline
 stores every rejection so operators can see it.
+
+``load_json`` is the one way an event's text is decoded: a key given twice in an object
+(``"count": 1, "count": 1000000000``) is refused rather than taken last-wins, and so is a NUL
+or a lone surrogate in any string (PostgreSQL cannot store the one, UTF-8 cannot encode the
+other), each with a reason.
 """
 
 from __future__ import annotations
@@ -91,8 +96,8 @@ def parse_event(raw: Any) -> MeteringEvent | Rejection:
     """Validate one decoded CloudEvent (structured JSON mode) against the contract."""
     if not isinstance(raw, dict):
         return Rejection(f"event must be a JSON object, got {_json_type(raw)}")
-    source = raw.get("source") if isinstance(raw.get("source"), str) else None
-    event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    source = _storable(raw.get("source"))
+    event_id = _storable(raw.get("id"))
     try:
         return _parse(raw)
     except _Invalid as invalid:
@@ -167,6 +172,13 @@ def parse_time(value: Any) -> int:
     return micros
 
 
+def _storable(value: Any) -> str | None:
+    """A rejection's source or id, when it is a string a database can keep as it is."""
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _string_refusal(value) is None:
+        return value
+    return None
+
+
 def _identifier(obj: dict[str, Any], name: str, prefix: str = "") -> str:
     value = obj.get(name)
     if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:  # the common case first: ingest is hot
@@ -205,15 +217,99 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+class DuplicateKey(ValueError):
+    """An object names a key twice: which value counts would be the parser's guess, so neither does."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r} in an object (an event names each field once)")
+        self.msg = str(self)
+
+
+class RefusedJson(ValueError):
+    """JSON no event may be: a NUL or a lone surrogate in a string (no database keeps it faithfully), or nesting
+    too deep to decode."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.msg = reason
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object)
+
+
+def load_json(text: str) -> Any:
+    """Decode an event's JSON text; ``ValueError`` (with ``msg``) for malformed JSON, a key given twice,
+    a NUL or a lone surrogate in a string, nesting too deep, or an integer too long to convert.
+
+    Every object passes ``_unique_object`` (about 0.5 µs an event, measured against cleverer text
+    scans that cost more). Strings are inspected only when the text could hold a NUL or a lone
+    surrogate: an escape (a backslash) or non-ASCII text; events a broker sends have neither.
+    """
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise RefusedJson("the JSON is nested too deeply") from None
+    if "\\" in text or not text.isascii():  # one-character scans: cheap
+        reason = _strings_refusal(value, "")
+        if reason is not None:
+            raise RefusedJson(reason)
+    return value
+
+
+def _string_refusal(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _strings_refusal(value: Any, path: str) -> str | None:
+    """Why a string (key or value) somewhere in ``value`` cannot be kept, naming where; else None."""
+    if isinstance(value, str):
+        reason = _string_refusal(value)
+        return f"{path or 'the value'} {reason}" if reason else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_reason = _string_refusal(key)
+            if key_reason:
+                return f"a key of {path or 'the event'} {key_reason}"
+            reason = _strings_refusal(item, f"{path}.{key}" if path else key)
+            if reason:
+                return reason
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reason = _strings_refusal(item, f"{path}[{index}]")
+            if reason:
+                return reason
+    return None
+
+
 def decode_event(text: str) -> MeteringEvent | Rejection:
     """Decode one event's JSON text and validate it; malformed JSON is a rejection too."""
     try:
-        raw = json.loads(text)
+        raw = load_json(text)
     except ValueError as error:
         return malformed_json(error)
     return parse_event(raw)
 
 
 def malformed_json(error: ValueError) -> Rejection:
-    """The rejection of text that is not JSON, with the parser's reason."""
+    """The rejection of text that is not JSON (or JSON no event may be), with the reason."""
+    if isinstance(error, DuplicateKey | RefusedJson):
+        return Rejection(error.msg)
     return Rejection(f"malformed JSON: {getattr(error, 'msg', str(error))}")

@@ -376,3 +376,79 @@ def test_well_formed_json_text_is_validated_like_a_decoded_event():
     event = open_event("2026-01-31T23:59:30+02:00", id="o-1")
 
     assert decode_event(json.dumps(event)) == parse_event(event)
+
+
+# --- hostile JSON: keys given twice, NUL and lone surrogates (findings 12 and 13) --------------
+
+
+def both_decoders(text: str):
+    """decode_event and the ingest hot path (decode_row) answer the same for every text."""
+    from metering.domain.event_rows import decode_row
+
+    event, row = decode_event(text), decode_row(text)
+    assert (isinstance(event, Rejection), isinstance(row, Rejection)) in ((True, True), (False, False))
+    if isinstance(event, Rejection):
+        assert row == event
+    return event
+
+
+def test_a_key_given_twice_is_rejected_not_taken_last_wins():
+    text = json.dumps(VALID[EventType.MESSAGE_PUBLISHED]).replace('"count": 3', '"count": 1, "count": 1000000000')
+
+    result = both_decoders(text)
+
+    assert result == Rejection("duplicate key 'count' in an object (an event names each field once)")
+
+
+def test_a_top_level_key_given_twice_is_rejected_too():
+    text = '{"id": "a", ' + json.dumps(VALID[EventType.MESSAGE_PUBLISHED])[1:]
+
+    assert both_decoders(text) == Rejection("duplicate key 'id' in an object (an event names each field once)")
+
+
+@pytest.mark.parametrize(
+    ("field", "in_data", "where"),
+    [("id", False, "id"), ("source", False, "source"), ("account_id", True, "data.account_id"),
+     ("channel", True, "data.channel"), ("service_id", True, "data.service_id")],
+)  # fmt: skip
+def test_a_nul_in_any_string_field_is_rejected_naming_the_field(field, in_data, where):
+    event = valid()
+    target = event["data"] if in_data else event
+    target[field] = target[field] + "\x00x"
+
+    result = both_decoders(json.dumps(event))
+
+    assert result == Rejection(f"{where} contains a NUL character")
+
+
+def test_a_nul_in_a_key_or_an_extension_attribute_is_rejected_too():
+    assert both_decoders(json.dumps(valid(**{"ext\x00": "1"}))) == Rejection(
+        "a key of the event contains a NUL character"
+    )
+    assert both_decoders(json.dumps(valid(comment="a\x00"))) == Rejection("comment contains a NUL character")
+
+
+@pytest.mark.parametrize("text_of", [lambda e: json.dumps(e), lambda e: json.dumps(e, ensure_ascii=False)])
+def test_a_lone_surrogate_in_a_string_is_rejected(text_of):
+    event = with_data(EventType.MESSAGE_PUBLISHED, channel="news\ud800")
+
+    assert both_decoders(text_of(event)) == Rejection("data.channel contains a lone surrogate (not valid Unicode)")
+
+
+def test_a_rejection_keeps_no_source_or_id_a_database_could_not_store():
+    event = valid(id="e\x00", source="broker/\ud800", specversion="0.3")
+
+    assert parse_event(event) == Rejection("specversion must be \"1.0\", got '0.3'")
+
+
+def test_escaped_and_non_ascii_text_that_is_valid_still_parses():
+    event = with_data(EventType.MESSAGE_PUBLISHED, channel="nouvelles-\u00e9t\u00e9-\U0001f600")
+
+    assert isinstance(both_decoders(json.dumps(event)), MeteringEvent)
+    assert isinstance(both_decoders(json.dumps(event, ensure_ascii=False)), MeteringEvent)
+
+
+def test_nesting_too_deep_and_integers_too_long_are_rejections_not_crashes():
+    assert both_decoders("[" * 100_000) == Rejection("the JSON is nested too deeply")
+    too_long = both_decoders(json.dumps(valid()).replace('"count": 3', '"count": ' + "9" * 5000))
+    assert isinstance(too_long, Rejection) and too_long.reason.startswith("malformed JSON: Exceeds the limit")
