@@ -1,7 +1,7 @@
 """Queries behind statements, batch-shaped: each reads every account at once (or a given few).
 
-Reading 10,000 accounts' month is one ``GROUP BY`` over ``usage_daily``, not 10,000 round trips.
-Rows become domain values here (``UsageReport``, ``CardVersion``, ``ledger.Adjustment``).
+Rows become domain values here (``CardVersion``, ``ledger.Adjustment``, ``UsageReport`` snapshots).
+Usage itself is metering's: ``metering.service.usage_reports`` reads it for many accounts at once.
 """
 
 from __future__ import annotations
@@ -11,25 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from billing.domain import ledger
 from billing.domain.rate_card_json import CardVersion, card_from_json
 from billing.orm import Account, Adjustment, AuditEntry, RateCardVersion, StatementRecord
 from kernel.instants import Month
-from metering.domain.usage import ServiceUsage, UsageReport
-from metering.orm import UsageDaily
+from metering.domain.usage import UsageReport
 
 Accounts = Sequence[str] | None  # None: every account
-
-
-# Each usage measure summed, in the usage report's order (``ServiceUsage``'s fields).
-_SUMS = (
-    func.sum(UsageDaily.connection_minutes),
-    func.sum(UsageDaily.messages_published),
-    func.sum(UsageDaily.messages_delivered),
-    func.sum(UsageDaily.bytes_out),
-)
 
 
 def account_ids(conn: Connection, only: Accounts = None) -> list[str]:
@@ -38,86 +28,6 @@ def account_ids(conn: Connection, only: Accounts = None) -> list[str]:
     if only is not None:
         query = query.where(Account.id.in_(only))
     return list(conn.scalars(query))
-
-
-def monthly_usage(conn: Connection, month: Month, only: Accounts = None) -> dict[str, UsageReport]:
-    """Each account's usage of ``month`` per service, in one grouped query."""
-    daily = UsageDaily
-    query = (
-        select(
-            daily.account_id,
-            daily.service_id,
-            *_SUMS,
-        )
-        .where(daily.day >= month.first_day, daily.day <= month.last_day)
-        .group_by(daily.account_id, daily.service_id)
-        .order_by(daily.account_id, daily.service_id)
-    )
-    if only is not None:
-        query = query.where(daily.account_id.in_(only))
-    services: dict[str, list[ServiceUsage]] = defaultdict(list)
-    for account_id, service_id, *sums in conn.execute(query):
-        services[account_id].append(ServiceUsage(service_id, *(int(value or 0) for value in sums)))
-    return {account_id: UsageReport(account_id, month, tuple(rows)) for account_id, rows in services.items()}
-
-
-# Built once: the usage API runs it on every request.
-_ONE_ACCOUNT_MONTH = (
-    select(UsageDaily.service_id, *_SUMS)
-    .where(
-        UsageDaily.account_id == bindparam("account_id"),
-        UsageDaily.day >= bindparam("first_day"),
-        UsageDaily.day <= bindparam("last_day"),
-    )
-    .group_by(UsageDaily.service_id)
-    .order_by(UsageDaily.service_id)
-)
-
-
-def account_month_usage(conn: Connection, account_id: str, month: Month) -> UsageReport | None:
-    """One account's usage of ``month`` per service; None when it has no rollup rows that month."""
-    rows = conn.execute(
-        _ONE_ACCOUNT_MONTH, {"account_id": account_id, "first_day": month.first_day, "last_day": month.last_day}
-    ).all()
-    if not rows:
-        return None
-    services = tuple(ServiceUsage(service_id, *(int(value or 0) for value in sums)) for service_id, *sums in rows)
-    return UsageReport(account_id, month, services)
-
-
-def usage_by_month(
-    conn: Connection, months: Sequence[Month], only: Accounts = None
-) -> dict[Month, dict[str, UsageReport]]:
-    """Each account's usage per service of each of ``months``, in one grouped query over their range."""
-    if not months:
-        return {}
-    daily = UsageDaily
-    month_of = (
-        func.to_char(daily.day, "YYYY-MM") if conn.dialect.name == "postgresql" else func.strftime("%Y-%m", daily.day)
-    )
-    wanted = {str(m) for m in months}
-    query = (
-        select(
-            month_of,
-            daily.account_id,
-            daily.service_id,
-            *_SUMS,
-        )
-        .where(daily.day >= min(months).first_day, daily.day <= max(months).last_day)
-        .group_by(month_of, daily.account_id, daily.service_id)
-        .order_by(month_of, daily.account_id, daily.service_id)
-    )
-    if only is not None:
-        query = query.where(daily.account_id.in_(only))
-    services: dict[tuple[str, str], list[ServiceUsage]] = defaultdict(list)
-    for month, account_id, service_id, *sums in conn.execute(query):
-        if month in wanted:
-            services[(month, account_id)].append(ServiceUsage(service_id, *(int(value or 0) for value in sums)))
-    result: dict[Month, dict[str, UsageReport]] = {m: {} for m in months}
-    for (month, account_id), rows in services.items():
-        parsed = Month.parse(month)
-        result[parsed][account_id] = UsageReport(account_id, parsed, tuple(rows))
-    return result
 
 
 def card_versions(conn: Connection, only: Accounts = None) -> list[CardVersion]:

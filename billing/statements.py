@@ -26,6 +26,7 @@ from billing.domain.roles import Principal
 from billing.domain.statements import Statement
 from billing.orm import Account, Adjustment, StatementRecord
 from kernel.instants import Month, to_micros
+from metering import service as metering_service
 from metering.domain.usage import UsageReport
 
 SYSTEM = "system"  # the audit actor of beat-built drafts
@@ -34,7 +35,7 @@ SYSTEM = "system"  # the audit actor of beat-built drafts
 def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, ledger.StatementInputs]:
     """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries."""
     accounts = store.account_ids(conn) if only is None else list(only)
-    usage = store.monthly_usage(conn, month, only)
+    usage = metering_service.usage_reports(conn, [month], only)
     versions: dict[str | None, list[CardVersion]] = defaultdict(list)
     for version in store.card_versions(conn, only):
         versions[version.account_id].append(version)
@@ -42,20 +43,20 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
     carried = {account: ledger.carried_months(statuses.get(account, {}), month) for account in accounts}
     needed = sorted({m for months in carried.values() for m in months})
     snapshots = store.finalized_snapshots(conn, needed[0], month, only) if needed else {}
-    current = store.usage_by_month(conn, needed, only)
+    current = metering_service.usage_reports(conn, needed, only)
     adjustments = store.adjustments(conn, month, only)
     inputs = {}
     for account in accounts:
         prior = tuple(
             ledger.PriorPeriod(
                 ledger.latest_billed(snapshots.get(account, {}), m) or UsageReport(account, m),
-                current[m].get(account) or UsageReport(account, m),
+                current.get((account, m)) or UsageReport(account, m),
                 card_in_force([*versions[None], *versions.get(account, ())], account, m),
             )
             for m in carried[account]
         )
         inputs[account] = ledger.StatementInputs(
-            usage.get(account) or UsageReport(account, month),
+            usage.get((account, month)) or UsageReport(account, month),
             card_in_force([*versions[None], *versions.get(account, ())], account, month),
             prior,
             tuple(adjustments.get(account, ())),

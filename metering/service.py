@@ -6,7 +6,7 @@ Each stage loads rows (repository), calls pure rules (``metering.domain``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +17,7 @@ from kernel.instants import Month
 from metering import repository, rollups
 from metering.domain.event_rows import EventRow, decode_row
 from metering.domain.events import Rejection
-from metering.domain.usage import DailyUsage, UsageReport, usage_report
+from metering.domain.usage import DailyUsage, UsageReport
 
 
 @dataclass(frozen=True)
@@ -123,14 +123,24 @@ def usage_for_month(engine: Engine, account_id: str, month: Month) -> UsageRepor
 
 
 def usage_on(conn: Connection, account_id: str, month: Month) -> UsageReport:
-    """``usage_for_month`` on a connection the caller holds (the admin API reuses its request's)."""
-    return usage_report(account_id, month, daily_usage_on(conn, account_id, month))
+    """``usage_for_month`` on a connection the caller holds; an empty report when nothing was used."""
+    return usage_reports(conn, [month], [account_id]).get((account_id, month)) or UsageReport(account_id, month)
+
+
+def usage_reports(
+    conn: Connection, months: Collection[Month], accounts: Collection[str] | None = None
+) -> dict[tuple[str, Month], UsageReport]:
+    """Returns the usage reports of ``accounts`` (None: every account) for ``months``, in one query.
+
+    Only (account, month) pairs with rollup rows are present: the usage API reads an absent
+    report as "check that the account exists", statements as an empty report.
+    """
+    return repository.usage_reports(conn, months, accounts)
 
 
 def daily_usage_on(conn: Connection, account_id: str, month: Month) -> list[DailyUsage]:
     """Returns an account's rollup rows for a UTC month, per service and day (sorted so)."""
-    rows = repository.usage_rows(conn, account_id, month.first_day, month.last_day)
-    return [DailyUsage(*row) for row in rows]
+    return repository.daily_usage(conn, account_id, month)
 
 
 @dataclass(frozen=True)

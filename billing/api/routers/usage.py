@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from billing import accounts, statement_store
+from billing import accounts
 from billing.access import require
 from billing.api.deps import BearerDep, CallerDep, NowDep, SessionDep, authenticate
 from billing.api.schemas_usage import DailyUsageOut, DailyUsageReportOut, UsageOut
@@ -72,7 +72,7 @@ def _usage_json(
     with engine.connect() as conn:
         caller = authenticate(conn, credentials)
         chosen = _authorized_month(caller, account_id, month, now_us)
-        report = statement_store.account_month_usage(conn, account_id, chosen)
+        report = metering_service.usage_reports(conn, [chosen], [account_id]).get((account_id, chosen))
         _known(conn, account_id, report is not None)
     if report is None:  # no usage rows: the account exists (checked above) and used nothing
         report = UsageReport(account_id, chosen, ())
