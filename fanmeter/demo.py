@@ -1,8 +1,9 @@
 """The demo world of `fanmeter up`: accounts, their products and services, and their simulated traffic.
 
 Four accounts: three paid ones with Compute and Fanout purchased and Fanout on for their Compute
-services (Acme also has a Delivery service, which Fanout refuses), and a trial one with Compute
-only, whose products page shows why Fanout cannot be purchased.
+services (Acme also has a Delivery service and a shielded Compute service, for which Fanout is
+refused), and a trial one with Compute only, whose products page shows why Fanout cannot be
+purchased.
 
 Two kinds of traffic, both sent through the real pipeline:
 - a **daily history** from the first day of the month before last until now, per service: a
@@ -62,6 +63,7 @@ class DemoService:
     name: str
     type: str  # "compute" | "delivery"
     traffic: Traffic | None = None  # None: no Fanout, so nothing metered
+    shielding: bool = False  # a feature Fanout refuses to run with
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ ACCOUNTS = (
         (
             DemoService("acme-chat", "compute", Traffic(30, 3.0, 24.0, 180_000, 14, 0.22, 0.45)),
             DemoService("acme-scores", "compute", Traffic(18, 2.0, 9.0, 30_000, 40, 0.15, 1.5)),
-            DemoService("acme-www", "delivery"),
+            DemoService("acme-www", "delivery"),  # Fanout refused: not a Compute service
+            DemoService("acme-edge", "compute", shielding=True),  # Fanout refused: shielding
         ),
     ),
     DemoAccount(
@@ -147,7 +150,13 @@ def _create_service(
     session: Session, principal: Principal, account_id: str, wanted: DemoService, now: datetime
 ) -> Service:
     service = catalog.create_service(
-        session, principal, account_id, name=wanted.name, type_=wanted.type, flags={}, now=now
+        session,
+        principal,
+        account_id,
+        name=wanted.name,
+        type_=wanted.type,
+        flags={"shielding": wanted.shielding},
+        now=now,
     )
     if wanted.type == "compute":  # its origin, plain HTTP: no certificate to check, nothing to reach now
         fields = {"name": "origin", "address": f"{wanted.name}.origin.example", "use_tls": False, "override_host": None}

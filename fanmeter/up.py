@@ -102,7 +102,8 @@ def run(once: bool, events: int) -> None:
 def print_console_links(url: str, people: Sequence[demo_people.DemoPerson]) -> None:
     """Where to sign in, printed first: the service's address and one way in per demo person.
 
-    For now a bearer token per person; the console's sign-in links take their place here.
+    For now a bearer token per person (``person.token``); the console's address and a sign-in
+    link per person (``billing.console.links.link_for_token``) belong here.
     """
     click.echo(f"admin service: {url} (API docs at {url}/docs and {url}/redoc)")
     for person in people:
