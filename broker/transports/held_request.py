@@ -1,6 +1,7 @@
 """What every held HTTP request shares: the broker's context, the client's request, opening and closing.
 
-Long-polls are held in ``broker.transports.long_poll``, streams in ``broker.transports.stream``.
+``broker.transports.dispatch`` decides which hold a request becomes; long-polls are held in
+``broker.transports.long_poll``, streams in ``broker.transports.stream``.
 """
 
 from __future__ import annotations
