@@ -198,3 +198,17 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(200))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class EventSubmission(Base):
+    """A batch sent through ``POST /v1/events`` and the ingest token that sent it.
+
+    The batch id embeds nothing secret, so this row is what lets only its sender (and the platform
+    admin) read the batch's status; an id with no row is unknown (404).
+    """
+
+    __tablename__ = "event_submission"
+
+    batch_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(ID))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -18,6 +18,7 @@ from billing.settings import BillingSettings
 OWN, OTHER = "acc_own", "acc_other"
 SEEDER = Principal(token_id="test-seed", kind="user", role="admin", user_id="test-seed")
 ADMIN_TABLES = (
+    "event_submission",
     "audit_entry",
     "adjustment",
     "statement",

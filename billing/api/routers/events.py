@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 
 from billing import events
 from billing.access import require
-from billing.api.deps import CallerDep
+from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.schemas_usage import BatchStatusOut, EventsAccepted
 from billing.domain.exceptions import PermissionDenied
 from billing.domain.roles import Action, Principal
@@ -42,7 +42,11 @@ def _require_ingest(caller: Principal) -> None:
     },
 )
 async def post_events(
-    request: Request, caller: CallerDep, content_type: Annotated[str | None, Header()] = None
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+    now: NowDep,
+    content_type: Annotated[str | None, Header()] = None,
 ) -> EventsAccepted:
     """Accept a CloudEvents batch (or one structured event) and hand it to the metering pipeline."""
     _require_ingest(caller)
@@ -52,7 +56,12 @@ async def post_events(
     body = await _body_within_limit(request)
     texts = events.split_events(body)
     batch_size: int = request.app.state.ingest_batch_size
-    batch_id, messages = events.send(request.app.state.pipeline, texts, batch_size)
+    batch_id, messages = events.send(
+        request.app.state.pipeline,
+        texts,
+        batch_size,
+        lambda batch: events.record_submission(session, batch, caller.token_id, now),
+    )
     return EventsAccepted(batch_id=batch_id, events=len(texts), messages=messages)
 
 
@@ -65,11 +74,15 @@ async def _body_within_limit(request: Request) -> bytes:
 
 
 @router.get("/events/batches/{batch_id}", response_model=BatchStatusOut)
-def batch_status(batch_id: str, request: Request, caller: CallerDep) -> BatchStatusOut:
-    """How far the pipeline has got: counts, rejection reasons, and whether every event is folded."""
+def batch_status(batch_id: str, request: Request, caller: CallerDep, session: SessionDep) -> BatchStatusOut:
+    """How far the pipeline has got: counts, rejection reasons, and whether every event is folded.
+
+    Only the ingest token that sent the batch (and the platform admin) sees it; any other token and
+    an unknown id get 404.
+    """
     if caller.kind != "ingest":
         require(caller, Action.MANAGE_ACCOUNTS, None)
-    progress, expected = events.progress(request.app.state.pipeline, batch_id)
+    progress, expected = events.progress(session, request.app.state.pipeline, caller, batch_id)
     return BatchStatusOut(
         batch_id=batch_id,
         messages=expected,
