@@ -154,6 +154,16 @@ def set_sign_in_cookie(request: Request, response: Response, token: str) -> None
 class NavItem:
     label: str
     href: str
+    current: bool = False
+
+
+def _mark_current(items: list[NavItem], path: str) -> list[NavItem]:
+    """The item the page belongs to: a statement page is under Statements, else the longest matching link."""
+    chosen = next((i for i in items if i.label == "Statements" and "/statements" in path), None)
+    if chosen is None:
+        matching = [i for i in items if path.startswith(i.href)]
+        chosen = max(matching, key=lambda i: len(i.href), default=None)
+    return [NavItem(i.label, i.href, i is chosen) for i in items]
 
 
 def navigation(page: Page) -> list[NavItem]:
@@ -185,7 +195,7 @@ def navigation(page: Page) -> list[NavItem]:
         if page.may(Action.READ_AUDIT, home):
             items.append(NavItem("Audit log", f"{PREFIX}/audit"))
     items.append(NavItem("API docs", "/docs"))
-    return items
+    return _mark_current(items, page.request.url.path)
 
 
 def sign_in_redirect(request: Request) -> RedirectResponse:

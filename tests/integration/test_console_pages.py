@@ -1,0 +1,272 @@
+"""The console over HTTP: every page x every role x own/other account, sign-in and its ends, CSRF, query counts.
+
+The expected answers are written from DESIGN.md's role table (as ``test_role_matrix`` does for
+the API), so a page that checks the wrong action fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.orm import Session
+
+from billing import accounts
+from billing.console import sessions
+from billing.orm import ApiToken
+from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
+
+PLATFORM = ("admin", "finance")
+ACCOUNT_ROLES = ("superuser", "engineer", "billing", "user")
+ALL, OWN_ONLY = "all", "own"
+MONTH = "2026-02"  # closed at the world's clock (2026-03-15)
+
+# page -> who may open it, from DESIGN.md's table ("{a}": the account acted on).
+ACCOUNT_PAGES = {
+    "/console/accounts/{a}/statements": {"admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "billing": OWN_ONLY},
+    f"/console/accounts/{{a}}/statements/{MONTH}": {
+        "admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "billing": OWN_ONLY,
+    },
+    f"/console/accounts/{{a}}/statements/{MONTH}/download.pdf": {
+        "admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "billing": OWN_ONLY,
+    },
+    f"/console/accounts/{{a}}/statements/{MONTH}/download.csv": {
+        "admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "billing": OWN_ONLY,
+    },
+    f"/console/accounts/{{a}}/statements/{MONTH}/finalize": {"finance": ALL},
+    "/console/accounts/{a}/usage": {
+        "admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "engineer": OWN_ONLY, "billing": OWN_ONLY,
+    },
+    "/console/accounts/{a}/usage.csv": {
+        "admin": ALL, "finance": ALL, "superuser": OWN_ONLY, "engineer": OWN_ONLY, "billing": OWN_ONLY,
+    },
+    "/console/accounts/{a}/services": {
+        "admin": ALL, "superuser": OWN_ONLY, "engineer": OWN_ONLY, "billing": OWN_ONLY, "user": OWN_ONLY,
+    },
+    "/console/accounts/{a}/products": {"superuser": OWN_ONLY},
+    "/console/accounts/{a}/people": {"admin": ALL, "superuser": OWN_ONLY},
+}  # fmt: skip
+PLATFORM_PAGES = {
+    "/console/statements": {"admin": ALL, "finance": ALL},
+    "/console/accounts": {"admin": ALL, "finance": ALL},
+    "/console/rate-cards": {"admin": ALL, "finance": ALL},
+    "/console/platform/people": {"admin": ALL},
+    "/console/audit": {"admin": ALL, "finance": ALL, "superuser": OWN_ONLY},
+}
+
+
+@pytest.fixture
+def world(engine: Engine) -> Iterator[World]:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM console_session"))
+    world = build_world(engine)
+    with world.client:
+        yield world
+
+
+def sign_in(client: TestClient, secret: str) -> None:
+    client.cookies.clear()
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/sign-in").text)
+    assert form_token
+    answer = client.post(
+        "/console/sign-in", data={"csrf_token": form_token.group(1), "token": secret}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def form_token(client: TestClient, path: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert found, path
+    return found.group(1)
+
+
+def expected(allowed: dict[str, str], role: str, account: str | None) -> int:
+    if role in ACCOUNT_ROLES and account == OTHER:
+        return 404
+    scope = allowed.get(role)
+    if scope == ALL or (scope == OWN_ONLY and role in ACCOUNT_ROLES):
+        return 200
+    return 403
+
+
+CASES = [
+    (path, role, account)
+    for path in ACCOUNT_PAGES
+    for role in (*PLATFORM, *ACCOUNT_ROLES)
+    for account in (OWN, OTHER)
+    if not (role in PLATFORM and account == OTHER)
+]
+
+
+@pytest.mark.parametrize(("path", "role", "account"), CASES)
+def test_each_account_page_answers_what_the_role_table_says(world: World, path: str, role: str, account: str) -> None:
+    sign_in(world.client, world.tokens[role])
+    answer = world.client.get(path.format(a=account), follow_redirects=False)
+    assert answer.status_code == expected(ACCOUNT_PAGES[path], role, account), answer.text[:300]
+
+
+@pytest.mark.parametrize("role", (*PLATFORM, *ACCOUNT_ROLES))
+@pytest.mark.parametrize("path", PLATFORM_PAGES)
+def test_each_platform_page_answers_what_the_role_table_says(world: World, path: str, role: str) -> None:
+    sign_in(world.client, world.tokens[role])
+    assert world.client.get(path, follow_redirects=False).status_code == expected(PLATFORM_PAGES[path], role, None)
+
+
+def test_another_accounts_page_is_the_same_404_as_a_missing_one(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    other = world.client.get(f"/console/accounts/{OTHER}/statements/{MONTH}")
+    missing = world.client.get(f"/console/accounts/acc_missing/statements/{MONTH}")
+    assert (other.status_code, other.text) == (missing.status_code, missing.text)
+
+
+def test_without_a_session_every_page_leads_to_sign_in(world: World) -> None:
+    for path in (*ACCOUNT_PAGES, *PLATFORM_PAGES):
+        answer = world.client.get(path.format(a=OWN), follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/console/sign-in?next=")
+
+
+def test_the_session_cookie_is_httponly_strict_and_secure_behind_https(world: World) -> None:
+    secure = TestClient(world.client.app, base_url="https://console.example")
+    for client, is_secure in ((world.client, False), (secure, True)):
+        token = form_token(client, "/console/sign-in")
+        answer = client.post(
+            "/console/sign-in", data={"csrf_token": token, "token": world.tokens["finance"]}, follow_redirects=False
+        )
+        cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and v.startswith("fm_session"))
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+        assert ("Secure" in cookie) is is_secure
+
+
+def test_a_wrong_token_is_refused_on_the_sign_in_page(world: World) -> None:
+    token = form_token(world.client, "/console/sign-in")
+    answer = world.client.post("/console/sign-in", data={"csrf_token": token, "token": "fm_nope"})
+    assert answer.status_code == 401
+    assert "unknown, revoked" in answer.text
+
+
+def _link(world: World, role: str) -> str:
+    with Session(world.engine) as session:
+        token_id = session.scalars(select(ApiToken.id).where(ApiToken.user_id == world.user_ids[role])).first()
+        assert token_id
+        secret = sessions.create_link(session, token_id, world.clock.now)
+        session.commit()
+    return secret
+
+
+def _use_link(client: TestClient, secret: str) -> int:
+    client.cookies.clear()
+    token = form_token(client, f"/console/sign-in/link?secret={secret}")
+    answer = client.post("/console/sign-in/link", data={"csrf_token": token, "secret": secret}, follow_redirects=False)
+    return answer.status_code
+
+
+def test_a_sign_in_link_works_once(world: World) -> None:
+    secret = _link(world, "finance")
+    assert _use_link(world.client, secret) == 303
+    assert world.client.get("/console/statements").status_code == 200
+    assert _use_link(world.client, secret) == 401
+
+
+def test_a_sign_in_link_expires(world: World) -> None:
+    secret = _link(world, "finance")
+    world.clock.advance(sessions.LINK_LIFETIME + timedelta(seconds=1))
+    assert _use_link(world.client, secret) == 401
+
+
+def test_a_session_expires(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    world.clock.advance(sessions.SESSION_LIFETIME + timedelta(seconds=1))
+    assert world.client.get("/console/statements", follow_redirects=False).status_code == 303
+
+
+def test_removing_the_person_ends_their_session(world: World) -> None:
+    sign_in(world.client, world.tokens["billing"])
+    with Session(world.engine, expire_on_commit=False) as session:
+        accounts.remove_user(session, SEEDER, accounts.get_user(session, world.user_ids["billing"]), world.clock.now)
+    assert world.client.get(f"/console/accounts/{OWN}/usage", follow_redirects=False).status_code == 303
+
+
+def test_signing_out_ends_the_session_for_good(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    cookie = world.client.cookies["fm_session"]
+    token = form_token(world.client, "/console/statements")
+    assert world.client.post("/console/sign-out", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    world.client.cookies.set("fm_session", cookie, path="/console")
+    assert world.client.get("/console/statements", follow_redirects=False).status_code == 303
+
+
+def test_a_form_without_its_token_changes_nothing(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    path = f"/console/accounts/{OWN}/statements/{MONTH}/regenerate"
+    assert world.client.post(path, data={}).status_code == 403
+    assert world.client.post(path, data={"csrf_token": "guess"}).status_code == 403
+    with world.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statement")).scalar_one() == 0
+    token = form_token(world.client, f"/console/accounts/{OWN}/statements/{MONTH}")
+    assert world.client.post(path, data={"csrf_token": token}, follow_redirects=False).status_code == 303
+
+
+def test_an_adjustment_without_a_reason_shows_the_error_beside_the_field(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    base = f"/console/accounts/{OWN}/statements/{MONTH}"
+    token = form_token(world.client, base)
+    answer = world.client.post(f"{base}/adjustments", data={"csrf_token": token, "amount": "abc", "reason": ""})
+    assert answer.status_code == 400
+    assert 'id="f-amount-error"' in answer.text and 'id="f-reason-error"' in answer.text
+    assert 'aria-invalid="true"' in answer.text
+
+
+def _queries(engine: Engine, client: TestClient, path: str) -> int:
+    count = 0
+
+    def count_one(*_args: object) -> None:
+        nonlocal count
+        count += 1
+
+    event.listen(engine, "before_cursor_execute", count_one)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count_one)
+    return count
+
+
+def _add_accounts(world: World, n: int, start: int) -> None:
+    with Session(world.engine) as session:
+        for i in range(start, start + n):
+            accounts.create_account(
+                session,
+                SEEDER,
+                name=f"Extra {i}",
+                plan="paid",
+                currency="USD",
+                account_id=f"acc_x{i:04d}",
+                now=world.clock.now,
+            )
+
+
+def test_the_statements_page_issues_no_query_per_row(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    _add_accounts(world, 3, 0)
+    few = _queries(world.engine, world.client, f"/console/statements?month={MONTH}")
+    _add_accounts(world, 40, 100)
+    many = _queries(world.engine, world.client, f"/console/statements?month={MONTH}")
+    assert many == few
+    page = world.client.get(f"/console/statements?month={MONTH}").text
+    assert page.count('href="/console/accounts/') == 25  # the first page of 45
+    assert "Page 1 of 2" in page
+    assert len(page.encode()) < 200_000
+
+
+def test_search_and_status_filter_the_month(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    _add_accounts(world, 5, 0)
+    found = world.client.get(f"/console/statements?month={MONTH}&q=x0003").text
+    assert "acc_x0003" in found and "acc_x0004" not in found
+    drafts = world.client.get(f"/console/statements?month={MONTH}&status=draft").text
+    assert "No statements match" in drafts
