@@ -99,3 +99,16 @@ def require(principal: Principal, action: Action, account_id: str | None) -> Non
         raise NotFound("not found")
     if verdict is Verdict.DENY:
         raise PermissionDenied(f"the {principal.role or principal.kind} role may not {action.value}")
+
+
+def require_on(principal: Principal, action: Action, owner_account_id: str | None, missing: str) -> None:
+    """``require`` for an object fetched by id, owned by ``owner_account_id`` (None: the platform's).
+
+    Anyone but a platform person is told ``NotFound(missing)``, exactly what an unknown id gets, for
+    an object outside their own account: another account's and the platform's alike (a superuser
+    revoking an admin's token learns nothing from a 403). Within their account, ``require`` decides.
+    """
+    platform_person = principal.kind == "user" and principal.account_id is None
+    if not platform_person and (owner_account_id is None or owner_account_id != principal.account_id):
+        raise NotFound(missing)
+    require(principal, action, owner_account_id)

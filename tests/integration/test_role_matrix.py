@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from billing import accounts
 from billing.access import issue
+from billing.orm import EventSubmission
 from metering.bootstrap import Runtime
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 from tests.integration import test_services_role_matrix as services_matrix
@@ -120,6 +121,9 @@ def expected_status(endpoint: Endpoint, role: str, account: str) -> int:
 @pytest.fixture(scope="module")
 def world(runtime: Runtime) -> Iterator[World]:
     world = build_world(runtime.engine)
+    with Session(world.engine) as session:  # a batch the admin may read (an unknown id is 404 to anyone)
+        session.add(EventSubmission(batch_id=BATCH, token_id="tok_sender", created_at=world.clock.now))
+        session.commit()
     with world.client:
         yield world
 

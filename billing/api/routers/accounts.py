@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from billing import accounts
-from billing.access import require
+from billing.access import require, require_on
 from billing.api.deps import CallerDep, NowDep, SessionDep
 from billing.api.schemas import AccountIn, AccountOut, NewTokenOut, PlanIn, TokenIn, TokenOut, UserIn, UserOut
 from billing.domain.exceptions import PermissionDenied
@@ -90,14 +90,14 @@ def create_platform_user(body: UserIn, session: SessionDep, caller: CallerDep, n
 def _require_user_manager(caller: Principal, user: User) -> None:
     """People may manage their own tokens; managing others' needs the people-management right."""
     if caller.user_id != user.id:
-        require(caller, Action.MANAGE_PEOPLE, user.account_id)
+        require_on(caller, Action.MANAGE_PEOPLE, user.account_id, f"no user {user.id!r}")
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_user(user_id: str, session: SessionDep, caller: CallerDep, now: NowDep) -> None:
     """Remove a person; their tokens stop working at once."""
     user = accounts.get_user(session, user_id)
-    require(caller, Action.MANAGE_PEOPLE, user.account_id)
+    require_on(caller, Action.MANAGE_PEOPLE, user.account_id, f"no user {user_id!r}")
     if caller.user_id == user.id:
         raise PermissionDenied("you cannot remove yourself; ask another admin or superuser")
     accounts.remove_user(session, caller, user, now)
@@ -125,5 +125,5 @@ def revoke_token(token_id: str, session: SessionDep, caller: CallerDep, now: Now
     """Revoke a token for good."""
     token = accounts.get_token(session, token_id)
     if token.user_id is None or token.user_id != caller.user_id:
-        require(caller, Action.MANAGE_PEOPLE, token.account_id)
+        require_on(caller, Action.MANAGE_PEOPLE, token.account_id, f"no token {token_id!r}")
     return _token_out(accounts.revoke_token(session, caller, token, now))
