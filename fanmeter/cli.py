@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from billing import statements
+from billing import csv_safe, statements
 from billing.domain import ledger
 from billing.pdf import render_pdf
 from fanmeter import ingest as ingest_cli
@@ -165,7 +164,7 @@ def statement(account: str, month: Month, fmt: str, output: Path | None) -> None
     if fmt == "json":
         text.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:
-        csv.writer(text, lineterminator="\n").writerows(result.to_csv_rows())
+        csv_safe.writer(text).writerows(result.to_csv_rows())  # as the API exports it: no formulas
     if output is None:
         click.echo(text.getvalue(), nl=False)
     else:

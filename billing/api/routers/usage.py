@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Annotated, Any
 
@@ -13,9 +12,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from billing import accounts
+from billing import accounts, csv_safe
 from billing.access import require
 from billing.api.deps import BearerDep, CallerDep, NowDep, SessionDep, authenticate
+from billing.api.downloads import attachment
 from billing.api.schemas_usage import DailyUsageOut, DailyUsageReportOut, UsageOut
 from billing.domain.exceptions import RuleViolation
 from billing.domain.roles import Action, Principal
@@ -118,11 +118,9 @@ def usage_csv(
     """Download the account's daily usage for a month as CSV."""
     chosen = _authorized_month(caller, account_id, month, to_micros(now))
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_safe.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in _daily(session, account_id, chosen):
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
     filename = f"usage-{account_id}-{chosen}.csv"
-    return Response(
-        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
-    )
+    return Response(out.getvalue(), media_type="text/csv", headers=attachment(filename))
