@@ -1,4 +1,8 @@
-"""console_session: the console's one-time sign-in links and browser sessions
+"""console_session: the console's one-time sign-in links and browser sessions; statements by month
+
+The month's statements page reads one month of every account: an index on (month, account_id)
+that also carries status, number and the two instants (PostgreSQL: INCLUDE) answers it without
+reading the statements' bodies.
 
 Revision ID: 0007
 Revises: 0006
@@ -32,9 +36,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("console_session", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_console_session_token_id"), ["token_id"], unique=False)
+    with op.batch_alter_table("statement", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_statement_month_account",
+            ["month", "account_id"],
+            unique=False,
+            postgresql_include=["status", "number", "generated_at", "finalized_at"],
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("statement", schema=None) as batch_op:
+        batch_op.drop_index("ix_statement_month_account")
     with op.batch_alter_table("console_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_session_token_id"))
     op.drop_table("console_session")

@@ -222,6 +222,8 @@ def test_an_adjustment_without_a_reason_shows_the_error_beside_the_field(world: 
 
 
 def _queries(engine: Engine, client: TestClient, path: str) -> int:
+    """Queries of one request of ``path``, after a first one (which may fill the month's cached totals)."""
+    client.get(path)
     count = 0
 
     def count_one(*_args: object) -> None:
@@ -261,6 +263,23 @@ def test_the_statements_page_issues_no_query_per_row(world: World) -> None:
     assert page.count('href="/console/accounts/') == 25  # the first page of 45
     assert "Page 1 of 2" in page
     assert len(page.encode()) < 200_000
+
+
+def test_sorting_by_total_puts_stored_totals_in_order_and_open_ones_last(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    _add_accounts(world, 3, 0)
+    token = form_token(world.client, f"/console/accounts/{OWN}/statements/{MONTH}")
+    for account in (OWN, "acc_x0001"):
+        path = f"/console/accounts/{account}/statements/{MONTH}"
+        world.client.post(f"{path}/regenerate", data={"csrf_token": token})
+    world.client.post(
+        f"/console/accounts/acc_x0001/statements/{MONTH}/adjustments",
+        data={"csrf_token": token, "kind": "charge", "amount": "9.00", "reason": "setup"},
+    )
+    page = world.client.get(f"/console/statements?month={MONTH}&sort=-total").text
+    order = re.findall(r'href="/console/accounts/([^/]+)/statements/', page)
+    assert order[:2] == ["acc_x0001", OWN]
+    assert "$9.00" in page  # the month's draft total, summed
 
 
 def test_search_and_status_filter_the_month(world: World) -> None:
