@@ -48,8 +48,10 @@ def split_events(body: bytes) -> list[str]:
         raise RuleViolation("the body is not acceptable JSON: it is nested too deeply") from None
     except UnicodeDecodeError as error:
         raise RuleViolation(f"the body is not UTF-8 JSON: {error}") from None
-    except ValueError as error:  # JSONDecodeError, and an integer over Python's digit limit
+    except json.JSONDecodeError as error:
         raise RuleViolation(f"the body is not JSON: {error}") from None
+    except ValueError:  # the only other: an integer over Python's digit limit (sys.get_int_max_str_digits)
+        raise RuleViolation("the body is not acceptable JSON: an integer has too many digits") from None
     events = document if isinstance(document, list) else [document]
     if not events:
         raise RuleViolation("the batch is empty: send at least one event")

@@ -260,6 +260,10 @@ def load_json(text: str) -> Any:
         value = _DECODER.decode(text)
     except RecursionError:
         raise RefusedJson("the JSON is nested too deeply") from None
+    except ValueError as error:
+        if isinstance(error, json.JSONDecodeError | DuplicateKey):
+            raise
+        raise RefusedJson("an integer has too many digits") from None  # over sys.get_int_max_str_digits()
     if "\\" in text or not text.isascii():  # one-character scans: cheap
         reason = _strings_refusal(value, "")
         if reason is not None:

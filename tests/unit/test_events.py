@@ -451,4 +451,4 @@ def test_escaped_and_non_ascii_text_that_is_valid_still_parses():
 def test_nesting_too_deep_and_integers_too_long_are_rejections_not_crashes():
     assert both_decoders("[" * 100_000) == Rejection("the JSON is nested too deeply")
     too_long = both_decoders(json.dumps(valid()).replace('"count": 3', '"count": ' + "9" * 5000))
-    assert isinstance(too_long, Rejection) and too_long.reason.startswith("malformed JSON: Exceeds the limit")
+    assert too_long == Rejection("an integer has too many digits")
