@@ -50,7 +50,8 @@ def run(once: bool, events: int) -> None:
     logs = {name: data_dir / f"{name}.log" for name in ("worker", "admin")}
     children: list[subprocess.Popen[bytes]] = []
     try:
-        children.append(_logged([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"], logs["worker"]))
+        worker = _logged([sys.executable, "-m", "fanmeter", "worker", "--loglevel=WARNING"], logs["worker"])
+        children.append(worker)
         admin = _logged([sys.executable, "-m", "fanmeter", "admin"], logs["admin"])
         children.append(admin)
         ids = demo.seed_catalog(runtime.engine, now)
@@ -63,6 +64,9 @@ def run(once: bool, events: int) -> None:
             click.echo(
                 f"the admin service did not start on {url} (is the port taken? set FANMETER_ADMIN_PORT)", err=True
             )
+            click.echo(_tail(logs["admin"]), err=True)
+        if worker.poll() is not None:  # it checks the schema and its broker first: a failure shows by now
+            raise click.ClickException(f"the worker exited; the end of {logs['worker']}:\n{_tail(logs['worker'])}")
         click.echo(f"\nlogs: {logs['worker']} (worker), {logs['admin']} (admin service)")
         click.echo(f"database: {runtime.engine.url.render_as_string(hide_password=True)}")
 
@@ -141,6 +145,12 @@ def _logged(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     """Start a child whose output goes to ``log`` (appended), not to the terminal."""
     with log.open("ab") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    """The last lines of a child's log, for a message saying why it stopped."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return "\n".join(f"  {line}" for line in text.strip().splitlines()[-lines:])
 
 
 def _answers(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
