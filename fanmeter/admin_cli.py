@@ -89,7 +89,6 @@ def token_create(role: str, email: str | None, account_id: str | None, name: str
     click.echo(issued.secret)
 
 
-
 def _existing_user(session: Session, email: str, role: str, account_id: str | None) -> User | None:
     for user in accounts.list_users(session, account_id):
         if user.email == email:
