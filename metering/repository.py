@@ -12,14 +12,14 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, Connection, Date, Select, String, Table, bindparam, func, select, text
 
 from kernel.db import Base
 from kernel.instants import MICROS_PER_DAY, Month, day_of, to_micros
 from metering import rollups
-from metering.domain.event_rows import EventRow
+from metering.domain.event_rows import EVENT_FIELDS, EventRow
 from metering.domain.events import Rejection
 from metering.domain.usage import DailyUsage, ServiceUsage, UsageReport
 from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
@@ -28,10 +28,7 @@ from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
 ROLLUP_LOCK_ID = 0x66616E6D
 
 # The columns of an ingested event: its ``EventRow`` (metering.domain.event_rows), then the batch id.
-EVENT_COLUMNS = (
-    "source", "event_id", "type", "time_us", "account_id", "service_id", "connection_id",
-    "transport", "channel", "count", "bytes_out", "bytes_in", "reason", "batch_id",
-)  # fmt: skip
+EVENT_COLUMNS = (*EVENT_FIELDS, "batch_id")
 _EVENT_COLUMN_TYPES = (
     "VARCHAR(256)", "VARCHAR(256)", "VARCHAR(40)", "BIGINT", "VARCHAR(256)", "VARCHAR(256)",
     "VARCHAR(256)", "VARCHAR(20)", "VARCHAR(256)", "BIGINT", "BIGINT", "BIGINT", "VARCHAR(256)",
@@ -78,16 +75,35 @@ def _stage(conn: Connection, name: str, columns: Sequence[str], rows: Iterable[S
 # --- ingest -----------------------------------------------------------------------------------
 
 
-def batch_counts(conn: Connection, batch_id: str) -> tuple[int, int, int] | None:
-    """Return (accepted, duplicates, rejected) of a batch already ingested, else None."""
+class BatchCounts(NamedTuple):
+    """What ingesting one batch came to (its ``ingest_batch`` row)."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+class StoredEvents(NamedTuple):
+    """The events a batch inserted: how many, and the lowest and highest ``raw_event`` id among them."""
+
+    inserted: int
+    low_id: int
+    high_id: int
+
+
+NOTHING_STORED = StoredEvents(0, 0, 0)
+
+
+def batch_counts(conn: Connection, batch_id: str) -> BatchCounts | None:
+    """The counts of a batch already ingested, else None."""
     row = conn.execute(
         text("SELECT accepted, duplicates, rejected FROM ingest_batch WHERE batch_id = :b"), {"b": batch_id}
     ).first()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else BatchCounts(row.accepted, row.duplicates, row.rejected)
 
 
-def insert_events(conn: Connection, batch_id: str, rows: Sequence[EventRow]) -> tuple[int, int, int]:
-    """Insert events not seen before; return (inserted count, lowest id, highest id) of this batch."""
+def insert_events(conn: Connection, batch_id: str, rows: Sequence[EventRow]) -> StoredEvents:
+    """Insert events not seen before; return what this batch stored."""
     _temp_table(conn, "stage_event", EVENT_COLUMNS, _EVENT_COLUMN_TYPES)
     _stage(conn, "stage_event", EVENT_COLUMNS, (row + (batch_id,) for row in rows))
     columns = ", ".join(EVENT_COLUMNS)
@@ -101,7 +117,7 @@ def insert_events(conn: Connection, batch_id: str, rows: Sequence[EventRow]) -> 
         .scalars()
         .all()
     )
-    return len(ids), min(ids, default=0), max(ids, default=0)
+    return StoredEvents(len(ids), min(ids, default=0), max(ids, default=0))
 
 
 def insert_rejections(
@@ -218,13 +234,14 @@ def lower_rollup_request(conn: Connection) -> None:
     conn.execute(text("UPDATE rollup_request SET requested = :down WHERE id = 1"), {"down": False})
 
 
-def record_batch(conn: Connection, batch_id: str, counts: tuple[int, int, int], high_id: int, now: datetime) -> None:
+def record_batch(conn: Connection, batch_id: str, counts: BatchCounts, high_id: int, now: datetime) -> None:
+    """Record a batch as ingested, with its counts and the highest event id it stored."""
     conn.execute(
         text(
             "INSERT INTO ingest_batch (batch_id, accepted, duplicates, rejected, max_event_id, ingested_at) "
-            "VALUES (:b, :a, :d, :r, :m, :t)"
+            "VALUES (:b, :accepted, :duplicates, :rejected, :m, :t)"
         ),
-        {"b": batch_id, "a": counts[0], "d": counts[1], "r": counts[2], "m": high_id, "t": to_micros(now)},
+        {"b": batch_id, **counts._asdict(), "m": high_id, "t": to_micros(now)},
     )
 
 
@@ -461,8 +478,18 @@ def recorded_batches(conn: Connection, batch_ids: list[str]) -> set[str]:
     return {row.batch_id for row in conn.execute(statement, {"ids": batch_ids})}
 
 
-def batch_totals(conn: Connection, batch_prefix: str) -> tuple[int, int, int, int, int]:
-    """(batches, accepted, duplicates, rejected, highest event id) over batches with this id prefix."""
+class BatchTotals(NamedTuple):
+    """Counts summed over the batches of one run (an id prefix), and the highest event id they stored."""
+
+    batches: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    high_event_id: int
+
+
+def batch_totals(conn: Connection, batch_prefix: str) -> BatchTotals:
+    """The totals of the batches whose ids start with this prefix."""
     row = conn.execute(
         text(
             "SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), "
@@ -470,7 +497,7 @@ def batch_totals(conn: Connection, batch_prefix: str) -> tuple[int, int, int, in
         ),
         {"p": batch_prefix + "%"},
     ).one()
-    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+    return BatchTotals(*(int(value) for value in row))
 
 
 def rejection_reasons(conn: Connection, batch_prefix: str) -> list[tuple[str, int]]:

@@ -15,8 +15,7 @@ from sqlalchemy import Connection, Engine
 from kernel.db import read_only
 from kernel.instants import Month
 from metering import repository, rollups
-from metering.domain.event_rows import EventRow, decode_row
-from metering.domain.events import Rejection
+from metering.domain.event_rows import decode_batch
 from metering.domain.usage import DailyUsage, UsageReport
 
 
@@ -36,35 +35,27 @@ def ingest_batch(engine: Engine, batch_id: str, payloads: Sequence[str], now: da
     Storing an event and claiming its (source, id) key is one INSERT in one transaction
     with the batch record, so a failure followed by a retry meters each event exactly once.
     """
-    events, rejections, repeats_in_batch = _decode(payloads)
+    batch = decode_batch(payloads)
     with engine.begin() as conn:
         done = repository.batch_counts(conn, batch_id)
         if done is not None:
-            return BatchResult(batch_id, *done)
-        inserted, low, high = repository.insert_events(conn, batch_id, events) if events else (0, 0, 0)
-        repository.insert_rejections(conn, batch_id, rejections, now)
+            return _result(batch_id, done)
+        stored = repository.insert_events(conn, batch_id, batch.rows) if batch.rows else repository.NOTHING_STORED
+        repository.insert_rejections(conn, batch_id, batch.rejections, now)
         touched = False
-        if inserted:
-            repository.add_message_usage(conn, batch_id, low, high)
-        counts = (inserted, repeats_in_batch + len(events) - inserted, len(rejections))
-        repository.record_batch(conn, batch_id, counts, high, now)
-        if inserted and any(row[6] is not None for row in events):  # connection events to fold
-            repository.enqueue_pending(conn, batch_id, low, high)
+        if stored.inserted:
+            repository.add_message_usage(conn, batch_id, stored.low_id, stored.high_id)
+        duplicates = batch.repeats + len(batch.rows) - stored.inserted
+        counts = repository.BatchCounts(stored.inserted, duplicates, len(batch.rejections))
+        repository.record_batch(conn, batch_id, counts, stored.high_id, now)
+        if stored.inserted and batch.has_connection_events:  # connection events to fold
+            repository.enqueue_pending(conn, batch_id, stored.low_id, stored.high_id)
             touched = repository.request_rollup(conn)
-    return BatchResult(batch_id, *counts, rollup_needed=touched)
+    return _result(batch_id, counts, touched)
 
 
-def _decode(payloads: Sequence[str]) -> tuple[list[EventRow], list[tuple[Rejection, str]], int]:
-    """Split payloads into the rows of distinct valid events and rejections; count in-batch repeats."""
-    rows: dict[tuple[str, str], EventRow] = {}
-    rejections: list[tuple[Rejection, str]] = []
-    for payload in payloads:
-        row = decode_row(payload)
-        if isinstance(row, Rejection):
-            rejections.append((row, payload))
-        else:
-            rows.setdefault((row[0], row[1]), row)  # (source, id): the first of a repeated event stands
-    return list(rows.values()), rejections, len(payloads) - len(rejections) - len(rows)
+def _result(batch_id: str, counts: repository.BatchCounts, rollup_needed: bool = False) -> BatchResult:
+    return BatchResult(batch_id, counts.accepted, counts.duplicates, counts.rejected, rollup_needed)
 
 
 @dataclass(frozen=True)
@@ -164,7 +155,7 @@ def recorded_batches(engine: Engine, batch_ids: list[str]) -> set[str]:
 def ingest_progress(engine: Engine, batch_prefix: str) -> IngestProgress:
     """Reports how far the batches whose ids start with ``batch_prefix`` have got through the pipeline."""
     with read_only(engine).connect() as conn:
-        batches, accepted, duplicates, rejected, high = repository.batch_totals(conn, batch_prefix)
-        pending = repository.pending_up_to(conn, high) if batches else 0
+        totals = repository.batch_totals(conn, batch_prefix)
+        pending = repository.pending_up_to(conn, totals.high_event_id) if totals.batches else 0
         reasons = repository.rejection_reasons(conn, batch_prefix)
-    return IngestProgress(batches, accepted, duplicates, rejected, pending, tuple(reasons))
+    return IngestProgress(totals.batches, totals.accepted, totals.duplicates, totals.rejected, pending, tuple(reasons))

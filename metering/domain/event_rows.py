@@ -10,8 +10,10 @@ timestamp, a failed check, an optional field in an unusual form) it hands to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final, TypeGuard
 
 from metering.domain.events import (
     MAX_BYTES,
@@ -28,9 +30,22 @@ from metering.domain.events import (
     parse_time,
 )
 
-EventRow = tuple[Any, ...]
-"""A valid event as ``raw_event`` columns: source, event_id, type, time_us, account_id, service_id,
-connection_id, transport, channel, count, bytes_out, bytes_in, reason (None where a type has none)."""
+EVENT_FIELDS = (
+    "source", "event_id", "type", "time_us", "account_id", "service_id", "connection_id", "transport", "channel",
+    "count", "bytes_out", "bytes_in", "reason",
+)  # fmt: skip
+EventRow = tuple[
+    str, str, str, int, str, str, str | None, str | None, str | None, int | None, int | None, int | None, str | None
+]
+"""A valid event as its ``raw_event`` columns, in ``EVENT_FIELDS`` order (None where its type has none).
+
+A plain tuple, not a NamedTuple: CPython's collector untracks a plain tuple of atoms but never a
+subclass's instance, and a NamedTuple row cost 1.0-1.3 µs more CPU per event (+20 % decoding
+100,000 events in 5,000-event batches). Only this module reads its positions (``DecodedBatch``).
+"""
+_SOURCE: Final = 0  # positions in EVENT_FIELDS (a unit test checks them)
+_EVENT_ID: Final = 1
+_CONNECTION_ID: Final = 6
 
 _OPEN, _ALIVE = EventType.CONNECTION_OPEN.value, EventType.CONNECTION_ALIVE.value
 _CLOSE = EventType.CONNECTION_CLOSE.value
@@ -50,6 +65,33 @@ def decode_row(text: str) -> EventRow | Rejection:
     return parsed if isinstance(parsed, Rejection) else event_row(parsed)
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A batch of event texts decoded: its distinct valid events' rows, its rejections, its repeats."""
+
+    rows: list[EventRow]  # the first of a repeated (source, id) stands
+    rejections: list[tuple[Rejection, str]]  # each with the text it came from
+    repeats: int  # valid events repeated within the batch
+
+    @property
+    def has_connection_events(self) -> bool:
+        """Whether any row is a connection event (a rollup pass has something to fold)."""
+        return any(row[_CONNECTION_ID] is not None for row in self.rows)
+
+
+def decode_batch(payloads: Sequence[str]) -> DecodedBatch:
+    """Decode a batch's event texts into the rows of distinct valid events and rejections; count repeats."""
+    rows: dict[tuple[str, str], EventRow] = {}
+    rejections: list[tuple[Rejection, str]] = []
+    for payload in payloads:
+        row = decode_row(payload)
+        if isinstance(row, Rejection):
+            rejections.append((row, payload))
+        else:
+            rows.setdefault((row[_SOURCE], row[_EVENT_ID]), row)
+    return DecodedBatch(list(rows.values()), rejections, len(payloads) - len(rejections) - len(rows))
+
+
 def event_row(event: MeteringEvent) -> EventRow:
     """The row of a validated event (the reference path's result in ``decode_row``'s shape)."""
     return (
@@ -59,7 +101,7 @@ def event_row(event: MeteringEvent) -> EventRow:
     )  # fmt: skip
 
 
-def _ident(value: Any) -> bool:
+def _ident(value: Any) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH
 
 

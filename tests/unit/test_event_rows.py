@@ -5,7 +5,16 @@ import json
 
 import pytest
 
-from metering.domain.event_rows import _common_row, decode_row, event_row
+from metering.domain.event_rows import (
+    _CONNECTION_ID,
+    _EVENT_ID,
+    _SOURCE,
+    EVENT_FIELDS,
+    _common_row,
+    decode_batch,
+    decode_row,
+    event_row,
+)
 from metering.domain.events import MAX_BYTES, MAX_COUNT, MAX_ID_LENGTH, EventType, MeteringEvent, decode_event
 from tests.unit.test_events import VALID
 
@@ -101,3 +110,30 @@ def test_an_unusual_or_invalid_event_gets_exactly_the_reference_answer(event):
 @pytest.mark.parametrize("text", ['{"specversion": "1.0", "id": ', "[1, 2]", "null", '"{}"', "{} {}"])
 def test_text_that_is_not_one_json_object_gets_the_reference_rejection(text):
     assert decode_row(text) == reference(text)
+
+
+def test_a_decoded_batch_keeps_the_first_of_a_repeated_event_and_counts_the_repeats_and_rejections():
+    first = json.dumps(VALID[EventType.MESSAGE_PUBLISHED])
+    again = json.dumps(changed(EventType.MESSAGE_PUBLISHED, data=True, count=99))  # same (source, id)
+    bad = json.dumps(changed(EventType.CONNECTION_OPEN, specversion="0.3"))
+
+    batch = decode_batch([first, again, bad, first])
+
+    assert batch.rows == [reference(first)]
+    assert batch.rejections == [(reference(bad), bad)]
+    assert batch.repeats == 2
+    assert not batch.has_connection_events
+
+
+def test_a_decoded_batch_knows_when_it_holds_connection_events():
+    texts = [json.dumps(VALID[EventType.MESSAGE_DELIVERED]), json.dumps(VALID[EventType.CONNECTION_ALIVE])]
+
+    batch = decode_batch(texts)
+
+    assert batch.has_connection_events
+
+
+def test_the_row_positions_the_batch_reads_are_those_of_their_fields():
+    assert [EVENT_FIELDS[i] for i in (_SOURCE, _EVENT_ID, _CONNECTION_ID)] == ["source", "event_id", "connection_id"]
+    row = reference(json.dumps(VALID[EventType.CONNECTION_OPEN]))
+    assert dict(zip(EVENT_FIELDS, row, strict=True))["connection_id"] == row[_CONNECTION_ID] is not None
