@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from billing import statements
+from billing.console import links as console_links
 from billing.domain.roles import Principal
 from billing.settings import BillingSettings
 from fanmeter import demo, demo_people, live_demo, migrate
@@ -59,7 +60,7 @@ def run(once: bool, events: int) -> None:
         settings = BillingSettings()
         url = f"http://{settings.admin_host}:{settings.admin_port}"
         if _answers(f"{url}/healthz", admin):
-            print_console_links(url, people)
+            print_console_links(url, people, runtime.engine, now)
         else:
             click.echo(
                 f"the admin service did not start on {url} (is the port taken? set FANMETER_ADMIN_PORT)", err=True
@@ -103,17 +104,16 @@ def run(once: bool, events: int) -> None:
             _stop(child)
 
 
-def print_console_links(url: str, people: Sequence[demo_people.DemoPerson]) -> None:
-    """Where to sign in, printed first: the service's address and one way in per demo person.
-
-    For now a bearer token per person (``person.token``); the console's address and a sign-in
-    link per person (``billing.console.links.link_for_token``) belong here.
-    """
+def print_console_links(url: str, people: Sequence[demo_people.DemoPerson], engine: Engine, now: datetime) -> None:
+    """Where to sign in, printed first: the service's address, the console's, and per demo person
+    a bearer token and a one-time console sign-in link (15 minutes)."""
     click.echo(f"admin service: {url} (API docs at {url}/docs and {url}/redoc)")
+    click.echo(f"console: {url}/console/ (each link below signs its person in once, within 15 minutes)")
     for person in people:
         account = demo.BY_ID.get(person.where)
         note = " (a trial account)" if account and account.plan == "trial" else ""
         click.echo(f"  {person.role:<9} ({person.where:<8}) Authorization: Bearer {person.token}{note}")
+        click.echo(f"    sign in: {console_links.link_for_token(engine, person.token, now, url)}")
 
 
 def summary_table(engine: Engine, months: Sequence[Month]) -> str:
