@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -89,8 +89,17 @@ def adjustments(conn: Connection, month: Month, only: Accounts = None) -> dict[s
     return result
 
 
-def stored_for_month(conn: Connection, month: Month, only: Accounts = None) -> dict[str, tuple[int, str, Any, Any]]:
-    """Stored statements of ``month``: account -> (id, status, body, billed_usage)."""
+class StoredStatement(NamedTuple):
+    """A stored statement row, as the draft builder compares it."""
+
+    id: int
+    status: str
+    body: Any
+    billed_usage: Any
+
+
+def stored_for_month(conn: Connection, month: Month, only: Accounts = None) -> dict[str, StoredStatement]:
+    """Stored statements of ``month``, per account."""
     query = select(
         StatementRecord.account_id,
         StatementRecord.id,
@@ -100,7 +109,7 @@ def stored_for_month(conn: Connection, month: Month, only: Accounts = None) -> d
     ).where(StatementRecord.month == str(month))
     if only is not None:
         query = query.where(StatementRecord.account_id.in_(only))
-    return {row[0]: (row[1], row[2], row[3], row[4]) for row in conn.execute(query)}
+    return {account_id: StoredStatement(*stored) for account_id, *stored in conn.execute(query)}
 
 
 def insert_statements(conn: Connection, rows: list[dict[str, Any]]) -> None:

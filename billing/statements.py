@@ -116,13 +116,13 @@ def build_drafts(
         if existing is None:
             new_rows.append(_draft_row(account, month, body, billed, now))
             entries.append(_audit_entry(actor, account, month, "statement.draft", None, body, now))
-        elif existing[1] == ledger.FINALIZED:
+        elif existing.status == ledger.FINALIZED:
             counts["finalized"] += 1
-        elif existing[2] == body and existing[3] == billed:
+        elif existing.body == body and existing.billed_usage == billed:
             counts["unchanged"] += 1
         else:
-            changed.append({"id": existing[0], "body": body, "billed_usage": billed})
-            entries.append(_audit_entry(actor, account, month, "statement.regenerate", existing[2], body, now))
+            changed.append({"id": existing.id, "body": body, "billed_usage": billed})
+            entries.append(_audit_entry(actor, account, month, "statement.regenerate", existing.body, body, now))
     store.insert_statements(conn, new_rows)
     store.update_drafts(conn, changed, now)
     store.insert_audit(conn, entries)
