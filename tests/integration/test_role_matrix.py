@@ -105,7 +105,8 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/accounts/{account}/usage.csv", READ_USAGE),
 ]
 # Answer without a token by design: the list is the whole exception.
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+# The API docs pages are as public as the OpenAPI document they render.
+PUBLIC = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/redoc")}
 
 
 def expected_status(endpoint: Endpoint, role: str, account: str) -> int:
