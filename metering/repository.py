@@ -295,7 +295,7 @@ def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ..
             bounds,
         )
     ]
-    _stage_keys(conn, "stage_key", {r[:3] for r in rows})
+    _stage_keys(conn, "stage_key", {rollups.event_key(r) for r in rows})
     return len(claimed), rows
 
 
@@ -318,10 +318,13 @@ def _join_keys(table: str) -> str:
     )
 
 
-def load_states(conn: Connection) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+def load_states(conn: Connection) -> dict[rollups.Key, rollups.ConnectionState]:
     """The stored fold state of each staged connection that has one."""
     rows = conn.execute(text(f"SELECT {_STATE_SELECT} FROM connection_session t {_join_keys('stage_key')}"))
-    return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows}
+    return {
+        (r.account_id, r.service_id, r.connection_id): rollups.ConnectionState._make(r[len(rollups.KEY) :])
+        for r in rows
+    }
 
 
 def load_all_events(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> list[tuple[Any, ...]]:
@@ -332,10 +335,10 @@ def load_all_events(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> l
     ]
 
 
-def load_connection_days(conn: Connection) -> list[tuple[Any, ...]]:
+def load_connection_days(conn: Connection) -> list[rollups.ConnectionDayRow]:
     """The staged connections' current per-day contributions."""
     return [
-        tuple(r)
+        rollups.ConnectionDayRow._make(r)
         for r in conn.execute(
             text(
                 "SELECT t.account_id, t.service_id, t.connection_id, t.day, t.connection_minutes, t.bytes_out "

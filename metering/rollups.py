@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,21 +21,71 @@ import pandas as pd
 from kernel.instants import MICROS_PER_DAY, MICROS_PER_MINUTE
 from metering.domain.events import EventType
 
+# An event row's columns. Event rows stay plain tuples: they are the bulk of a pass, and a
+# NamedTuple costs about 1 µs more per row (see ``metering.domain.event_rows.EventRow``).
 EVENT_ROW = [
     "account_id", "service_id", "connection_id", "type", "time_us", "event_id", "source", "bytes_out",
     "transport", "id",
 ]  # fmt: skip
 KEY = ["account_id", "service_id", "connection_id"]
-# What a session keeps so that new events can be folded in without re-reading old ones.
-STATE_COLUMNS = [
-    "first_seen_us", "last_seen_us", "open_us", "open_event_id", "open_source", "transport", "close_us",
-    "report_time_us", "report_event_id", "report_source", "report_bytes_out",
-]  # fmt: skip
+_TYPE, _TIME, _EVENT_ID, _SOURCE, _BYTES_OUT = (
+    EVENT_ROW.index(column) for column in ("type", "time_us", "event_id", "source", "bytes_out")
+)
 _OPEN, _CLOSE = EventType.CONNECTION_OPEN.value, EventType.CONNECTION_CLOSE.value
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _NONE = np.iinfo(np.int64).max
 
 Key = tuple[str, str, str]
+
+
+def event_key(row: Sequence[Any]) -> Key:
+    """The connection an ``EVENT_ROW`` row belongs to (its first columns are ``KEY``)."""
+    return (row[0], row[1], row[2])
+
+
+class ConnectionState(NamedTuple):
+    """What a session keeps so that new events can be folded in without re-reading old ones."""
+
+    first_seen_us: int
+    last_seen_us: int
+    open_us: int | None
+    open_event_id: str | None
+    open_source: str | None
+    transport: str | None
+    close_us: int | None
+    report_time_us: int | None
+    report_event_id: str | None
+    report_source: str | None
+    report_bytes_out: int | None
+
+
+STATE_COLUMNS = list(ConnectionState._fields)
+# A connection without stored state: nothing seen, opened, closed or reported yet.
+_NO_STATE = ConnectionState(_NONE, -_NONE, None, None, None, None, None, None, None, None, None)
+
+
+class ConnectionDayRow(NamedTuple):
+    """One connection's stored contribution to one UTC day (a ``connection_day`` row)."""
+
+    account_id: str
+    service_id: str
+    connection_id: str
+    day: date
+    connection_minutes: int
+    bytes_out: int
+
+    @property
+    def key(self) -> Key:
+        return (self.account_id, self.service_id, self.connection_id)
+
+
+class _Report(NamedTuple):
+    """A connection's last counter report: ordered by (time, id, source), carrying its ``bytes_out``."""
+
+    time_us: int | None
+    event_id: str | None
+    source: str | None
+    bytes_out: int | None
 
 
 @dataclass(frozen=True)
@@ -59,11 +109,11 @@ def connection_rollup(rows: Sequence[Sequence[Any]]) -> tuple[list[dict[str, Any
 
 
 def fold_connections(
-    rows: Sequence[Sequence[Any]], states: Mapping[Key, Sequence[Any]], base_days: Sequence[Sequence[Any]]
+    rows: Sequence[Sequence[Any]], states: Mapping[Key, ConnectionState], base_days: Sequence[ConnectionDayRow]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fold new events into connections' stored state; return their new sessions and connection-day rows.
 
-    ``states`` maps a connection to its ``STATE_COLUMNS`` (absent: a connection seen for the first
+    ``states`` maps a connection to its stored state (absent: a connection seen for the first
     time, or one being recomputed from all its events); ``base_days`` are the stored connection-day
     rows whose bytes the new increases add to. A connection's new counter reports must all sort
     after its stored last report (``late_connections`` finds those that do not).
@@ -105,20 +155,24 @@ def fold_connections(
     return sessions, days
 
 
-def late_connections(rows: Sequence[Sequence[Any]], states: Mapping[Key, Sequence[Any]]) -> set[Key]:
+def late_connections(rows: Sequence[Sequence[Any]], states: Mapping[Key, ConnectionState]) -> set[Key]:
     """Connections with a new counter report that sorts before the last report already folded.
 
     Their increases cannot be folded on top (the report belongs in the middle of the sequence),
     so the caller recomputes them from all their events.
     """
-    last_report = STATE_COLUMNS.index("report_time_us")
     late: set[Key] = set()
     for row in rows:
-        stored = states.get((row[0], row[1], row[2]))
-        if stored is None or stored[last_report] is None or row[3] == _OPEN or row[7] is None:
+        key = event_key(row)
+        stored = states.get(key)
+        if stored is None or stored.report_time_us is None or row[_TYPE] == _OPEN or row[_BYTES_OUT] is None:
             continue
-        if (row[4], row[5], row[6]) < tuple(stored[last_report : last_report + 3]):
-            late.add((row[0], row[1], row[2]))
+        if (row[_TIME], row[_EVENT_ID], row[_SOURCE]) < (
+            stored.report_time_us,
+            stored.report_event_id,
+            stored.report_source,
+        ):
+            late.add(key)
     return late
 
 
@@ -133,28 +187,29 @@ class _State:
     open_source: np.ndarray
     transport: np.ndarray
     close: np.ndarray
-    report: list[tuple[Any, Any, Any, Any]]
+    report: list[_Report]
 
     @classmethod
-    def of(cls, keys: list[Key], states: Mapping[Key, Sequence[Any]]) -> _State:
-        empty = (_NONE, -_NONE, None, None, None, None, None, None, None, None, None)
+    def of(cls, keys: list[Key], states: Mapping[Key, ConnectionState]) -> _State:
         if not states:
-            columns = [[value] * len(keys) for value in empty]
+            columns = {name: [value] * len(keys) for name, value in _NO_STATE._asdict().items()}
         else:
-            columns = [list(column) for column in zip(*(states.get(key) or empty for key in keys), strict=True)]
+            stored = zip(*(states.get(key) or _NO_STATE for key in keys), strict=True)
+            columns = dict(zip(STATE_COLUMNS, map(list, stored), strict=True))
 
         def ints(values: list[Any]) -> np.ndarray:
             return np.array([_NONE if v is None else v for v in values], dtype=np.int64)
 
+        reports = zip(*(columns[f"report_{name}"] for name in _Report._fields), strict=True)
         return cls(
-            first_seen=np.array(columns[0], dtype=np.int64),
-            last_seen=np.array(columns[1], dtype=np.int64),
-            open_at=ints(columns[2]),
-            open_id=np.array(columns[3], dtype=object),
-            open_source=np.array(columns[4], dtype=object),
-            transport=np.array(columns[5], dtype=object),
-            close=ints(columns[6]),
-            report=list(zip(columns[7], columns[8], columns[9], columns[10], strict=True)),
+            first_seen=np.array(columns["first_seen_us"], dtype=np.int64),
+            last_seen=np.array(columns["last_seen_us"], dtype=np.int64),
+            open_at=ints(columns["open_us"]),
+            open_id=np.array(columns["open_event_id"], dtype=object),
+            open_source=np.array(columns["open_source"], dtype=object),
+            transport=np.array(columns["transport"], dtype=object),
+            close=ints(columns["close_us"]),
+            report=[_Report(*report) for report in reports],
         )
 
 
@@ -226,7 +281,7 @@ def _days(
     start: np.ndarray,
     minutes: np.ndarray,
     increases: tuple[np.ndarray, np.ndarray, np.ndarray],
-    base_days: Sequence[Sequence[Any]],
+    base_days: Sequence[ConnectionDayRow],
 ) -> tuple[np.ndarray, ...]:
     """(connection, day number, minutes, bytes) for each connection-day with minutes or bytes.
 
@@ -235,7 +290,7 @@ def _days(
     """
     minute_conn, minute_day, minute_count = split_minutes_by_day(start, minutes)
     index = {key: c for c, key in enumerate(ev.keys)}
-    base = [(index[(r[0], r[1], r[2])], _day_number(r[3]), r[5]) for r in base_days if r[5]]
+    base = [(index[r.key], _day_number(r.day), r.bytes_out) for r in base_days if r.bytes_out]
     base_conn, base_day, base_bytes = (
         (np.array(column, dtype=np.int64) for column in zip(*base, strict=True))
         if base
@@ -286,9 +341,7 @@ def minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, period_start: n
     return counts
 
 
-def _fold_reports(
-    ev: _Events, state: _State
-) -> tuple[list[tuple[Any, Any, Any, Any]], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _fold_reports(ev: _Events, state: _State) -> tuple[list[_Report], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each connection's last report after the fold, and the counter increases of the new reports.
 
     An increase is the value minus the report before it (the stored last report, else 0 from the
@@ -297,14 +350,14 @@ def _fold_reports(
     reports = _ordered(ev, np.flatnonzero(~np.isnan(ev.bytes_out) & ~ev.is_open))
     value = ev.bytes_out[reports].astype(np.int64)
     heads = _group_heads(ev.conn[reports])
-    stored = np.array([r[3] or 0 for r in state.report], dtype=np.int64)
+    stored = np.array([r.bytes_out or 0 for r in state.report], dtype=np.int64)
     previous = np.concatenate([[0], value[:-1]])
     previous[heads] = stored[ev.conn[reports][heads]]
     increase = np.where(value < previous, value, value - previous)
     last = list(state.report)
     tails = np.concatenate([heads[1:], [True]]) if len(reports) else heads
     for row in reports[tails].tolist():
-        last[ev.conn[row]] = (int(ev.time_us[row]), ev.event_id[row], ev.source[row], int(ev.bytes_out[row]))
+        last[ev.conn[row]] = _Report(int(ev.time_us[row]), ev.event_id[row], ev.source[row], int(ev.bytes_out[row]))
     return last, (ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase)
 
 
@@ -336,9 +389,9 @@ def _group_heads(group: np.ndarray) -> np.ndarray:
     return heads
 
 
-def usage_deltas(old_days: Sequence[Sequence[Any]], new_days: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def usage_deltas(old_days: Sequence[ConnectionDayRow], new_days: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (account, service, day): new connection minutes and bytes minus the old, non-zero only."""
-    columns = [*KEY, "day", "connection_minutes", "bytes_out"]
+    columns = list(ConnectionDayRow._fields)
     old = pd.DataFrame(list(old_days), columns=columns)
     new = pd.DataFrame(list(new_days), columns=columns)
     old[["connection_minutes", "bytes_out"]] *= -1

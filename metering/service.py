@@ -84,10 +84,10 @@ def rollup_pass(engine: Engine, limit: int) -> PassResult:
         states = repository.load_states(conn)
         late = rollups.late_connections(events, states)
         if late:
-            events = [e for e in events if tuple(e[:3]) not in late] + repository.load_all_events(conn, late)
+            events = [e for e in events if rollups.event_key(e) not in late] + repository.load_all_events(conn, late)
             states = {key: state for key, state in states.items() if key not in late}
         old_days = repository.load_connection_days(conn)
-        base_days = [d for d in old_days if tuple(d[:3]) not in late]
+        base_days = [d for d in old_days if d.key not in late]
         sessions, days = rollups.fold_connections(events, states, base_days)
         repository.add_usage(conn, rollups.usage_deltas(old_days, days))
         repository.replace_connection_rollups(conn, sessions, days)

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from metering.domain.events import MeteringEvent
 from metering.domain.sessions import group_connections, session_of
 from metering.domain.usage import connection_days
-from metering.rollups import STATE_COLUMNS, connection_rollup, fold_connections, late_connections, usage_deltas
+from metering.rollups import (
+    STATE_COLUMNS,
+    ConnectionDayRow,
+    ConnectionState,
+    connection_rollup,
+    fold_connections,
+    late_connections,
+    usage_deltas,
+)
 from tests.strategies import event_sets, parsed, rollup_rows
 
 
@@ -71,10 +79,7 @@ def test_vectorised_connection_days_equal_the_plain_python_reference(
 def test_usage_deltas_turn_old_connection_days_into_new_ones(
     before: list[dict[str, Any]], after: list[dict[str, Any]]
 ) -> None:
-    old = [
-        (r["account_id"], r["service_id"], r["connection_id"], r["day"], r["connection_minutes"], r["bytes_out"])
-        for r in _reference(parsed(before))
-    ]
+    old = [ConnectionDayRow(**r) for r in _reference(parsed(before))]
     new = _reference(parsed(after))
 
     deltas = usage_deltas(old, new)
@@ -113,14 +118,14 @@ def _fold_in_chunks(rows: list[tuple[Any, ...]], cuts: list[int]) -> list[dict[s
         chunk = [r for r in chunk if r[:3] not in late] + [r for r in seen if r[:3] in late]
         mine = {k: v for k, v in mine.items() if k not in late}
         base = [
-            tuple(d[c] for c in ("account_id", "service_id", "connection_id", "day", "connection_minutes", "bytes_out"))
-            for d in days
-            if (d["account_id"], d["service_id"], d["connection_id"]) in keys - late
+            ConnectionDayRow(**d) for d in days if (d["account_id"], d["service_id"], d["connection_id"]) in keys - late
         ]
         sessions, new_days = fold_connections(chunk, mine, base)
         days = [d for d in days if (d["account_id"], d["service_id"], d["connection_id"]) not in keys] + new_days
         for s in sessions:
-            states[(s["account_id"], s["service_id"], s["connection_id"])] = tuple(s[c] for c in STATE_COLUMNS)
+            states[(s["account_id"], s["service_id"], s["connection_id"])] = ConnectionState(
+                *(s[c] for c in STATE_COLUMNS)
+            )
     return days
 
 
