@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.access import principal_for, token_hash
@@ -92,6 +92,12 @@ def sign_in_with_token(session: Session, api_token: str, now: datetime) -> Signe
 def _start(session: Session, token_id: str, now: datetime) -> Signed:
     secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     expires = now + SESSION_LIFETIME
+    session.execute(  # the token's ended and expired rows are worth nothing: they go
+        delete(ConsoleSession).where(
+            ConsoleSession.token_id == token_id,
+            or_(ConsoleSession.ended_at.is_not(None), ConsoleSession.expires_at <= now),
+        )
+    )
     session.add(
         ConsoleSession(
             secret_hash=token_hash(secret),

@@ -24,7 +24,6 @@ from tests.e2e.console_browser import admin_service, check_page, chromium_path, 
 from tests.stack import run_cli
 from tests.strategies import close_event, delivered_event, open_event, published_event
 
-pytestmark = pytest.mark.e2e
 NOW = datetime.now(UTC)
 THIS_MONTH = Month.of(to_micros(NOW))
 LAST_MONTH = previous_month(THIS_MONTH)
@@ -35,6 +34,7 @@ class Console:
     url: str
     admin: httpx.Client
     ingest: str
+    admin_token: str
     tokens: dict[str, str] = field(default_factory=dict)  # "role@account" -> API token secret
     finance_link: str = ""
 
@@ -76,7 +76,7 @@ def console(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         for account, name, plan in (("acme", "Acme Corp", "paid"), ("beta", "Beta Labs", "trial")):
             assert admin.post("/v1/accounts", json={"id": account, "name": name, "plan": plan}).status_code == 201
         ingest = admin.post("/v1/ingest-tokens", json={"name": "console e2e"}).json()["token"]
-        world = Console(url, admin, ingest)
+        world = Console(url, admin, ingest, admin_token)
         for account, role in (
             ("acme", "engineer"),
             ("acme", "billing"),
@@ -300,3 +300,29 @@ def test_the_platform_pages_pass_the_accessibility_check(page: Any, console: Con
         check_page(page, name)
     page.goto(f"{console.url}/console/accounts/acme/statements/{LAST_MONTH}")
     check_page(page, "statement")
+
+
+def test_an_admin_creates_an_account_and_issues_a_token_shown_once(page: Any, console: Console) -> None:
+    console.tokens["admin"] = console.admin_token
+    sign_in(page, console, "admin")
+    page.goto(f"{console.url}/console/accounts")
+    page.get_by_role("button", name="Create account").click()
+    assert page.locator("#f-name-error").is_visible()  # a name is required, said beside the field
+    page.get_by_label("Name").fill("Gamma Works")
+    page.get_by_label("Id (optional)").fill("gamma")
+    page.get_by_label("Paid").check()
+    page.get_by_role("button", name="Create account").click()
+    assert page.get_by_role("row", name=re.compile("Gamma Works")).is_visible()
+    check_page(page, "accounts")
+    page.goto(f"{console.url}/console/accounts/gamma/people")
+    page.get_by_label("Email").fill("owner@gamma.example")
+    page.get_by_label("Role").select_option("superuser")
+    page.get_by_role("button", name="Add person").click()
+    page.get_by_role("button", name="New token for owner@gamma.example").click()
+    secret = page.locator(".secret code").first.inner_text()
+    assert secret.startswith("fm_")
+    check_page(page, "people-new-token")
+    page.goto(f"{console.url}/console/accounts/gamma/people")
+    assert secret not in page.content()  # shown once
+    assert page.get_by_text(f"{secret[:10]}…").is_visible()  # only its first characters are listed
+    check_page(page, "people")
