@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import date
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from fanmeter import ingest as ingest_cli
 from kernel.instants import Month
-from metering import service
+from metering import repository, service
 from metering.bootstrap import Runtime
 from metering.client import PipelineClient
 from metering.tasks import ingest_batch
@@ -179,3 +181,28 @@ def test_a_batch_sent_as_json_is_ingested_like_one_sent_as_msgpack(runtime: Runt
 
     assert (progress.accepted, progress.rejected) == (2, 0)
     assert service.usage_for_month(engine, "acct-j", Month(2026, 3)).messages_published == 10
+
+
+def test_one_usage_query_for_several_accounts_and_months_gives_what_each_single_read_gives(engine: Engine) -> None:
+    """Statements read many accounts' months at once; the usage API and the CLI read one: the same query."""
+    days = {Month(2026, 1): date(2026, 1, 31), Month(2026, 2): date(2026, 2, 1), Month(2026, 3): date(2026, 3, 15)}
+    keys = product(("a-1", "a-2", "a-3"), ("svc-b", "svc-a"), days)
+    rows = [
+        {"account_id": account, "service_id": service_id, "day": days[month], "connection_minutes": n,
+         "messages_published": 2 * n, "messages_delivered": 3 * n, "bytes_out": 5 * n}
+        for n, (account, service_id, month) in enumerate(keys) if n % 4 != 3
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        repository.add_usage(conn, rows)
+    january, march = Month(2026, 1), Month(2026, 3)
+
+    with engine.connect() as conn:
+        some = service.usage_reports(conn, [january, march], ["a-1", "a-3"])
+        every = service.usage_reports(conn, list(days))
+        singles = {(a, m): service.usage_on(conn, a, m) for a in ("a-1", "a-2", "a-3") for m in days}
+
+    used = {key: report for key, report in singles.items() if report.services}
+    assert some == {(a, m): report for (a, m), report in used.items() if a != "a-2" and m != Month(2026, 2)}
+    assert every == used
+    assert [s.service_id for s in every[("a-1", march)].services] == ["svc-a", "svc-b"]
+    assert sum(report.messages for report in every.values()) == 5 * sum(row["connection_minutes"] for row in rows)
