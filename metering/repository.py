@@ -150,8 +150,8 @@ def add_message_usage(conn: Connection, batch_id: str, low_id: int, high_id: int
     rows = conn.execute(
         text(
             "SELECT account_id, service_id, time_us / :day AS day_number, "
-            "sum(CASE WHEN type = 'fanout.message.published' THEN count ELSE 0 END), "
-            "sum(CASE WHEN type = 'fanout.message.delivered' THEN count ELSE 0 END) "
+            "sum(CASE WHEN type = 'fanout.message.published' THEN count ELSE 0 END) AS published, "
+            "sum(CASE WHEN type = 'fanout.message.delivered' THEN count ELSE 0 END) AS delivered "
             "FROM raw_event WHERE id BETWEEN :low AND :high AND batch_id = :b AND connection_id IS NULL "
             "GROUP BY account_id, service_id, time_us / :day ORDER BY 1, 2, 3"
         ),
@@ -161,12 +161,12 @@ def add_message_usage(conn: Connection, batch_id: str, low_id: int, high_id: int
         conn,
         [
             {
-                "account_id": r[0],
-                "service_id": r[1],
-                "day": day_of(int(r[2]) * MICROS_PER_DAY),
+                "account_id": r.account_id,
+                "service_id": r.service_id,
+                "day": day_of(int(r.day_number) * MICROS_PER_DAY),
                 "connection_minutes": 0,
-                "messages_published": int(r[3]),
-                "messages_delivered": int(r[4]),
+                "messages_published": int(r.published),
+                "messages_delivered": int(r.delivered),
                 "bytes_out": 0,
             }
             for r in rows
@@ -283,7 +283,10 @@ def claim_pending(conn: Connection, limit: int) -> tuple[int, list[tuple[Any, ..
     # The outer id range lets PostgreSQL read raw_event through its primary key even before it
     # has statistics for a freshly loaded table (it would scan the whole table otherwise).
     # No ORDER BY: the fold sorts what needs an order itself.
-    bounds = {"low": min((c[1] for c in claimed), default=0), "high": max((c[2] for c in claimed), default=0)}
+    bounds = {
+        "low": min((low for _, low, _ in claimed), default=0),
+        "high": max((high for _, _, high in claimed), default=0),
+    }
     rows = [
         tuple(r)
         for r in conn.execute(
@@ -507,9 +510,9 @@ def rejection_reasons(conn: Connection, batch_prefix: str) -> list[tuple[str, in
     """Rejection reasons of batches with this id prefix, most frequent first."""
     rows = conn.execute(
         text(
-            "SELECT reason, count(*) FROM rejected_event WHERE batch_id LIKE :p "
+            "SELECT reason, count(*) AS events FROM rejected_event WHERE batch_id LIKE :p "
             "GROUP BY reason ORDER BY count(*) DESC, reason"
         ),
         {"p": batch_prefix + "%"},
     ).all()
-    return [(r[0], int(r[1])) for r in rows]
+    return [(r.reason, int(r.events)) for r in rows]

@@ -280,7 +280,7 @@ def _days(
     ev: _Events,
     start: np.ndarray,
     minutes: np.ndarray,
-    increases: tuple[np.ndarray, np.ndarray, np.ndarray],
+    increases: _Increases,
     base_days: Sequence[ConnectionDayRow],
 ) -> tuple[np.ndarray, ...]:
     """(connection, day number, minutes, bytes) for each connection-day with minutes or bytes.
@@ -296,9 +296,9 @@ def _days(
         if base
         else (np.zeros(0, np.int64),) * 3
     )
-    byte_conn = np.concatenate([increases[0], base_conn])
-    byte_day = np.concatenate([increases[1], base_day])
-    byte_count = np.concatenate([increases[2], base_bytes])
+    byte_conn = np.concatenate([increases.conn, base_conn])
+    byte_day = np.concatenate([increases.day_number, base_day])
+    byte_count = np.concatenate([increases.bytes_out, base_bytes])
     day0 = int(min(minute_day.min(initial=_NONE), byte_day.min(initial=_NONE)))
     span = int(max(minute_day.max(initial=day0), byte_day.max(initial=day0))) - day0 + 1
     summed = (
@@ -341,7 +341,15 @@ def minutes_beginning_in(start: np.ndarray, minutes: np.ndarray, period_start: n
     return counts
 
 
-def _fold_reports(ev: _Events, state: _State) -> tuple[list[_Report], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+class _Increases(NamedTuple):
+    """Counter increases, one per new report: its connection, UTC day number and increase in bytes out."""
+
+    conn: np.ndarray
+    day_number: np.ndarray
+    bytes_out: np.ndarray
+
+
+def _fold_reports(ev: _Events, state: _State) -> tuple[list[_Report], _Increases]:
     """Each connection's last report after the fold, and the counter increases of the new reports.
 
     An increase is the value minus the report before it (the stored last report, else 0 from the
@@ -358,7 +366,7 @@ def _fold_reports(ev: _Events, state: _State) -> tuple[list[_Report], tuple[np.n
     tails = np.concatenate([heads[1:], [True]]) if len(reports) else heads
     for row in reports[tails].tolist():
         last[ev.conn[row]] = _Report(int(ev.time_us[row]), ev.event_id[row], ev.source[row], int(ev.bytes_out[row]))
-    return last, (ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase)
+    return last, _Increases(ev.conn[reports], ev.time_us[reports] // MICROS_PER_DAY, increase)
 
 
 def _ordered(ev: _Events, rows: np.ndarray) -> np.ndarray:

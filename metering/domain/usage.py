@@ -71,7 +71,7 @@ def daily_usage(events: Iterable[MeteringEvent]) -> dict[UsageKey, DailyUsage]:
             totals[(event.account_id, event.service_id, day_of(event.time_us))]["messages_delivered"] += (
                 event.count or 0
             )
-    return {key: DailyUsage(key[0], key[1], key[2], **values) for key, values in totals.items()}
+    return {(a, s, d): DailyUsage(a, s, d, **values) for (a, s, d), values in totals.items()}
 
 
 @dataclass(frozen=True, slots=True)
