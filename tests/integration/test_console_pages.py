@@ -289,3 +289,18 @@ def test_search_and_status_filter_the_month(world: World) -> None:
     assert "acc_x0003" in found and "acc_x0004" not in found
     drafts = world.client.get(f"/console/statements?month={MONTH}&status=draft").text
     assert "No statements match" in drafts
+
+
+def test_the_audit_log_filters_by_account_action_and_date_and_pages(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    _add_accounts(world, 55, 0)
+    created = world.client.get("/console/audit?action=account.create").text
+    assert created.count("<code>account/") == 50 and 'rel="next"' in created
+    older = world.client.get("/console/audit?action=account.create&p=2").text
+    assert older.count("<code>account/") == 7 and 'rel="next"' not in older  # 55 + the world's 2
+    one = world.client.get(f"/console/audit?account={OTHER}&action=account.create").text
+    assert one.count("<code>account/") == 1
+    assert "No entries" in world.client.get("/console/audit?until=2026-03-14").text
+    sign_in(world.client, world.tokens["superuser"])  # an account's superuser sees its own entries only
+    own = world.client.get(f"/console/audit?account={OTHER}").text
+    assert f"account/{OTHER}" not in own and f"account/{OWN}" in own
