@@ -22,7 +22,7 @@ from metering import service as metering_service
 from metering.bootstrap import Runtime, bootstrap
 from metering.celery_app import app as celery_app  # composed by fanmeter.pipeline in _runtime
 from metering.celery_app import declare_queue
-from metering.client import PipelineClient
+from metering.client import PipelineClient, ServiceUnavailable
 from metering.domain.usage import UsageReport
 
 
@@ -102,11 +102,26 @@ def ingest(files: tuple[Path, ...], batch_size: int | None, timeout: float) -> N
     Prints accepted, duplicate and rejected counts, with rejection reasons grouped.
     Needs a running worker (`fanmeter worker`).
     """
-    runtime = _runtime(declare=True)
-    pipeline = PipelineClient(runtime.engine)
-    run = ingest_cli.send_files(pipeline, files, batch_size or runtime.settings.ingest_batch_size)
-    progress = ingest_cli.wait_for(pipeline, run, timeout)
+    runtime = _runtime(check_schema=False)
+    try:
+        # Waits out a restart of the database or the message broker, saying once on stderr what it
+        # waits for; gives up after FANMETER_WAIT_FOR_SERVICES_SECONDS with one line and exit 1.
+        pipeline = PipelineClient(runtime.engine, on_wait=lambda line: click.echo(line, err=True))
+        pipeline.retrying(lambda: _require_schema(runtime))
+        run = ingest_cli.send_files(pipeline, files, batch_size or runtime.settings.ingest_batch_size)
+        progress = ingest_cli.wait_for(pipeline, run, timeout)
+    except ServiceUnavailable as error:
+        raise click.ClickException(
+            f"{error}. Run the same command again to finish: events already recorded are not counted twice."
+        ) from None
     click.echo(ingest_cli.report(progress, run))
+
+
+def _require_schema(runtime: Runtime) -> None:
+    try:
+        require_current_schema(runtime.engine)
+    except SchemaOutOfDate as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()

@@ -15,6 +15,10 @@ from metering import service
 from metering.client import PipelineClient, batch_id
 
 STALL_HINT_S = 30.0
+# With no batch processed for this long, batches the pipeline has not recorded are sent again under
+# their ids (a message a restarting message broker dropped before storing it); the pipeline
+# records a batch once, so a batch that was merely slow is not counted twice.
+RESEND_AFTER_S = 20.0
 # How often progress is polled: a few cheap queries; the wait ends at most this long after the work.
 POLL_S = 0.25
 
@@ -24,6 +28,9 @@ class IngestRun:
     run_id: str
     batches: int
     events: int
+    # What was sent, to send again the batches the pipeline never recorded (empty: nothing to resend).
+    paths: tuple[Path, ...] = ()
+    batch_size: int = 0
 
 
 def send_files(
@@ -39,7 +46,22 @@ def send_files(
             pipeline.submit(batch_id(run_id, batches), batch)
             batches += 1
             events += len(batch)
-    return IngestRun(run_id, batches, events)
+    return IngestRun(run_id, batches, events, tuple(paths), batch_size)
+
+
+def resend_missing(pipeline: PipelineClient, run: IngestRun) -> int:
+    """Send again, under the same ids, the batches of ``run`` the pipeline has not recorded; return how many."""
+    if not run.paths:
+        return 0
+    ids = [batch_id(run.run_id, index) for index in range(run.batches)]
+    recorded = pipeline.recorded(ids)
+    missing = {batch for batch in ids if batch not in recorded}
+    resent = 0
+    for index, batch in enumerate(_batches(_texts(list(run.paths), lambda _: None), run.batch_size)):
+        if batch_id(run.run_id, index) in missing:
+            pipeline.submit(batch_id(run.run_id, index), batch)
+            resent += 1
+    return resent
 
 
 def _texts(paths: list[Path], advance: Callable[[int], None]) -> Iterator[str]:
@@ -66,7 +88,7 @@ def wait_for(
 ) -> service.IngestProgress:
     """Block until every batch of ``run`` is ingested and rolled up; nudge the rollup when it lags."""
     deadline = time.monotonic() + timeout_s
-    last_nudge = last_change = time.monotonic()
+    last_nudge = last_change = last_resend = time.monotonic()
     hinted = False
     with click.progressbar(length=run.batches, label="processing", show_pos=True, hidden=not show_progress) as bar:
         while True:
@@ -87,6 +109,10 @@ def wait_for(
                     f"{progress.pending_left} batches' connection events waiting for rollup. "
                     "Is a worker running (`fanmeter worker`)?"
                 )
+            stalled = time.monotonic() - max(last_change, last_resend)
+            if progress.batches_done < run.batches and stalled > RESEND_AFTER_S:
+                resend_missing(pipeline, run)
+                last_resend = time.monotonic()
             if progress.batches_done >= run.batches and time.monotonic() - last_nudge > 5:
                 pipeline.nudge_rollup()
                 last_nudge = time.monotonic()

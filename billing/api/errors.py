@@ -7,10 +7,12 @@ from urllib.parse import unquote_to_bytes
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billing.api.body_limit import BodyLimit
 from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
+from metering.client import ServiceUnavailable, outage
 
 
 class Problem(BaseModel):
@@ -33,7 +35,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "No such resource in the caller's reach."},
     409: {"model": Problem, "description": "The resource's state forbids this change."},
     413: {"model": Problem, "description": "The request body is over the size limit."},
+    503: {"model": Problem, "description": "The database or the message broker is unreachable for now; retry."},
 }
+
+# What a client is told to wait before retrying while the database or message broker is down.
+UNAVAILABLE_RETRY_AFTER_S = 5
+# The errors that mean a service is down, not that the request is wrong; anything else stays a 500.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    ServiceUnavailable,
+)
 
 
 def _status_for(error: BillingError) -> int:
@@ -46,6 +59,16 @@ def _status_for(error: BillingError) -> int:
 async def _billing_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, BillingError)
     return JSONResponse({"detail": str(error)}, status_code=_status_for(error))
+
+
+async def _unavailable(_request: Request, error: Exception) -> JSONResponse:
+    """A database or message broker outage is a 503 with its reason (no address or driver text goes
+    to the client); SQLAlchemy's pool reconnects by itself once the service is back."""
+    broker_down = isinstance(error, ServiceUnavailable) and "message broker" in str(error)
+    what = "message broker" if broker_down else outage(error) or "database"
+    detail = f"the {what} is unavailable (restarting or unreachable); retry in a few seconds"
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    return JSONResponse({"detail": detail}, status_code=503, headers=headers)
 
 
 class RefuseNul:
@@ -75,6 +98,8 @@ def install(app: FastAPI) -> None:
     """Map every billing domain error to its status code, refuse NUL characters in URLs, and refuse
     oversized bodies before anything reads them (``app.state.settings`` gives the limits)."""
     app.add_exception_handler(BillingError, _billing_error)
+    for kind in OUTAGE_ERRORS:
+        app.add_exception_handler(kind, _unavailable)
     app.add_middleware(RefuseNul)
     settings = app.state.settings
     events_limit = {("POST", "/v1/events"): settings.max_events_body_bytes}
