@@ -28,13 +28,15 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
 def chromium_path() -> str:
-    """Debian's chromium, or a failure saying how to install it (never a skip: in CI that hides a missing step)."""
-    for path in (os.environ.get("FANMETER_CHROMIUM"), *CHROMIUM_PATHS):
+    """Debian's chromium (or ``FANMETER_CHROMIUM``), or a failure saying how to install it.
+
+    Never a skip: in CI a skipped browser tier would hide a missing install step.
+    """
+    chosen = os.environ.get("FANMETER_CHROMIUM")
+    candidates = (chosen,) if chosen else (*CHROMIUM_PATHS, shutil.which("chromium"))
+    for path in candidates:
         if path and Path(path).exists():
             return path
-    found = shutil.which("chromium")
-    if found:
-        return found
     pytest.fail("Chromium is missing: install it with `apt-get install -y chromium` (Debian's package)", pytrace=False)
 
 
