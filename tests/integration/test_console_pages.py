@@ -304,3 +304,14 @@ def test_the_audit_log_filters_by_account_action_and_date_and_pages(world: World
     sign_in(world.client, world.tokens["superuser"])  # an account's superuser sees its own entries only
     own = world.client.get(f"/console/audit?account={OTHER}").text
     assert f"account/{OTHER}" not in own and f"account/{OWN}" in own
+
+
+def test_a_superuser_gets_404_for_a_platform_persons_token_or_another_accounts_person(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    token = form_token(world.client, f"/console/accounts/{OWN}/people")
+    with Session(world.engine) as session:
+        admin_token = session.scalars(select(ApiToken.id).where(ApiToken.user_id == world.user_ids["admin"])).one()
+    for path in (f"/console/tokens/{admin_token}/revoke", f"/console/users/{world.user_ids['admin']}/tokens"):
+        assert world.client.post(path, data={"csrf_token": token}).status_code == 404
+    with world.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM api_token WHERE revoked_at IS NOT NULL")).scalar_one() == 0

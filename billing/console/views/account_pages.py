@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from billing import accounts, catalog
+from billing import accounts, catalog, csv_safe
 from billing.access import require
+from billing.api import downloads
 from billing.console import charts
 from billing.console.views.finance import _parse, recent_months
 from billing.console.web import PageDep
@@ -80,11 +80,11 @@ def usage_csv(page: PageDep, account_id: str, month: str | None = None) -> Respo
     accounts.require_account_on(page.db.connection(), account_id)
     chosen = _parse(month) if month else Month.of(to_micros(page.now))
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_safe.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in metering_service.daily_usage_on(page.db.connection(), account_id, chosen):
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
-    headers = {"Content-Disposition": f'attachment; filename="usage-{account_id}-{chosen}.csv"'}
+    headers = downloads.attachment(f"usage-{account_id}-{chosen}.csv")
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
 
 

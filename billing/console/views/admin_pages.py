@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from billing import accounts, rates
-from billing.access import require
+from billing.access import require, require_on
 from billing.console import sessions
 from billing.console.views.finance import _parse
 from billing.console.web import PREFIX, FormDep, Page, PageDep, redirect
@@ -164,7 +164,7 @@ def add_person(page: PageDep, form: FormDep, scope: str) -> Response:
 def new_token(page: PageDep, form: FormDep, user_id: str) -> Response:
     """Issue a token; its secret and a one-time sign-in link are shown on this answer only."""
     user = accounts.get_user(page.db, user_id)
-    require(page.principal, Action.MANAGE_PEOPLE, user.account_id)
+    require_on(page.principal, Action.MANAGE_PEOPLE, user.account_id, f"no user {user_id!r}")
     issued = accounts.create_user_token(page.db, page.principal, user, form.get("name") or "console", page.now)
     link = sessions.create_link(page.db, issued.row.id, page.now)
     page.db.commit()
@@ -175,7 +175,7 @@ def new_token(page: PageDep, form: FormDep, user_id: str) -> Response:
 @router.post("/tokens/{token_id}/revoke")
 def revoke(page: PageDep, token_id: str) -> Response:
     token = accounts.get_token(page.db, token_id)
-    require(page.principal, Action.MANAGE_PEOPLE, token.account_id)
+    require_on(page.principal, Action.MANAGE_PEOPLE, token.account_id, f"no token {token_id!r}")
     accounts.revoke_token(page.db, page.principal, token, page.now)
     return redirect(
         f"{PREFIX}/platform/people" if token.account_id is None else f"{PREFIX}/accounts/{token.account_id}/people"
@@ -185,7 +185,7 @@ def revoke(page: PageDep, token_id: str) -> Response:
 @router.post("/users/{user_id}/remove")
 def remove(page: PageDep, user_id: str) -> Response:
     user = accounts.get_user(page.db, user_id)
-    require(page.principal, Action.MANAGE_PEOPLE, user.account_id)
+    require_on(page.principal, Action.MANAGE_PEOPLE, user.account_id, f"no user {user_id!r}")
     if page.principal.user_id == user.id:
         raise PermissionDenied("you cannot remove yourself; ask another admin or superuser")
     accounts.remove_user(page.db, page.principal, user, page.now)

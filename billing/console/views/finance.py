@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable
@@ -13,8 +12,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from billing import statements
+from billing import csv_safe, statements
 from billing.access import require
+from billing.api import downloads
 from billing.console import charts, listing
 from billing.console.web import PREFIX, FormDep, Page, PageDep, redirect
 from billing.domain.exceptions import BillingError
@@ -244,13 +244,13 @@ def _download(page: Page, account_id: str, month: str, media: str, make: Callabl
     require(page.principal, Action.READ_STATEMENTS, account_id)
     statement_value = statements.statement_of(page.db, account_id, _parse(month))
     extension = media.split("/")[-1]
-    headers = {"Content-Disposition": f'attachment; filename="statement-{account_id}-{month}.{extension}"'}
+    headers = downloads.attachment(f"statement-{account_id}-{month}.{extension}")
     return Response(make(statement_value), media_type=media, headers=headers)
 
 
 def _csv(statement_value: Any) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(statement_value.to_csv_rows())
+    csv_safe.writer(buffer).writerows(statement_value.to_csv_rows())
     return buffer.getvalue()
 
 
