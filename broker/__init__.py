@@ -4,7 +4,8 @@ The map (one request: ``app`` routes it, ``origin`` asks the origin, ``grip`` re
 ``transports.dispatch`` holds it, ``fanout`` brings it published items, ``usage`` meters it):
 
 - ``app``: the ASGI app: routing, the publish API endpoint, the GRIP proxy wired together;
-- ``bootstrap``: the composition root (settings, services, outbox, fan-out, shipper);
+- ``bootstrap``: the composition root (settings, services, outbox, fan-out, shipper) and uvicorn's options;
+- ``serving``: the HTTP server's limits on a request's head (uvicorn's httptools protocol, 431/408);
 - ``settings``: ``BrokerSettings`` (``FANMETER_BROKER_*``, Redis), read once at start;
 - ``exceptions``: the broker's errors, each with a reason a client or operator can act on;
 - ``asgi``: small helpers over raw ASGI messages;

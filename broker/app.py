@@ -18,11 +18,24 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
-from broker.asgi import BodyTooLarge, Receive, Scope, Send, header, read_body, request_headers, respond_text
+from broker.asgi import (
+    BodySlow,
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    declares_body,
+    header,
+    read_body,
+    request_headers,
+    respond_closing,
+    respond_text,
+)
 from broker.exceptions import GripError, PublishError
 from broker.fanout.hub import Hub
 from broker.fanout.nodes import Fanout
 from broker.grip import instructions as grip
+from broker.grip import wsevents
 from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import BrokerConfig, ServiceConfig
@@ -46,6 +59,9 @@ PREFIX_PATH = re.compile(r"^/s/([^/]+)(/.*)?$")
 MAX_REQUEST_BYTES = 1_000_000
 # Characters a path keeps as they are when it has to be percent-encoded again (RFC 3986 pchar and "/").
 PATH_SAFE = "/:@!$&'()*+,;=~"
+# Only the broker speaks WebSocket-over-HTTP to an origin; Pushpin answers a client that tries the same.
+WS_EVENTS_REFUSAL = "Client not allowed to send WebSocket events directly.\n"
+WS_EVENTS_TYPE = wsevents.CONTENT_TYPE.encode()
 
 
 class Route(NamedTuple):
@@ -73,6 +89,8 @@ class Broker:
     # Where fresh services come from (the database source) and how often they are read again.
     reload: Callable[[], BrokerConfig] | None = None
     reload_interval_s: float = 5.0
+    # How long a request body may take to arrive once it started (408 after).
+    body_timeout_s: float = 30.0
     _meter_task: asyncio.Task[None] | None = None
     _reload_task: asyncio.Task[None] | None = None
     _tick_task: asyncio.Task[None] | None = None
@@ -170,7 +188,10 @@ class Broker:
 
     async def _publish(self, service_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         status, text = await self._handle_publish(service_id, scope, receive)
-        await respond_text(send, status, text)
+        if status in (408, 413):  # the rest of the body is not read: the connection cannot carry another request
+            await respond_closing(send, status, text)
+        else:
+            await respond_text(send, status, text)
 
     async def _handle_publish(self, service_id: str, scope: Scope, receive: Receive) -> tuple[int, str]:
         if scope["method"] != "POST":
@@ -185,9 +206,11 @@ class Broker:
         if not service.fanout_enabled:
             return 403, f"Fanout is not enabled for service {service_id}\n"
         try:
-            body = await read_body(receive, MAX_BODY_BYTES)
+            body = await read_body(receive, MAX_BODY_BYTES, self.body_timeout_s)
         except BodyTooLarge:
             return 413, f"Request body over {MAX_BODY_BYTES} bytes\n"
+        except BodySlow:
+            return 408, "Request body not received in time\n"
         try:
             items = parse_publish_body(body)
         except PublishError as error:
@@ -197,10 +220,18 @@ class Broker:
         return 200, "Published\n"
 
     async def _proxy(self, service: ServiceConfig, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_ws_events(scope["headers"]):
+            await respond_text(send, 403, WS_EVENTS_REFUSAL)
+            return
         try:
-            body = await read_body(receive, MAX_REQUEST_BYTES)
+            body = await read_body(
+                receive, MAX_REQUEST_BYTES, self.body_timeout_s if declares_body(scope["headers"]) else None
+            )
         except BodyTooLarge:
-            await respond_text(send, 413, f"Request body over {MAX_REQUEST_BYTES} bytes\n")
+            await respond_closing(send, 413, f"Request body over {MAX_REQUEST_BYTES} bytes\n")
+            return
+        except BodySlow:
+            await respond_closing(send, 408, "Request body not received in time\n")
             return
         headers = request_headers(scope)
         forwarded = (*forwardable(headers), *_forwarded_for(scope))
@@ -262,9 +293,21 @@ def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[
     return None
 
 
+def is_ws_events(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a client's request claims to be WebSocket-over-HTTP (``Content-Type: application/websocket-events``).
+
+    ``raw_headers`` are the scope's: uvicorn gives the names in lowercase.
+    """
+    for name, value in raw_headers:
+        if name == b"content-type":
+            return value.partition(b";")[0].strip().lower() == WS_EVENTS_TYPE
+    return False
+
+
 def origin_target(scope: Scope, prefix: re.Match[str] | None = None) -> str:
     """The request target for the origin: the client's path as it sent it (percent-encoding kept), less the
-    ``/s/<service_id>`` prefix that ``prefix`` matched, and its query.
+    ``/s/<service_id>`` prefix that ``prefix`` matched, its dot-segments removed (``remove_dot_segments``),
+    and its query.
 
     >>> scope = {"path": "/s/a/x y", "raw_path": b"/s/a/x%20y", "query_string": b"q=1"}
     >>> origin_target(scope, PREFIX_PATH.match(scope["path"]))
@@ -279,8 +322,32 @@ def origin_target(scope: Scope, prefix: re.Match[str] | None = None) -> str:
             path = "/" + parts[3] if len(parts) == 4 else "/"
         else:  # no raw path, or one that does not spell the prefix plainly
             path = quote(prefix.group(2) or "/", safe=PATH_SAFE)
+    if "." in path or "%" in path:  # only such a path can hold a dot-segment
+        path = remove_dot_segments(path)
     query: bytes = scope.get("query_string", b"")
     return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def remove_dot_segments(path: str) -> str:
+    """``path`` (absolute, percent-encoded) without its ``.`` and ``..`` segments (RFC 3986 section 5.2.4), each
+    also when percent-encoded (``%2e%2e``); a ``..`` never climbs above ``/``, so a path cannot leave the
+    origin's base path once joined to it.
+
+    >>> remove_dot_segments("/a/b/../../../other/%2E%2e/x/./")
+    '/x/'
+    """
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for segment in segments:
+        dots = segment.replace("%2e", ".").replace("%2E", ".")
+        if dots == "..":
+            if kept:
+                kept.pop()
+        elif dots != ".":
+            kept.append(segment)
+    if segments and segments[-1].replace("%2e", ".").replace("%2E", ".") in (".", ".."):
+        kept.append("")  # "/a/b/.." is "/a/": the last segment named a directory
+    return "/" + "/".join(kept)
 
 
 def _forwarded_for(scope: Scope) -> list[tuple[str, str]]:

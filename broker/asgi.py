@@ -18,6 +18,10 @@ class BodyTooLarge(Exception):
     """The request body is over the limit (answered 413)."""
 
 
+class BodySlow(Exception):
+    """The request body did not arrive in time (answered 408)."""
+
+
 def request_headers(scope: Scope) -> Headers:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
@@ -31,8 +35,30 @@ def encode_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes without buffering the rest."""
+async def read_body(receive: Receive, limit: int, timeout_s: float | None = None) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes without buffering the rest; with
+    ``timeout_s``, refusing a body that has not arrived whole that long after its headers (``BodySlow``)."""
+    if timeout_s is None:
+        return await _read_body(receive, limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise BodySlow from None
+
+
+def declares_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request says a body follows (``Content-Length`` above 0, or ``Transfer-Encoding``).
+
+    ``raw_headers`` are the scope's: uvicorn gives the names in lowercase.
+    """
+    for name, value in raw_headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -56,6 +82,12 @@ async def respond(send: Send, code: int, body: bytes, headers: Headers = ()) -> 
 
 async def respond_text(send: Send, code: int, text: str) -> None:
     await respond(send, code, text.encode(), (("Content-Type", "text/plain; charset=utf-8"),))
+
+
+async def respond_closing(send: Send, code: int, text: str) -> None:
+    """A text answer that ends the connection: the request's body was not read to its end."""
+    headers = (("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close"))
+    await respond(send, code, text.encode(), headers)
 
 
 async def wait_disconnect(receive: Receive) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -14,6 +16,7 @@ from broker.origin.client import Origins
 from broker.services.database import DatabaseServices
 from broker.services.file import load_config
 from broker.services.model import BrokerConfig
+from broker.serving import HeadLimits, limited_protocol
 from broker.settings import BrokerSettings
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxStore, OutboxWriter
@@ -38,7 +41,7 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         hub=hub,
         meter=Meter(writer, settings.broker_node),
         writer=writer,
-        origins=Origins(),
+        origins=Origins(allowed_networks=settings.allowed_networks),
         fanout=fanout,
         shipper=_shipper(settings) if ship and settings.broker_ship else None,
         queue_size=settings.broker_queue_size,
@@ -46,7 +49,25 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         flush_interval_s=settings.broker_delivery_flush_ms / 1000,
         reload=reload,
         reload_interval_s=settings.broker_reload_seconds,
+        body_timeout_s=settings.broker_body_timeout_seconds,
     )
+
+
+def server_options(settings: BrokerSettings) -> dict[str, Any]:
+    """Uvicorn's options for a broker: httptools with the head limits (``broker.serving``), WebSocket
+    messages up to ``FANMETER_BROKER_MAX_WS_MESSAGE_BYTES`` (closed with 1009 beyond)."""
+    limits = HeadLimits(
+        settings.broker_max_header_bytes, settings.broker_max_headers, settings.broker_header_timeout_seconds
+    )
+    return {
+        "loop": "uvloop",
+        "http": limited_protocol(limits),
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.broker_max_ws_message_bytes,
+        "lifespan": "on",
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def database_services(settings: BrokerSettings) -> DatabaseServices:

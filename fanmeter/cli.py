@@ -227,7 +227,10 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
         overrides["broker_config"] = config_path
     if node:
         overrides["broker_node"] = node
-    settings = BrokerSettings().model_copy(update=overrides)
+    try:
+        settings = BrokerSettings().model_copy(update=overrides)
+    except ValueError as error:  # pydantic's ValidationError: a setting that is not one (a bad CIDR...)
+        raise click.ClickException(f"invalid broker setting: {error}") from None
     try:
         app = broker_bootstrap.build(settings)
     except ConfigError as error:
@@ -235,8 +238,7 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
     source = settings.broker_config or f"the database, read every {settings.broker_reload_seconds:g} s"
     click.echo(f"broker {settings.broker_node} on http://{host}:{port} serving {len(app.config.services)} services"
                f" from {source}")  # fmt: skip
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-                lifespan="on", log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, **broker_bootstrap.server_options(settings))
 
 
 @main.command("pushpin-stats")

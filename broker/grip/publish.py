@@ -2,13 +2,20 @@
 
 An item reaches only subscribers whose transport has a format in it: long-poll takes
 ``http-response``, HTTP streaming and SSE take ``http-stream``, WebSocket takes ``ws-message``.
-Errors raise ``PublishError`` whose message completes ``Invalid format: <reason>``.
+Errors raise ``PublishError`` whose message completes ``Invalid format: <reason>``; every part of
+a body is judged before any item is published: hostile JSON (nesting deeper than
+``MAX_JSON_DEPTH``, integers longer than ``MAX_INT_DIGITS`` digits, non-finite numbers, strings
+with a lone surrogate, a key named twice in an object) and ``http-response`` headers that are
+not valid HTTP are refused; framing, hop-by-hop and ``Grip-*`` headers of an ``http-response``
+are dropped here, once per item (the broker frames the response itself, as Pushpin does).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +23,18 @@ from broker.exceptions import PublishError
 
 MAX_BODY_BYTES = 1_000_000  # DESIGN.md: 413 over 1 MB
 FORMAT_NAMES = ("http-response", "http-stream", "ws-message")
+MAX_JSON_DEPTH = 32  # arrays and objects within one another; a publish body needs 6
+MAX_INT_DIGITS = 20  # longer integers are refused: no field of an item needs one
+# An http-response header name is an RFC 9110 token; a value is Latin-1 without CR, LF, NUL or other
+# control characters than tab.
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+# Headers of a published http-response the broker never passes on: framing (it computes its own),
+# hop-by-hop headers, and GRIP's (below, by prefix).
+RESPONSE_HEADERS_DROPPED = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+     "proxy-connection", "proxy-authenticate", "proxy-authorization"}
+)  # fmt: skip
 TRANSPORT_FORMAT = {
     "long-poll": "http-response",
     "http-stream": "http-stream",
@@ -88,13 +107,77 @@ def parse_publish_body(body: bytes) -> tuple[Item, ...]:
     >>> parse_publish_body(b'{"items":[{"channel":"a","formats":{"http-stream":{"content":"hi"}}}]}')[0].channel
     'a'
     """
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise PublishError("body is not valid JSON") from None
+    doc = decode_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         raise PublishError('body must be an object with an "items" list')
     return tuple(_item(raw, index) for index, raw in enumerate(doc["items"]))
+
+
+def decode_json(body: bytes) -> Any:
+    """``body`` as JSON, refusing what the rest of the broker (its outbox, Redis, clients) cannot carry.
+
+    Cheap where bodies are ordinary: the nesting is walked only when the body has more brackets than
+    the limit, and strings are checked for lone surrogates only when the body escapes one (``\\ud...``).
+    """
+    try:
+        doc = json.loads(body, object_pairs_hook=_object, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError:
+        raise PublishError(f"body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:  # UnicodeDecodeError too
+        reason = " (not UTF-8)" if isinstance(error, UnicodeDecodeError) else ""
+        raise PublishError(f"body is not valid JSON{reason}") from None
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(doc):
+        raise PublishError(f"body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels")
+    if b"\\ud" in body or b"\\uD" in body:
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PublishError("a string holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    return doc
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object that names no key twice: ``{"channel": "a", "channel": "b"}`` is ambiguous, not last-wins."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise PublishError(f"an object names the key {key!r} twice")
+            seen.add(key)
+    return doc
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise PublishError(f"a number has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PublishError("a number is too large")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise PublishError(f"{text} is not a JSON number")
+
+
+def _too_deep(doc: Any) -> bool:
+    level: list[Any] = [doc]
+    for _depth in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for node in level
+            if isinstance(node, (dict, list))
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _item(raw: Any, index: int) -> Item:
@@ -155,10 +238,34 @@ def _http_response(raw: dict[str, Any], where: str) -> HttpResponseFormat:
     reason = raw.get("reason", "")
     if not isinstance(reason, str):
         raise PublishError(f"{where}.reason must be a string")
-    headers = raw.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise PublishError(f"{where}.headers must map names to strings")
-    return HttpResponseFormat(code, reason, tuple(headers.items()), _content(raw, "body", where, required=False))
+    return HttpResponseFormat(code, reason, _response_headers(raw.get("headers", {}), f"{where}.headers"),
+                              _content(raw, "body", where, required=False))  # fmt: skip
+
+
+def _response_headers(headers: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """The headers a client gets: valid HTTP (else refused), without framing, hop-by-hop and ``Grip-*`` ones.
+
+    An object maps names to values; a list of ``[name, value]`` pairs may repeat a name.
+    """
+    if isinstance(headers, dict):
+        pairs = list(headers.items())
+    elif isinstance(headers, list) and all(isinstance(p, list) and len(p) == 2 for p in headers):
+        pairs = [(p[0], p[1]) for p in headers]
+    else:
+        raise PublishError(f"{where} must map names to strings")
+    kept: list[tuple[str, str]] = []
+    for name, value in pairs:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise PublishError(f"{where} must map names to strings")
+        if not HEADER_NAME.match(name):
+            raise PublishError(f"{where}: {name!r} is not a valid header name")
+        if not HEADER_VALUE.match(value):
+            raise PublishError(f"{where}.{name}: the value holds CR, LF, NUL, another control character, "
+                               "or a character outside Latin-1")  # fmt: skip
+        lowered = name.lower()
+        if lowered not in RESPONSE_HEADERS_DROPPED and not lowered.startswith("grip-"):
+            kept.append((name, value.strip(" \t")))
+    return tuple(kept)
 
 
 def _ws_message(raw: dict[str, Any], where: str, close: bool) -> WsMessageFormat:

@@ -1,8 +1,16 @@
-"""Requests to a service's origin: signed with ``Grip-Sig``, TLS verified against the public CA bundle."""
+"""Requests to a service's origin: signed with ``Grip-Sig``, TLS verified against the public CA bundle.
+
+What a client may not say to the origin: every header the broker itself sets toward the origin
+(``Grip-*``, WebSocket-over-HTTP's ``Connection-Id`` and ``Meta-*``, framing and hop-by-hop
+headers, and those a ``Connection`` header names) is dropped from the client's request
+(``forwardable``). A failed origin request is one 502 text whatever the cause (the cause goes to
+the broker's log): a client learns neither the origin's URL nor whether a port is open.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -12,22 +20,37 @@ from urllib.parse import urlsplit
 import certifi
 import jwt
 
-from broker.grip.instructions import Headers, is_grip_header
-from broker.origin.http11 import ConnectFailed, Endpoint, OriginClient
+from broker.grip.instructions import Headers
+from broker.origin.http11 import Endpoint, OriginClient
 from broker.services.model import ServiceConfig
+from kernel.network_policy import IPNetwork
+
+logger = logging.getLogger(__name__)
 
 GRIP_SIG_ISSUER = "fanmeter"
 GRIP_SIG_LIFETIME_S = 3600
 # A signature is reused for this long, so it is always valid for at least 59 more minutes:
 # signing (HMAC key set-up, JSON, base64) was a sixth of the broker's CPU per new connection.
 GRIP_SIG_REUSE_S = 60
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
-     "upgrade", "host", "content-length", "accept-encoding"}
+# Client headers never forwarded: hop-by-hop and framing headers (the broker frames its own request),
+# and Connection-Id, which only the broker sets (WebSocket-over-HTTP).
+NOT_FORWARDED = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+     "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding", "connection-id"}
 )  # fmt: skip
+# Prefixes of headers only the broker speaks toward the origin: GRIP's (Grip-Sig, Grip-Last...) and
+# WebSocket-over-HTTP's connection metadata (Meta-*).
+BROKER_PREFIXES = ("grip-", "meta-")
+USUAL_CONNECTION_TOKENS = frozenset({"", "close", "keep-alive"})  # name no header a client sent
 # Response headers the broker sets itself when it relays (length, framing). The body is relayed
 # as the origin encoded it (it is asked for no encoding), so Content-Encoding stays.
 RESPONSE_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
+UNREACHABLE = "the origin could not be reached"
+UNTRUSTED_TLS = (
+    "the origin presented a TLS certificate that does not chain to a public CA "
+    "(self-signed or private CA certificates are refused)"
+)
+LOG_EVERY_S = 60.0  # an origin's failures are logged at most this often (per service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +82,24 @@ def grip_sig(key: str, now_s: float) -> str:
 
 
 def forwardable(headers: Headers) -> list[tuple[str, str]]:
-    """Client headers fit for the origin: no hop-by-hop headers, no client-supplied ``Grip-*``."""
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and not is_grip_header(k)]
+    """Client headers fit for the origin: none the broker sets itself (``Grip-*``, ``Connection-Id``,
+    ``Meta-*``), no hop-by-hop header, none a ``Connection`` header names.
+
+    One pass, as cheap as the filter it replaced: it runs for every new client connection.
+    """
+    kept: list[tuple[str, str]] = []
+    nominated: list[str] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in NOT_FORWARDED or lowered.startswith(BROKER_PREFIXES):
+            if lowered == "connection" and value.lower() not in USUAL_CONNECTION_TOKENS:
+                nominated.append(value)
+            continue
+        kept.append((name, value))
+    if not nominated:
+        return kept
+    named = {token.strip().lower() for value in nominated for token in value.split(",")}
+    return [(k, v) for k, v in kept if k.lower() not in named]
 
 
 def relayable(headers: Headers) -> Headers:
@@ -75,9 +114,11 @@ def public_ca_context() -> ssl.SSLContext:
 class Origins:
     """Signed requests to services' origins (``broker.origin.http11`` does the HTTP)."""
 
-    def __init__(self, timeout_s: float = 30.0) -> None:
+    def __init__(self, timeout_s: float = 30.0, allowed_networks: tuple[IPNetwork, ...] = ()) -> None:
         self._client = OriginClient(public_ca_context(), timeout_s)
-        self._endpoints: dict[tuple[str, str | None], OriginAddress] = {}
+        self._allowed = allowed_networks  # for guarded services' origins (kernel/network_policy.py)
+        self._endpoints: dict[tuple[str, str | None, bool], OriginAddress] = {}
+        self._logged: dict[str, float] = {}  # service id -> when its origin's last failure was logged
         self._signatures: dict[str, tuple[float, str]] = {}  # grip key -> (signed at, Grip-Sig)
         self._shared: dict[tuple[str, str, str, str, Headers], asyncio.Task[OriginReply]] = {}
 
@@ -88,24 +129,27 @@ class Origins:
         self, service: ServiceConfig, method: str, path: str, headers: list[tuple[str, str]], body: bytes
     ) -> OriginReply:
         """Send one request to the service's origin, signed; transport and TLS failures raise ``OriginError``."""
-        endpoint, base_path = self._endpoint(service)
-        signed = [*headers, ("Grip-Sig", self._signature(service.grip_key, time.time()))]
-        if service.origin_host:  # a backend's override host: the Host asked for, and the TLS name verified
-            signed.append(("Host", service.origin_host))
         try:
+            endpoint, base_path = self._endpoint(service)
+            signed = [*headers, ("Grip-Sig", self._signature(service.grip_key, time.time()))]
+            if service.origin_host:  # a backend's override host: the Host asked for, and the TLS name verified
+                signed.append(("Host", service.origin_host))
             reply = await self._client.request(endpoint, method, base_path + path, signed, body)
-        except ssl.SSLCertVerificationError:
-            raise OriginError(
-                f"origin {service.origin} presented a TLS certificate that does not chain to a public CA "
-                "(self-signed or private CA certificates are refused)"
-            ) from None
-        except ConnectFailed as error:
-            raise OriginError(f"cannot connect to origin {service.origin}: {error}") from None
-        except TimeoutError:
-            raise OriginError(f"origin {service.origin} did not answer in time") from None
-        except (OSError, ValueError) as error:
-            raise OriginError(f"origin {service.origin} failed: {error or type(error).__name__}") from None
+        except ssl.SSLCertVerificationError as error:
+            self._log(service, error)
+            raise OriginError(UNTRUSTED_TLS) from None
+        except (OSError, ValueError, OriginError) as error:  # TimeoutError and ConnectFailed are OSErrors
+            self._log(service, error)
+            raise OriginError(UNREACHABLE) from None
         return OriginReply(reply.code, reply.reason, reply.headers, reply.body)
+
+    def _log(self, service: ServiceConfig, error: Exception) -> None:
+        """The cause, for the operator (never the client), at most once a minute per service."""
+        now = time.monotonic()
+        if now - self._logged.get(service.service_id, float("-inf")) >= LOG_EVERY_S:
+            self._logged[service.service_id] = now
+            cause = str(error) or type(error).__name__
+            logger.warning("service %s: origin %s failed: %s", service.service_id, redacted(service.origin), cause)
 
     async def shared_get(self, service: ServiceConfig, path: str, headers: Headers) -> OriginReply:
         """GET ``path``, sharing one origin request among every caller asking the same thing meanwhile.
@@ -136,23 +180,40 @@ class Origins:
 
     def _endpoint(self, service: ServiceConfig) -> OriginAddress:
         """Where ``service.origin`` points, and its path prefix (parsed once per origin)."""
-        key = (service.origin, service.origin_host)
+        key = (service.origin, service.origin_host, service.guarded)
         found = self._endpoints.get(key)
         if found is None:
-            found = parse_origin(service.origin, service.origin_host)
+            found = parse_origin(service.origin, service.origin_host, self._allowed if service.guarded else None)
             self._endpoints[key] = found
         return found
 
 
-def parse_origin(origin: str, tls_name: str | None = None) -> OriginAddress:
-    """An origin URL (``http[s]://host[:port][/base]``) as an endpoint and a path prefix.
+def parse_origin(origin: str, tls_name: str | None = None,
+                 allowed: tuple[IPNetwork, ...] | None = None) -> OriginAddress:  # fmt: skip
+    """An origin URL (``http[s]://host[:port][/base]``) as an endpoint and a path prefix; ``allowed`` set: its
+    addresses are judged by the network policy when connecting (None: not judged).
 
-    >>> parse_origin("https://example.com/app/")
-    OriginAddress(endpoint=Endpoint(scheme='https', host='example.com', port=443, server_hostname=None),
-                  base_path='/app')
+    >>> address = parse_origin("https://example.com/app/")
+    >>> (address.endpoint.host, address.endpoint.port, address.endpoint.allowed, address.base_path)
+    ('example.com', 443, None, '/app')
+    """
+    try:
+        parts = urlsplit(origin)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise OriginError("the origin URL is not valid") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OriginError("the origin URL is not an http(s) URL")
+    return OriginAddress(Endpoint(parts.scheme, parts.hostname, port, tls_name, allowed), parts.path.rstrip("/"))
+
+
+def redacted(origin: str) -> str:
+    """``origin`` without user information, for logs.
+
+    >>> redacted("http://user:secret@example.com:8080/app")
+    'http://example.com:8080/app'
     """
     parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OriginError(f"origin {origin!r} is not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return OriginAddress(Endpoint(parts.scheme, parts.hostname, port, tls_name), parts.path.rstrip("/"))
+    if "@" not in parts.netloc:
+        return origin
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

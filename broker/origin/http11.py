@@ -10,6 +10,7 @@ delimited by ``Content-Length``, chunked encoding or the connection's close.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import cast
 import httptools
 
 from broker.grip.instructions import Headers
+from kernel.network_policy import IPNetwork, ip_literal, resolution_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,9 @@ class Endpoint:
     host: str
     port: int
     server_hostname: str | None  # the TLS name verified (a backend's override host), https only
+    # Set: the host's addresses are judged by the network policy (with these networks allowed) after
+    # the broker resolves it, and a connection goes only to an address judged. None: not judged.
+    allowed: tuple[IPNetwork, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -40,6 +45,10 @@ class RawReply:
 
 class ConnectFailed(ConnectionError):
     """No connection to the origin could be made (refused, unreachable, TLS handshake failed)."""
+
+
+class AddressRefused(ConnectFailed):
+    """The origin's host is, or resolves to, an address the network policy refuses (kernel/network_policy.py)."""
 
 
 class ReusedConnectionClosed(ConnectionError):
@@ -197,19 +206,43 @@ class OriginClient:
     async def _connect(self, endpoint: Endpoint) -> _OriginProtocol:
         loop = asyncio.get_running_loop()
         tls = endpoint.scheme == "https"
+        hosts = [endpoint.host] if endpoint.allowed is None else await _judged_addresses(endpoint)
+        failure: OSError = ConnectFailed(f"{endpoint.host} did not resolve")
+        for host in hosts:  # a judged host's addresses in resolver order, as create_connection would try them
+            try:
+                _, protocol = await loop.create_connection(
+                    _OriginProtocol,
+                    host,
+                    endpoint.port,
+                    ssl=self._tls if tls else None,
+                    server_hostname=(endpoint.server_hostname or endpoint.host) if tls else None,
+                )
+            except ssl.SSLCertVerificationError:
+                raise  # its own answer: the certificate does not chain to a public CA
+            except OSError as error:
+                failure = ConnectFailed(str(error) or type(error).__name__)
+                continue
+            return protocol
+        raise failure
+
+
+async def _judged_addresses(endpoint: Endpoint) -> list[str]:
+    """The addresses of ``endpoint.host`` a connection may go to: resolved here, once, and every one judged,
+    so the name cannot resolve to another address between the judgement and the connection (DNS rebinding)."""
+    assert endpoint.allowed is not None
+    literal = ip_literal(endpoint.host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
         try:
-            _, protocol = await loop.create_connection(
-                _OriginProtocol,
-                endpoint.host,
-                endpoint.port,
-                ssl=self._tls if tls else None,
-                server_hostname=(endpoint.server_hostname or endpoint.host) if tls else None,
-            )
-        except ssl.SSLCertVerificationError:
-            raise  # its own answer: the certificate does not chain to a public CA
+            infos = await asyncio.get_running_loop().getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
         except OSError as error:
-            raise ConnectFailed(str(error) or type(error).__name__) from error
-        return protocol
+            raise ConnectFailed(f"{endpoint.host} did not resolve: {error}") from error
+        addresses = [str(info[4][0]) for info in infos]
+    refusal, judged = resolution_refusal(endpoint.host, endpoint.allowed, lambda _host: addresses)
+    if refusal is not None:
+        raise AddressRefused(refusal)
+    return judged
 
 
 def _encode(endpoint: Endpoint, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:

@@ -55,9 +55,7 @@ def _service(raw: Any, where: str) -> ServiceConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table/object")
     text = {name: _text(raw, name, where) for name in ("service_id", "account_id", "origin", "grip_key")}
-    origin = urlsplit(text["origin"])
-    if origin.scheme not in ("http", "https") or not origin.netloc:
-        raise ConfigError(f"{where}.origin must be an http:// or https:// URL, got {text['origin']!r}")
+    _check_origin(text["origin"], f"{where}.origin")
     tokens = raw.get("publish_tokens", [])
     if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
         raise ConfigError(f"{where}.publish_tokens must be a list of non-empty strings")
@@ -76,6 +74,26 @@ def _service(raw: Any, where: str) -> ServiceConfig:
         fanout_enabled=enabled,
         hosts=tuple(h.lower() for h in hosts),
     )
+
+
+def _check_origin(url: str, where: str) -> None:
+    """An origin is ``http[s]://host[:port][/base]``: no credentials, query or fragment, a valid port.
+
+    Credentials (``user:password@``) are refused rather than sent: the broker never sends them,
+    and an error must never echo them (docs/decisions.md, "Broker security"), so none of these
+    messages quotes the URL once it may hold them.
+    """
+    try:
+        origin = urlsplit(url)
+        origin.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        raise ConfigError(f"{where} is not a valid URL (check its host and port)") from None
+    if "@" in origin.netloc:
+        raise ConfigError(f"{where} must not carry credentials (user:password@): the broker does not send them")
+    if origin.scheme not in ("http", "https") or not origin.hostname:
+        raise ConfigError(f"{where} must be an http:// or https:// URL, got {url!r}")
+    if origin.query or origin.fragment or "?" in url or "#" in url:
+        raise ConfigError(f"{where} must not have a query or a fragment, got {url!r}")
 
 
 def _text(raw: dict[str, Any], name: str, where: str) -> str:

@@ -22,6 +22,10 @@ class ServiceConfig:
     publish_token_hashes: tuple[str, ...] = ()
     # The Host (and TLS server name) the origin is asked for, when not the origin URL's host.
     origin_host: str | None = None
+    # The origin's addresses are judged by kernel/network_policy.py at every connection (after the
+    # broker's own resolution): services an account configured (the database). A services file is
+    # the operator's own and is not judged (docs/decisions.md, "Broker security").
+    guarded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

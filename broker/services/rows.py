@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.services.model import BrokerConfig, ServiceConfig
+from kernel.network_policy import host_refusal
 
 UNTRUSTED = "untrusted"  # backend.tls_status of a certificate that failed verification
 
@@ -70,7 +71,8 @@ def origin_url(backend: BackendRow) -> str:
     port = backend.settings.get("port")
     if not isinstance(port, int) or isinstance(port, bool):
         port = 443 if backend.use_tls else 80
-    host = f"[{backend.address}]" if ":" in backend.address else backend.address
+    address = backend.address.removeprefix("[").removesuffix("]")
+    host = f"[{address}]" if ":" in address else address
     return f"{'https' if backend.use_tls else 'http'}://{host}:{port}"
 
 
@@ -106,6 +108,7 @@ def service_configs(
             fanout_enabled=row.fanout_enabled,
             publish_token_hashes=tuple(sorted(hashes.get(row.id, ()))),
             origin_host=(backend.override_host or None) if backend else None,
+            guarded=True,
         )
     return BrokerConfig(configs), problems
 
@@ -117,4 +120,19 @@ def _problem(service: ServiceRow, backend: BackendRow | None) -> str | None:
         return f"service {service.id} has Fanout on but no backend: not served"
     if backend.use_tls and backend.tls_status == UNTRUSTED:
         return f"service {service.id}: backend {backend.name!r} has an untrusted TLS certificate: not served"
+    return _address_problem(service.id, backend)
+
+
+def _address_problem(service_id: str, backend: BackendRow) -> str | None:
+    """Why a backend's address, port or override host is not one (rows written before the admin service
+    validated them, or by hand): such a service is not served rather than failing on every request."""
+    where = f"service {service_id}: backend {backend.name!r}"
+    refusal = host_refusal(backend.address)
+    if refusal is not None:
+        return f"{where} has an invalid address ({refusal}): not served"
+    port = backend.settings.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        return f"{where} has an invalid port: not served"
+    if backend.override_host and host_refusal(backend.override_host) is not None:
+        return f"{where} has an invalid override host ({host_refusal(backend.override_host)}): not served"
     return None

@@ -17,9 +17,12 @@ from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection, Delivery
 from broker.transports.held_request import HoldContext
 
+# The client's handshake headers stay with the handshake, and Content-Type is the broker's to set
+# (application/websocket-events); Connection-Id and Meta-* never pass (``forwardable``).
 WS_REQUEST_DROP = frozenset(
-    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
-)
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol",
+     "sec-websocket-accept", "content-type"}
+)  # fmt: skip
 
 
 class OriginRefused(Exception):

@@ -2,12 +2,14 @@
 
 Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certificate for the
 TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP),
-/rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), and /raw/...
-(answers the request target as it arrived).
+/rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), /raw/...
+(answers the request target as it arrived) and /headers (answers the request's headers as JSON
+pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,17 +39,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
     if scope["path"].startswith("/raw/"):  # the request target exactly as it arrived
         raw = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
         status, out_headers, out_body = 200, [("Content-Type", "text/plain")], raw
+    elif scope["path"] == "/headers":
+        status, out_headers, out_body = 200, [("Content-Type", "application/json")], json.dumps(pairs).encode()
+    elif scope["path"] == "/ws":
+        status, out_headers, out_body = websocket_over_http(headers, body, query.get("ch", "test"), pairs)
     else:
-        status, out_headers, out_body = route(scope["path"], query, headers, body)
+        status, out_headers, out_body = route(scope["path"], query, headers)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.encode(), v.encode()) for k, v in out_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": out_body})
 
 
-def route(path: str, query: dict[str, str], headers: dict[str, str], body: bytes):
+def route(path: str, query: dict[str, str], headers: dict[str, str]):
     channel = query.get("ch", "test")
     if path == "/plain":
         return 200, [("Content-Type", "text/plain"), ("X-Origin", "yes")], b"plain answer\n"
@@ -69,8 +76,6 @@ def route(path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     if path == "/sig":
         valid = validate_sig(headers.get("grip-sig", ""), GRIP_KEY)
         return 200, [("Content-Type", "text/plain")], b"signed\n" if valid else b"not signed\n"
-    if path == "/ws":
-        return websocket_over_http(headers, body, channel)
     if path == "/rpoll":
         return reliable_poll(query, headers, channel)
     if path == "/rstream":
@@ -119,8 +124,9 @@ def _query(params: dict[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def websocket_over_http(headers: dict[str, str], body: bytes, channel: str):
-    """Echo with GRIP: OPEN subscribes to ``channel``; text "detach"/"unsub"/"close" exercise control messages."""
+def websocket_over_http(headers: dict[str, str], body: bytes, channel: str, pairs: list[tuple[str, str]]):
+    """Echo with GRIP: OPEN subscribes to ``channel``; text "detach"/"unsub"/"close" exercise control messages,
+    "headers" answers this request's ``Connection-Id`` and ``Meta-*`` headers (JSON pairs, repeats kept)."""
     meta = {k[len("meta-") :]: v for k, v in headers.items() if k.startswith("meta-")}
     context = WebSocketContext(headers["connection-id"], meta, decode_websocket_events(body))
     out: list[WebSocketEvent] = []
@@ -143,6 +149,8 @@ def websocket_over_http(headers: dict[str, str], body: bytes, channel: str):
             context.send(f"user={context.meta.get('user', '')}")
         elif message == "close":
             context.close(4001)
+        elif message == "headers":
+            context.send(json.dumps([(k, v) for k, v in pairs if k == "connection-id" or k.startswith("meta-")]))
         else:
             context.send(f"echo:{message}")
     if context.accepted:

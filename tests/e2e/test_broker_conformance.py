@@ -3,8 +3,10 @@
 Each test runs once per target and asserts the same client-visible result for both: relayed
 responses, Grip-Sig, HTTP-stream and SSE content, long-poll replacement and timeout,
 WebSocket-over-HTTP message flow, the publish API's answers, and reliable delivery (prev-id
-retries and recoveries, Grip-Last, next links, prev-id ordering, duplicate ids). Both sit in
-front of the same gripcontrol origin, and gripcontrol publishes to both.
+retries and recoveries, Grip-Last, next links, prev-id ordering, duplicate ids), and what neither
+lets a hostile client do (issue 15: speak for the broker to the origin, send heads beyond the
+limits, get framing headers of a published response, use dot-segments). Both sit in front of the
+same gripcontrol origin, and gripcontrol publishes to both.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,6 +27,8 @@ from gripcontrol import GripPubControl, HttpResponseFormat, HttpStreamFormat, We
 from httpx_sse import aconnect_sse
 from pubcontrol import Item
 
+from broker.app import remove_dot_segments
+from tests.e2e.broker_raw import MiB, big_header, many_headers, raw_exchange, raw_get
 from tests.e2e.broker_stack import TOKEN, BrokerNode
 from tests.e2e.pushpin import pushpin
 
@@ -343,3 +348,78 @@ async def test_an_item_whose_predecessor_never_comes_is_sent_after_the_wait_unle
         await asyncio.to_thread(publish_raw, target, stream_item("sq2", "9\n", "9", "8"))
         assert await read_until(chunks, b"9\n") == b"9\n"
     assert time.monotonic() - started >= 4  # held for the message wait (5 s), then sent anyway
+
+
+# Hostile clients (issue 15): what neither broker lets through. Pushpin's own answers where they differ
+# from fanmeter's stricter ones are in docs/security.md.
+
+
+def test_a_clients_grip_headers_never_reach_the_origin(target: Target) -> None:
+    forged = {"Grip-Sig": "forged", "Grip-Last": "news; last-id=1", "Grip-Anything": "forged"}
+    seen = httpx.get(f"{target.url}/headers", headers=forged).json()
+    names = [name for name, _ in seen]
+    assert names.count("grip-sig") == 1 and dict(seen)["grip-sig"] != "forged"
+    assert "grip-last" not in names and "grip-anything" not in names
+
+
+async def test_a_websocket_clients_connection_id_and_meta_headers_never_reach_the_origin(target: Target) -> None:
+    forged = {"Connection-Id": "forged", "Meta-Role": "admin", "Meta-User": "mallory"}
+    async with websockets.connect(f"{target.ws_url}/ws?ch=forged", additional_headers=forged) as socket:
+        assert await socket.recv() == "welcome"
+        await socket.send("headers")
+        seen = json.loads(await socket.recv())
+    assert [name for name, _ in seen] == ["connection-id", "meta-user"]
+    assert seen[0][1] != "forged" and seen[1][1] == "alice"  # the broker's id; the origin's own meta
+
+
+def test_a_plain_request_claiming_to_be_websocket_events_is_403(target: Target) -> None:
+    headers = {"Content-Type": "application/websocket-events"}
+    response = httpx.post(f"{target.url}/ws", content=b"OPEN\r\n", headers=headers)
+    assert (response.status_code, response.text) == (403, "Client not allowed to send WebSocket events directly.\n")
+
+
+def _port_and_path(target: Target, path: str) -> tuple[int, str]:
+    parts = urlsplit(target.url)
+    return parts.port or 80, parts.path + path
+
+
+@pytest.mark.parametrize("attack", ["20,000 headers", "a 4 MB header"])
+def test_a_request_head_beyond_the_limits_is_refused_and_the_next_client_served(target: Target, attack: str) -> None:
+    port, path = _port_and_path(target, "/plain")
+    parts = many_headers(20_000, path) if attack == "20,000 headers" else big_header(4 * MiB, path)
+    refused = raw_exchange(port, parts)
+    assert refused.status is None or refused.status >= 400, refused  # Pushpin closes; fanmeter answers 431
+    assert httpx.get(f"{target.url}/plain").status_code == 200
+
+
+def test_a_request_head_within_the_limits_is_served(target: Target) -> None:
+    headers = {f"X-H{i}": "v" for i in range(50)} | {"X-Big": "a" * 6_000}  # within Pushpin's 64 and 8 KiB
+    assert httpx.get(f"{target.url}/plain", headers=headers).status_code == 200
+
+
+async def test_framing_and_grip_headers_of_a_published_response_never_reach_the_client(target: Target) -> None:
+    dropped = {"Content-Length": "99", "Transfer-Encoding": "chunked", "Connection": "close", "Grip-Hold": "stream"}
+    async with httpx.AsyncClient(timeout=20) as client:
+        request = asyncio.ensure_future(client.get(f"{target.url}/poll?ch=hdrs"))
+        while not request.done():
+            fmt = HttpResponseFormat(headers={**dropped, "X-Kept": "yes"}, body="published\n")
+            await asyncio.to_thread(target.publish, "hdrs", fmt)
+            await asyncio.wait({request}, timeout=0.2)
+        response = request.result()
+    assert (response.status_code, response.text, response.headers["x-kept"]) == (200, "published\n", "yes")
+    assert response.headers.get_list("content-length") == ["10"]
+    assert not {"transfer-encoding", "connection", "grip-hold"} & set(response.headers.keys())
+
+
+def resolved(path: str) -> str:
+    """A path as an origin server resolves it (RFC 3986 dot-segments, also percent-encoded)."""
+    return remove_dot_segments(path.replace("%2e", ".").replace("%2E", "."))
+
+
+@pytest.mark.parametrize(
+    ("path", "seen"), [("/raw/a/../b", "/raw/b"), ("/raw/a/%2e%2e/b", "/raw/b"), ("/raw/./c/.", "/raw/c/")]
+)
+def test_dot_segments_reach_the_origin_as_the_path_they_resolve_to(target: Target, path: str, seen: str) -> None:
+    """Pushpin forwards them as written (it has no base path to escape); fanmeter removes them first."""
+    status, body = raw_get(*_port_and_path(target, path))
+    assert (status, resolved(body.decode())) == (200, seen)

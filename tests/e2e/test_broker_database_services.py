@@ -7,8 +7,11 @@ subprocess on the same database, reading it again every 0.2 s here.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import websockets
+from sqlalchemy import text
 
 from billing.settings import BillingSettings
 from broker.settings import BrokerSettings
@@ -33,6 +37,9 @@ pytestmark = pytest.mark.anyio
 GRIP_SECRET = "e2e-grip-secret-0123456789abcdef"
 FANOUT = "/enabled-products/v1/fanout/services"
 ITEM = {"items": [{"channel": "news", "formats": {"http-stream": {"content": "hello from the database\n"}}}]}
+# The test origin is on loopback: the admin service and the broker must both be told it may be.
+TEST_NETWORKS = "127.0.0.0/8"
+UNREACHABLE = "Bad gateway: the origin could not be reached\n"
 
 
 def create_service(world: World, name: str, type_: str = "compute") -> str:
@@ -64,6 +71,7 @@ def issue_token(world: World, service_id: str) -> tuple[str, str]:
 @dataclass
 class Deployment:
     world: World
+    env: dict[str, str]
     broker: BrokerNode
     origin_port: int
     service_id: str
@@ -105,7 +113,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     with migrated_stack(data_dir, _upgrade) as stack_env:
         env = {**stack_env, "FANMETER_GRIP_SECRET": GRIP_SECRET}
         engine = make_engine(settings_for(stack_env).resolved_database_url)
-        world = build_world(engine, settings=BillingSettings(backend_allowed_networks="127.0.0.0/8"))  # the test origin
+        world = build_world(engine, settings=BillingSettings(backend_allowed_networks=TEST_NETWORKS))
         with world.client:
             for product in ("compute", "fanout"):
                 bought = world.client.put(f"/v1/accounts/{OWN}/products/{product}", headers=world.as_role("superuser"))
@@ -117,10 +125,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 port = urlsplit(origin).port or 80
                 serve_with_fanout(world, service_id, port)
                 _, token = issue_token(world, service_id)
-                extra = {"FANMETER_BROKER_RELOAD_SECONDS": "0.2", "FANMETER_BROKER_SHIP": "false"}
+                extra = {
+                    "FANMETER_BROKER_RELOAD_SECONDS": "0.2",
+                    "FANMETER_BROKER_SHIP": "false",
+                    "FANMETER_BACKEND_ALLOWED_NETWORKS": TEST_NETWORKS,
+                }
                 with broker_node(env, None, "brokerdb", extra) as broker:
                     outbox = BrokerSettings(data_dir=data_dir, broker_node="brokerdb").outbox_path
-                    yield Deployment(world, broker, port, service_id, token, outbox)
+                    yield Deployment(world, env, broker, port, service_id, token, outbox)
         engine.dispose()
 
 
@@ -248,3 +260,95 @@ def test_without_a_services_file_the_broker_refuses_a_database_without_the_schem
     started = run_cli({**env, "FANMETER_GRIP_SECRET": GRIP_SECRET}, "broker", "--port", str(free_port()), timeout=60)
     assert started.returncode != 0
     assert "cannot read services from the database" in started.stderr and "fanmeter db upgrade" in started.stderr
+
+
+# Issue 15, finding 2: an account's backend may not reach loopback, private or metadata addresses, judged
+# again when the broker resolves the name (the admin service judged it at configuration).
+
+
+@dataclass
+class Listener:
+    """A TCP port on every interface that counts the connections made to it (and answers none)."""
+
+    port: int
+    accepted: list[str]
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    server = socket.create_server(("0.0.0.0", 0))
+    found = Listener(server.getsockname()[1], [])
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                return
+            found.accepted.append(peer[0])
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield found
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def strict_broker(deployment: Deployment) -> Iterator[BrokerNode]:
+    """A broker on the same database without FANMETER_BACKEND_ALLOWED_NETWORKS: every origin here is refused."""
+    extra = {"FANMETER_BROKER_RELOAD_SECONDS": "0.2", "FANMETER_BROKER_SHIP": "false"}
+    with broker_node(deployment.env, None, "brokerdb-strict", extra) as broker:
+        yield broker
+
+
+def set_backend(deployment: Deployment, service_id: str, **columns: str) -> None:
+    """Write a backend's columns as a row the admin service did not check would hold them (older rows, or
+    a name that resolved elsewhere when it was checked)."""
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    with deployment.world.engine.begin() as conn:
+        conn.execute(text(f"UPDATE backend SET {assignments} WHERE service_id = :sid"), {**columns, "sid": service_id})
+
+
+def test_an_origin_on_a_refused_address_is_a_502_and_never_connected_to(
+    deployment: Deployment, strict_broker: BrokerNode, listener: Listener
+) -> None:
+    service_id = create_service(deployment.world, "loopback")
+    serve_with_fanout(deployment.world, service_id, listener.port)
+    eventually(lambda: httpx.get(f"{strict_broker.url}/s/{service_id}/x").status_code != 404)
+    response = httpx.get(f"{strict_broker.url}/s/{service_id}/metrics")
+    assert (response.status_code, response.text) == (502, UNREACHABLE)
+    assert httpx.get(f"{strict_broker.url}/s/{deployment.service_id}/sig").text == UNREACHABLE
+    assert listener.accepted == []
+    assert deployment.get(deployment.service_id, "/sig").text == "signed\n"  # allowed there: 127.0.0.0/8
+
+
+def test_a_host_name_resolving_to_a_refused_address_is_refused_when_the_broker_connects(
+    deployment: Deployment, strict_broker: BrokerNode, listener: Listener
+) -> None:
+    name = socket.gethostname()
+    resolved = {info[4][0] for info in socket.getaddrinfo(name, listener.port, type=socket.SOCK_STREAM)}
+    if any(ipaddress.ip_address(a).is_global for a in resolved):
+        pytest.skip(f"this machine's name {name} resolves to a public address {resolved}")
+    service_id = create_service(deployment.world, "rebinding")
+    serve_with_fanout(deployment.world, service_id, listener.port)
+    set_backend(deployment, service_id, address=name)  # public when checked; loopback or private now
+    eventually(lambda: httpx.get(f"{strict_broker.url}/s/{service_id}/x").status_code != 404)
+    response = httpx.get(f"{strict_broker.url}/s/{service_id}/healthz")
+    assert (response.status_code, response.text) == (502, UNREACHABLE)
+    assert listener.accepted == []
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"address": "127.0.0.1:18480/v1#"}, {"address": "user:pw@127.0.0.1"}, {"override_host": "a.example\r\nX: y"}],
+)
+def test_a_backend_whose_address_is_not_one_is_not_served_and_never_a_500(
+    deployment: Deployment, columns: dict[str, str]
+) -> None:
+    service_id = deployment.new_fanout_service()
+    eventually(lambda: deployment.get(service_id).status_code == 200)
+    set_backend(deployment, service_id, **columns)
+    eventually(lambda: deployment.get(service_id).status_code == 404)
+    response = deployment.get(service_id)
+    assert (response.status_code, response.text) == (404, f"Unknown service {service_id}\n")
+    assert "pw" not in response.text

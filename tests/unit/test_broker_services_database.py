@@ -64,6 +64,7 @@ def test_a_fanout_service_goes_to_its_first_backend_by_name_with_its_tokens_and_
             fanout_enabled=True,
             publish_token_hashes=("h1", "h2"),
             origin_host="app.example",
+            guarded=True,  # an account's backend: its addresses are judged at connect time
         )
     }
 
