@@ -179,6 +179,9 @@ def test_a_trial_superuser_sees_why_then_purchases_fanout_once_paid(page: Any, c
     page.goto(f"{console.url}/console/accounts/beta/products")
     assert page.get_by_role("button", name="Purchase Fanout").is_disabled()
     assert page.get_by_text("Fanout requires a paid account").is_visible()
+    before = page.get_by_role("row", name=re.compile("legacy-site"))  # every rule, before buying anything
+    assert before.get_by_text("has not been purchased").is_visible()
+    assert before.get_by_text("service chaining").is_visible()
     check_page(page, "products-trial")
 
     assert console.admin.put("/v1/accounts/beta/plan", json={"plan": "paid"}).status_code == 200

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from billing import accounts
 from billing.console import sessions
-from billing.orm import ApiToken
+from billing.orm import ApiToken, Backend, Service
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 
 PLATFORM = ("admin", "finance")
@@ -315,3 +315,73 @@ def test_a_superuser_gets_404_for_a_platform_persons_token_or_another_accounts_p
         assert world.client.post(path, data={"csrf_token": token}).status_code == 404
     with world.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM api_token WHERE revoked_at IS NOT NULL")).scalar_one() == 0
+
+
+def _add_service(world: World, service_id: str, type_: str, **flags: bool) -> None:
+    with Session(world.engine) as session:
+        session.add(
+            Service(
+                id=service_id, account_id=OWN, name=service_id, type=type_, fanout_enabled=False,
+                created_at=world.clock.now, **flags,
+            )
+        )  # fmt: skip
+        session.commit()
+
+
+def _reasons(page: str, service_id: str) -> list[str]:
+    found = re.search(rf'id="why-svc-{service_id}">(.*?)</(?:p|div)>', page, re.S)
+    assert found, service_id
+    return [" ".join(r.split()) for r in re.findall(r"<li>(.*?)</li>", found.group(1), re.S)] or [found.group(1)]
+
+
+def test_every_rule_that_blocks_a_control_is_shown_beside_it_before_trying(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    _add_service(world, "svc_delivery", "delivery")
+    _add_service(world, "svc_flags", "compute", directors=True, shielding=True, ngwaf=True)
+    _add_service(world, "svc_backends", "compute")
+    with Session(world.engine) as session:
+        for name, settings, tls in (
+            ("extra", {"port": 443, "shield": "iad", "ssl_ciphers": "x"}, "verified"),
+            ("selfsigned", {}, "untrusted"),
+        ):
+            session.add(
+                Backend(
+                    id=f"be_{name}", service_id="svc_backends", name=name, address="origin.example", use_tls=True,
+                    override_host=None, settings=settings, tls_status=tls, created_at=world.clock.now,
+                )
+            )  # fmt: skip
+        session.commit()
+    base = f"/console/accounts/{OWN}/products"
+    page = world.client.get(base).text  # a paid account without Compute or Fanout yet
+    buying = re.search(r'id="why-buy-fanout">(.*?)</(?:p|div)>', page, re.S)
+    assert buying and "Fanout requires Compute" in buying.group(1) and "paid account" not in buying.group(1)
+    delivery = _reasons(page, "svc_delivery")
+    assert len(delivery) == 2
+    assert "not been purchased" in delivery[0]
+    assert "only available for Compute services" in delivery[1] and "service chaining" in delivery[1]
+    flags = _reasons(page, "svc_flags")
+    assert len(flags) == 4 and "not been purchased" in flags[0]
+    for reason, feature in zip(flags[1:], ("backend directors", "shielding", "the Next-Gen WAF"), strict=True):
+        assert f"uses {feature}, which Fanout is not compatible with" in reason
+    backends = _reasons(page, "svc_backends")
+    assert len(backends) == 3
+    assert "extra" in backends[1] and "shield and ssl_ciphers" in backends[1] and "port" not in backends[1]
+    assert "selfsigned" in backends[2] and "not publicly trusted" in backends[2]
+
+    token = form_token(world.client, base)
+    for product in ("compute", "fanout"):
+        world.client.post(f"{base}/{product}/purchase", data={"csrf_token": token})
+    page = world.client.get(base).text  # once purchased, only the service's own rules are left
+    assert 'id="why-buy-fanout"' not in page
+    assert len(_reasons(page, "svc_delivery")) == 1 and "service chaining" in _reasons(page, "svc_delivery")[0]
+    assert len(_reasons(page, "svc_flags")) == 3
+    assert len(_reasons(page, "svc_backends")) == 2
+    answer = world.client.post(f"{base}/services/svc_delivery/fanout", data={"csrf_token": token})
+    assert answer.status_code == 400 and "service chaining" in answer.text  # and after trying
+
+
+def test_a_trial_account_without_compute_lists_both_reasons_to_purchase(world: World) -> None:
+    sign_in(world.client, world.other_tokens["superuser"])
+    page = world.client.get(f"/console/accounts/{OTHER}/products").text
+    buying = re.search(r'id="why-buy-fanout">(.*?)</div>', page, re.S)
+    assert buying and "paid account" in buying.group(1) and "Fanout requires Compute" in buying.group(1)

@@ -36,21 +36,68 @@ class ProductState:
     label: str
     blurb: str
     enabled: bool
-    purchase_reason: str | None
-    cancel_reason: str | None
+    purchase_reasons: list[str]
+    cancel_reasons: list[str]
 
 
 @dataclass(frozen=True)
 class ServiceState:
     service: Service
-    enable_reason: str | None
+    enable_reasons: list[str]
 
 
-def _enable_reason(page: Page, service: Service, purchased: set[str]) -> str | None:
+def _purchase_reasons(product: str, plan: str, purchased: set[str]) -> list[str]:
+    """Every rule that blocks purchasing ``product``, each in plain words (not only the first)."""
+    if product != fanout_rules.FANOUT:
+        return []
+    reasons = []
+    if plan != fanout_rules.PAID:
+        reasons.append("Fanout requires a paid account; this is a trial account (ask the platform to mark it paid).")
+    if fanout_rules.COMPUTE not in purchased:
+        reasons.append("Fanout requires Compute: purchase Compute first (Compute is billed separately).")
+    return reasons
+
+
+def _names(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def enable_reasons(
+    purchased: set[str], service: fanout_rules.ServiceFacts, backends: list[fanout_rules.BackendFacts]
+) -> list[str]:
+    """Every product rule that blocks turning Fanout on for ``service``, each in plain words.
+
+    The domain's ``enable_refusal`` answers with the first rule broken (it refuses a request);
+    a page shows them all before the person tries, so fixing one does not reveal the next.
+    """
+    reasons = []
     if fanout_rules.FANOUT not in purchased:
-        return "Fanout has not been purchased for this account yet: purchase it above first."
+        reasons.append("Fanout has not been purchased for this account yet: purchase it above first.")
+    if service.type != fanout_rules.COMPUTE:
+        reasons.append(
+            "Fanout is only available for Compute services, and this is a Delivery service. "
+            "Use service chaining instead: put a Compute service with Fanout enabled in front of it."
+        )
+    for feature in fanout_rules.incompatible_features(service):
+        reasons.append(f"This service uses {feature}, which Fanout is not compatible with: turn {feature} off first.")
+    for backend in backends:
+        if backend.extra_settings:
+            reasons.append(
+                f"Backend “{backend.name}” sets {_names(sorted(backend.extra_settings))}: a Fanout service’s "
+                "backends may set only name, address, TLS on or off and override host. Remove the other settings."
+            )
+        if fanout_rules.tls_refusal(backend):
+            reasons.append(
+                f"Backend “{backend.name}” ({backend.address}) has a TLS certificate that is not publicly "
+                "trusted (self-signed, or not from a public certification authority): Fanout needs one signed by a "
+                "public certification authority."
+            )
+    return reasons
+
+
+def _enable_reasons(page: Page, service: Service, purchased: set[str]) -> list[str]:
     backends = [catalog.backend_facts(b) for b in catalog.list_backends(page.db, service.id)]
-    return fanout_rules.enable_refusal(purchased, catalog.facts(service), backends)
+    return enable_reasons(purchased, catalog.facts(service), backends)
 
 
 def _render(
@@ -65,13 +112,13 @@ def _render(
             LABELS[product],
             BLURBS[product],
             product in purchased,
-            fanout_rules.purchase_refusal(product, account.plan, purchased),
-            fanout_rules.cancel_refusal(product, purchased),
+            _purchase_reasons(product, account.plan, purchased),
+            [reason] if (reason := fanout_rules.cancel_refusal(product, purchased)) else [],
         )
         for product in fanout_rules.PRODUCTS
     ]
     services = [
-        ServiceState(s, None if s.fanout_enabled else _enable_reason(page, s, purchased))
+        ServiceState(s, [] if s.fanout_enabled else _enable_reasons(page, s, purchased))
         for s in catalog.list_services(page.db, account_id)
     ]
     return page.render(
