@@ -21,8 +21,8 @@ import pandas as pd
 from kernel.instants import MICROS_PER_DAY, MICROS_PER_MINUTE
 from metering.domain.events import EventType
 
-# An event row's columns. Event rows stay plain tuples: they are the bulk of a pass, and a
-# NamedTuple costs about 1 µs more per row (see ``metering.domain.event_rows.EventRow``).
+# An event row's columns. Event rows stay plain tuples: they are the bulk of a pass, and building
+# a NamedTuple of a claimed row took 930 against 120 ns (see ``metering.domain.event_rows.EventRow``).
 EVENT_ROW = [
     "account_id", "service_id", "connection_id", "type", "time_us", "event_id", "source", "bytes_out",
     "transport", "id",
