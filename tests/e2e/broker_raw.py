@@ -3,6 +3,7 @@ bytes, dot-segments as written), and what the broker answered."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -91,11 +92,10 @@ def trickled(parts: list[bytes], pause_s: float) -> Iterator[bytes]:
 
 
 def raw_get(port: int, target: str) -> tuple[int, bytes]:
-    """GET ``target`` exactly as written (HTTP clients remove dot-segments themselves): status and body."""
+    """GET ``target`` exactly as written (HTTP clients remove dot-segments themselves): status and body
+    (``http.client`` reads the answer, chunked or not)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head_, _, body = answer.partition(b"\r\n\r\n")
-    return int(head_.split(b" ", 2)[1]), body
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
