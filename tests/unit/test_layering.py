@@ -22,6 +22,8 @@ FRAMEWORKS = frozenset(
 IO_LIBRARIES = frozenset({"jwt", "uvicorn", "websockets", "sqlite3", "asyncio", "socket", "zmq"})
 # The kernel's modules that do I/O or need a framework; its time values are pure.
 KERNEL_IMPURE = frozenset({"kernel.db", "kernel.settings"})
+# Metering's tables and the code that writes them: other packages go through its services.
+METERING_INSIDES = frozenset({"metering.orm", "metering.repository", "metering.rollups"})
 # A module path written as a string: "billing.tasks", "metering.tasks.rollup", "broker.bootstrap:app".
 _MODULE_STRING = re.compile(rf"^(?:{'|'.join(sorted(PACKAGES))})(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
 
@@ -115,8 +117,13 @@ RULES = (
          FRAMEWORKS | IO_LIBRARIES | KERNEL_IMPURE, "import pandas as pd"),
     Rule("billing imports neither broker, migrations nor fanmeter", "billing",
          frozenset({"broker", "migrations", "fanmeter"}), "import migrations"),
+    Rule("billing reads metering through its services, never its tables", "billing",
+         METERING_INSIDES, "from metering.orm import UsageDaily"),
     Rule("the broker imports neither billing, migrations nor fanmeter", "broker",
          frozenset({"billing", "migrations", "fanmeter"}), "from billing.orm import Service"),
+    Rule("the broker reaches metering only through the pipeline client", "broker",
+         METERING_INSIDES | {"metering.service", "metering.tasks", "metering.celery_app"},
+         "from metering.tasks import ingest_batch"),
     Rule("the broker's pure modules import no framework and no I/O library", "broker",
          FRAMEWORKS | IO_LIBRARIES | KERNEL_IMPURE, "import asyncio", only=BROKER_PURE),
 )  # fmt: skip
