@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.orm import StatementRecord
@@ -32,6 +32,10 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A session's one-time reveal: a token secret or sign-in link just issued, kept for one view
+    # of the page a POST redirects to, encrypted under the session's cookie secret (which only
+    # the browser holds), so the database alone never reveals it. NULL once seen.
+    reveal: Mapped[str | None] = mapped_column(Text)
 
 
 # The month's statements page reads every account's row of one month (status, number, and the

@@ -9,7 +9,10 @@ decision, the same as the API's.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +29,7 @@ LINK, SESSION = "link", "session"
 LINK_LIFETIME = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=8)
 LINK_PREFIX = "fml_"
+REVEAL_LIFETIME = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +173,61 @@ def sign_out(session: Session, secret: str, now: datetime) -> None:
 def csrf_matches(expected: str, given: str | None) -> bool:
     """Whether a posted form token is the session's (compared in constant time)."""
     return bool(given) and bool(expected) and hmac.compare_digest(expected, given or "")
+
+
+def _stream(key: bytes, nonce: bytes, length: int) -> bytes:
+    count = -(-length // hashlib.sha256().digest_size)
+    blocks = (hmac.digest(key, b"reveal-stream" + nonce + i.to_bytes(4, "big"), hashlib.sha256) for i in range(count))
+    return b"".join(blocks)[:length]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(data, stream, strict=True))
+
+
+def _keys(cookie_secret: str) -> tuple[bytes, bytes]:
+    root = cookie_secret.encode()
+    return hmac.digest(root, b"reveal-key", hashlib.sha256), hmac.digest(root, b"reveal-mac", hashlib.sha256)
+
+
+def keep_reveal(session: Session, cookie_secret: str, values: dict[str, str], now: datetime) -> None:
+    """Keep ``values`` (a secret just issued) on the session's row for one view (caller commits).
+
+    They are sealed under keys derived from the cookie secret: an HMAC-SHA256 keystream with a
+    fresh nonce, and an HMAC tag over nonce and ciphertext, so only this browser's next request
+    can read them back. A second keep before the view replaces the first.
+    """
+    plain = json.dumps({**values, "until": (now + REVEAL_LIFETIME).isoformat()}).encode()
+    key, mac = _keys(cookie_secret)
+    nonce = secrets.token_bytes(16)
+    sealed = nonce + _xor(plain, _stream(key, nonce, len(plain)))
+    tag = hmac.digest(mac, sealed, hashlib.sha256)
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.secret_hash == token_hash(cookie_secret), ConsoleSession.kind == SESSION)
+        .values(reveal=base64.urlsafe_b64encode(tag + sealed).decode())
+    )
+
+
+def take_reveal(session: Session, cookie_secret: str, now: datetime) -> dict[str, str] | None:
+    """The values kept by ``keep_reveal``, once: the row's copy is gone after this (it commits)."""
+    mine = (ConsoleSession.secret_hash == token_hash(cookie_secret), ConsoleSession.kind == SESSION)
+    taken = session.scalars(select(ConsoleSession.reveal).where(*mine)).first()
+    if taken is not None:  # cleared only if still the same: of two requests at once, one shows it
+        cleared = session.execute(
+            update(ConsoleSession).where(*mine, ConsoleSession.reveal == taken).values(reveal=None)
+        ).rowcount  # type: ignore[attr-defined]
+        taken = taken if cleared == 1 else None
+    session.commit()
+    if taken is None:
+        return None
+    key, mac = _keys(cookie_secret)
+    raw = base64.urlsafe_b64decode(taken)
+    tag, sealed = raw[:32], raw[32:]
+    if not hmac.compare_digest(tag, hmac.digest(mac, sealed, hashlib.sha256)):
+        return None
+    nonce, cipher = sealed[:16], sealed[16:]
+    values: dict[str, str] = json.loads(_xor(cipher, _stream(key, nonce, len(cipher))))
+    if datetime.fromisoformat(values.pop("until")) <= now:
+        return None
+    return values

@@ -324,7 +324,12 @@ def test_an_admin_creates_an_account_and_issues_a_token_shown_once(page: Any, co
     page.get_by_role("button", name="New token for owner@gamma.example").click()
     secret = page.locator(".secret code").first.inner_text()
     assert secret.startswith("fm_")
+    assert page.url.endswith("/console/accounts/gamma/people?new=token")  # the POST answered with a redirect
     check_page(page, "people-new-token")
+    page.reload()  # a reload is a GET: it issues nothing and shows the secret no more
+    assert secret not in page.content()
+    assert page.get_by_text("was shown once").is_visible()
+    assert page.get_by_role("button", name=re.compile("^Revoke")).count() == 1
     page.goto(f"{console.url}/console/accounts/gamma/people")
     assert secret not in page.content()  # shown once
     assert page.get_by_text(f"{secret[:10]}…").is_visible()  # only its first characters are listed

@@ -385,3 +385,64 @@ def test_a_trial_account_without_compute_lists_both_reasons_to_purchase(world: W
     page = world.client.get(f"/console/accounts/{OTHER}/products").text
     buying = re.search(r'id="why-buy-fanout">(.*?)</div>', page, re.S)
     assert buying and "paid account" in buying.group(1) and "Fanout requires Compute" in buying.group(1)
+
+
+def _tokens_of(world: World, user_id: str) -> int:
+    with world.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM api_token WHERE user_id = :u"), {"u": user_id}).scalar_one())
+
+
+def test_a_new_token_is_a_redirect_to_a_page_that_shows_it_once(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    people = f"/console/accounts/{OWN}/people"
+    user_id = world.user_ids["engineer"]
+    before = _tokens_of(world, user_id)
+    token = form_token(world.client, people)
+    answer = world.client.post(f"/console/users/{user_id}/tokens", data={"csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == f"{people}?new=token"
+    assert answer.text == ""  # the POST's answer holds no secret
+    with world.engine.connect() as conn:  # the kept copy is sealed: the secret is not in the database
+        kept = conn.execute(text("SELECT reveal FROM console_session WHERE reveal IS NOT NULL")).scalar_one()
+    shown = world.client.get(answer.headers["location"]).text
+    secret = re.search(r"<code>(fm_[^<…]+)</code>", shown)
+    link = re.search(r"<code>(http[^<]+/sign-in/link\?secret=(fml_[^<]+))</code>", shown)
+    assert secret and link and secret.group(1) not in kept and link.group(2) not in kept
+    assert _tokens_of(world, user_id) == before + 1
+    again = world.client.get(answer.headers["location"]).text  # a reload
+    assert secret.group(1) not in again and link.group(2) not in again and "was shown once" in again
+    assert _tokens_of(world, user_id) == before + 1  # and no second token
+    assert world.client.get(people).status_code == 200
+    sign_in(world.client, secret.group(1))  # the token shown works; so does its link, once
+    assert _use_link(world.client, link.group(2)) == 303 and _use_link(world.client, link.group(2)) == 401
+
+
+def test_a_new_sign_in_link_is_a_redirect_to_a_page_that_shows_it_once(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    people = f"/console/accounts/{OWN}/people"
+    with Session(world.engine) as session:
+        token_id = session.scalars(select(ApiToken.id).where(ApiToken.user_id == world.user_ids["billing"])).one()
+    token = form_token(world.client, people)
+    answer = world.client.post(f"/console/tokens/{token_id}/link", data={"csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == f"{people}?new=link"
+    shown = world.client.get(answer.headers["location"]).text
+    link = re.search(r"/sign-in/link\?secret=(fml_[^<]+)</code>", shown)
+    assert link and "New sign-in link for" in shown
+    assert link.group(1) not in world.client.get(answer.headers["location"]).text
+    with world.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM console_session WHERE kind = 'link'")).scalar_one() == 1
+    assert _use_link(world.client, link.group(1)) == 303
+    assert world.client.get(f"/console/accounts/{OWN}/usage").status_code == 200  # signed in as billing
+
+
+def test_a_kept_token_is_shown_to_its_own_session_only(world: World) -> None:
+    sign_in(world.client, world.tokens["superuser"])
+    people = f"/console/accounts/{OWN}/people"
+    token = form_token(world.client, people)
+    world.client.post(f"/console/users/{world.user_ids['user']}/tokens", data={"csrf_token": token})
+    # the redirect was followed: shown and gone. Kept again, another session of the same person sees nothing
+    token = form_token(world.client, people)
+    answer = world.client.post(
+        f"/console/users/{world.user_ids['user']}/tokens", data={"csrf_token": token}, follow_redirects=False
+    )
+    sign_in(world.client, world.tokens["superuser"])
+    assert 'class="secret"' not in world.client.get(answer.headers["location"]).text

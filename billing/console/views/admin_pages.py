@@ -14,7 +14,7 @@ from billing import accounts, rates
 from billing.access import require, require_on
 from billing.console import sessions
 from billing.console.views.finance import _parse
-from billing.console.web import PREFIX, FormDep, Page, PageDep, redirect
+from billing.console.web import COOKIE, PREFIX, FormDep, Page, PageDep, redirect
 from billing.domain.exceptions import BillingError, PermissionDenied
 from billing.domain.roles import ACCOUNT_ROLES, PLATFORM_ROLES, Action
 from billing.orm import Account, AuditEntry, RateCardVersion
@@ -101,14 +101,15 @@ def set_plan(page: PageDep, form: FormDep, account_id: str) -> Response:
 def _people(
     page: Page,
     account_id: str | None,
-    new_secret: str | None = None,
-    new_link: str | None = None,
+    new: str | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The people page; ``new`` ("token" or "link") after issuing one shows it this once."""
     require(page.principal, Action.MANAGE_PEOPLE, account_id)
     if account_id is not None:
         accounts.get_account(page.db, account_id)
+    revealed = _take_reveal(page) if new in NEW_KINDS else None
     users = accounts.list_users(page.db, account_id)
     tokens = [t for t in accounts.list_tokens(page.db, account_id) if t.kind == "user"]
     by_user = {u.id: u.email for u in users}
@@ -124,20 +125,31 @@ def _people(
         by_user=by_user,
         roles=roles,
         base=base,
-        new_secret=new_secret,
-        new_link=new_link,
+        new=new if new in NEW_KINDS else None,
+        revealed=revealed,
         errors=errors or {},
     )
 
 
+NEW_KINDS = ("token", "link")
+
+
+def _take_reveal(page: Page) -> dict[str, str] | None:
+    return sessions.take_reveal(page.db, page.request.cookies.get(COOKIE, ""), page.now)
+
+
+def _people_path(account_id: str | None) -> str:
+    return f"{PREFIX}/platform/people" if account_id is None else f"{PREFIX}/accounts/{account_id}/people"
+
+
 @router.get("/platform/people")
-def platform_people(page: PageDep) -> Response:
-    return _people(page, None)
+def platform_people(page: PageDep, new: str | None = None) -> Response:
+    return _people(page, None, new)
 
 
 @router.get("/accounts/{account_id}/people")
-def account_people(page: PageDep, account_id: str) -> Response:
-    return _people(page, account_id)
+def account_people(page: PageDep, account_id: str, new: str | None = None) -> Response:
+    return _people(page, account_id, new)
 
 
 def _account_of(account: str) -> str | None:
@@ -160,16 +172,40 @@ def add_person(page: PageDep, form: FormDep, scope: str) -> Response:
     return redirect(f"{PREFIX}/platform/people" if account_id is None else f"{PREFIX}/accounts/{account_id}/people")
 
 
+def _reveal_then_show(page: Page, account_id: str | None, kind: str, values: dict[str, str]) -> Response:
+    """POST-redirect-GET: the secret is kept sealed on the session's row for the one view the
+    redirect leads to, so reloading that page shows it no more and issues nothing."""
+    sessions.keep_reveal(page.db, page.request.cookies.get(COOKIE, ""), values, page.now)
+    page.db.commit()
+    return redirect(f"{_people_path(account_id)}?new={kind}")
+
+
+def _link_url(page: Page, token_id: str) -> str:
+    link = sessions.create_link(page.db, token_id, page.now)
+    return f"{str(page.request.base_url).rstrip('/')}{PREFIX}/sign-in/link?secret={link}"
+
+
 @router.post("/users/{user_id}/tokens")
 def new_token(page: PageDep, form: FormDep, user_id: str) -> Response:
-    """Issue a token; its secret and a one-time sign-in link are shown on this answer only."""
+    """Issue a token with a one-time sign-in link; the page the answer leads to shows both once."""
     user = accounts.get_user(page.db, user_id)
     require_on(page.principal, Action.MANAGE_PEOPLE, user.account_id, f"no user {user_id!r}")
     issued = accounts.create_user_token(page.db, page.principal, user, form.get("name") or "console", page.now)
-    link = sessions.create_link(page.db, issued.row.id, page.now)
-    page.db.commit()
-    origin = str(page.request.base_url).rstrip("/")
-    return _people(page, user.account_id, issued.secret, f"{origin}{PREFIX}/sign-in/link?secret={link}")
+    values = {"email": user.email, "secret": issued.secret, "link": _link_url(page, issued.row.id)}
+    return _reveal_then_show(page, user.account_id, "token", values)
+
+
+@router.post("/tokens/{token_id}/link")
+def new_link(page: PageDep, token_id: str) -> Response:
+    """A new one-time sign-in link for a person's token (when its secret was not kept), shown once."""
+    token = accounts.get_token(page.db, token_id)
+    require_on(page.principal, Action.MANAGE_PEOPLE, token.account_id, f"no token {token_id!r}")
+    if token.kind != "user" or token.revoked_at is not None or token.user_id is None:
+        return _people(
+            page, token.account_id, errors={"link": "That token is revoked: issue a new one."}, status_code=400
+        )
+    user = accounts.get_user(page.db, token.user_id)
+    return _reveal_then_show(page, token.account_id, "link", {"email": user.email, "link": _link_url(page, token.id)})
 
 
 @router.post("/tokens/{token_id}/revoke")
@@ -177,9 +213,7 @@ def revoke(page: PageDep, token_id: str) -> Response:
     token = accounts.get_token(page.db, token_id)
     require_on(page.principal, Action.MANAGE_PEOPLE, token.account_id, f"no token {token_id!r}")
     accounts.revoke_token(page.db, page.principal, token, page.now)
-    return redirect(
-        f"{PREFIX}/platform/people" if token.account_id is None else f"{PREFIX}/accounts/{token.account_id}/people"
-    )
+    return redirect(_people_path(token.account_id))
 
 
 @router.post("/users/{user_id}/remove")
