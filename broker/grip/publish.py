@@ -23,6 +23,9 @@ from broker.exceptions import PublishError
 
 MAX_BODY_BYTES = 1_000_000  # DESIGN.md: 413 over 1 MB
 FORMAT_NAMES = ("http-response", "http-stream", "ws-message")
+# RFC 6455: a close frame's reason fits in 123 bytes; 1004-1006 and 1015 are never sent on the wire.
+MAX_CLOSE_REASON_BYTES = 123
+UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 MAX_JSON_DEPTH = 32  # arrays and objects within one another; a publish body needs 6
 MAX_INT_DIGITS = 20  # longer integers are refused: no field of an item needs one
 # An http-response header name is an RFC 9110 token; a value is Latin-1 without CR, LF, NUL or other
@@ -271,10 +274,13 @@ def _response_headers(headers: Any, where: str) -> tuple[tuple[str, str], ...]:
 def _ws_message(raw: dict[str, Any], where: str, close: bool) -> WsMessageFormat:
     if close:
         code = raw.get("code")
-        if code is not None and (type(code) is not int or not 1000 <= code <= 4999):
-            raise PublishError(f"{where}.code must be a WebSocket close code (1000-4999)")
+        if code is not None and (type(code) is not int or not 1000 <= code <= 4999 or code in UNSENDABLE_CLOSE_CODES):
+            raise PublishError(f"{where}.code must be a WebSocket close code a server may send (1000-4999)")
         reason = raw.get("reason", "")
-        return WsMessageFormat(close=True, code=code, reason=reason if isinstance(reason, str) else "")
+        reason = reason if isinstance(reason, str) else ""
+        if len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:  # the surrogate check ran before: it encodes
+            raise PublishError(f"{where}.reason must be at most {MAX_CLOSE_REASON_BYTES} bytes (RFC 6455)")
+        return WsMessageFormat(close=True, code=code, reason=reason)
     binary = "content-bin" in raw and "content" not in raw
     return WsMessageFormat(_content(raw, "content", where, required=True), binary=binary)
 

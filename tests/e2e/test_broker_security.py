@@ -351,3 +351,12 @@ async def test_a_websocket_message_over_the_limit_closes_the_socket_with_1009(ha
 )
 def test_dot_segments_are_removed_beneath_the_origins_base_path(hardened: BrokerNode, path: str, seen: str) -> None:
     assert raw_get(hardened.port, path) == (200, seen.encode())
+
+
+def test_a_bad_network_in_the_allowed_networks_stops_the_broker_at_start_with_its_name(tmp_path: Path) -> None:
+    config = tmp_path / "services.json"
+    config.write_text(json.dumps({"services": []}))
+    env = {"FANMETER_DATA_DIR": str(tmp_path), "FANMETER_BACKEND_ALLOWED_NETWORKS": "127.0.0.0/8, 10.0.0.0/33"}
+    started = run_cli(env, "broker", "--config", str(config), "--port", str(free_port()), timeout=60)
+    assert started.returncode != 0
+    assert "invalid broker setting" in started.stderr and "'10.0.0.0/33' is not a network" in started.stderr

@@ -84,6 +84,16 @@ def test_a_published_response_header_that_is_not_valid_http_is_refused(headers, 
         parse_publish_body(body(response_item(headers)))
 
 
+@pytest.mark.parametrize(
+    ("close", "reason"),
+    [({"code": 1006}, "close code a server may send"), ({"code": 1005}, "close code a server may send"),
+     ({"reason": "x" * 124}, "at most 123 bytes")],
+)  # fmt: skip
+def test_a_published_websocket_close_that_cannot_be_sent_is_refused(close, reason):
+    with pytest.raises(PublishError, match=re.escape(reason)):
+        parse_publish_body(body({"channel": "c", "ws-message": {"action": "close", **close}}))
+
+
 def test_latin_1_values_and_tabs_are_valid_header_values():
     (item,) = parse_publish_body(body(response_item({"X-Caf": "caf\u00e9\tau lait"})))
     assert item.formats["http-response"].headers == (("X-Caf", "caf\u00e9\tau lait"),)
