@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Dialect, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Dialect, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -182,6 +182,20 @@ class Adjustment(Base):
     service_id: Mapped[str | None] = mapped_column(String(ID))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_by: Mapped[str] = mapped_column(String(ID))
+
+
+class NumberSequence(Base):
+    """The last number given out in one gapless sequence (``statement``, ``credit_note``) and period.
+
+    The period is the UTC year of issue (0: a sequence that never resets). The row is locked
+    (``SELECT … FOR UPDATE``) and advanced in the transaction of the document it numbers.
+    """
+
+    __tablename__ = "number_sequence"
+
+    sequence: Mapped[str] = mapped_column(String(20), primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_value: Mapped[int] = mapped_column(BigInteger)
 
 
 class AuditEntry(Base):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing.domain.numbering import Numbering
 from kernel.network_policy import IPNetwork, parse_allowed_networks
 
 
@@ -26,6 +27,16 @@ class BillingSettings(BaseSettings):
     # by declared Content-Length and while streaming; POST /v1/events has a limit of its own.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_events_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Numbers of finalized statements and credit notes (billing.domain.numbering): FM-2026-000123,
+    # CN-2026-000007; with the yearly reset off, one sequence for ever (FM-000123).
+    statement_number_prefix: str = "FM"
+    credit_note_number_prefix: str = "CN"
+    number_yearly_reset: bool = True
+
+    @model_validator(mode="after")
+    def _valid_numbering(self) -> BillingSettings:
+        self.numbering  # noqa: B018  (a bad prefix stops the service at start-up, with the reason)
+        return self
 
     @field_validator("backend_allowed_networks")
     @classmethod
@@ -36,3 +47,7 @@ class BillingSettings(BaseSettings):
     @property
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
         return parse_allowed_networks(self.backend_allowed_networks)
+
+    @property
+    def numbering(self) -> Numbering:
+        return Numbering(self.statement_number_prefix, self.credit_note_number_prefix, self.number_yearly_reset)

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from billing.domain import ledger
 from billing.domain.rate_card_json import CardVersion, card_from_json
-from billing.orm import Account, Adjustment, AuditEntry, RateCardVersion, StatementRecord
+from billing.orm import Account, Adjustment, AuditEntry, NumberSequence, RateCardVersion, StatementRecord
 from kernel.instants import Month
 from metering.domain.usage import UsageReport
 
@@ -132,3 +133,29 @@ def insert_audit(conn: Connection, entries: list[dict[str, Any]]) -> None:
     """Append audit entries in one statement."""
     if entries:
         conn.execute(insert(AuditEntry), entries)
+
+
+def take_number(conn: Connection, sequence: str, period: int) -> int:
+    """Advance ``sequence`` in ``period`` by one and return the new value, in the caller's transaction.
+
+    The counter row is locked (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``
+    already serialises writers) until the caller commits or rolls back, so two transactions never
+    take the same value, and a rolled back one gives its value back: no gap.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # The first document of a period creates its row; a concurrent creator waits, then does nothing.
+    conn.execute(
+        dialect.insert(NumberSequence)
+        .values(sequence=sequence, period=period, last_value=0)
+        .on_conflict_do_nothing(index_elements=["sequence", "period"])
+    )
+    counter = (NumberSequence.sequence == sequence) & (NumberSequence.period == period)
+    last = conn.execute(select(NumberSequence.last_value).where(counter).with_for_update()).scalar_one()
+    conn.execute(update(NumberSequence).where(counter).values(last_value=last + 1))
+    return int(last) + 1
+
+
+def last_number(conn: Connection, sequence: str, period: int) -> int:
+    """The last value given out in ``sequence`` in ``period`` (0 before the first), without locking."""
+    counter = (NumberSequence.sequence == sequence) & (NumberSequence.period == period)
+    return int(conn.execute(select(NumberSequence.last_value).where(counter)).scalar_one_or_none() or 0)

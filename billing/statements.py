@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from billing import audit
 from billing import statement_store as store
 from billing.domain import ledger
+from billing.domain import numbering as numbering_rules
 from billing.domain.exceptions import Conflict, NotFound, RuleViolation
+from billing.domain.numbering import Numbering
 from billing.domain.rate_card_json import CardVersion, card_in_force
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
@@ -30,6 +32,7 @@ from metering import service as metering_service
 from metering.domain.usage import UsageReport
 
 SYSTEM = "system"  # the audit actor of beat-built drafts
+DEFAULT_NUMBERING = Numbering()  # FANMETER_*_NUMBER_PREFIX unset: FM-2026-000123, CN-2026-000007
 
 
 def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, ledger.StatementInputs]:
@@ -254,32 +257,45 @@ def regenerate(session: Session, principal: Principal, account_id: str, month: M
 
 
 def finalize(
-    session: Session, principal: Principal, account_id: str, month: Month, now: datetime, attempts: int = 3
+    session: Session,
+    principal: Principal,
+    account_id: str,
+    month: Month,
+    now: datetime,
+    numbering: Numbering = DEFAULT_NUMBERING,
 ) -> dict[str, Any]:
-    """Finalize the stored draft as reviewed: number it, hash it, and never change it again."""
+    """Finalize the stored draft as reviewed: number it, hash it, and never change it again.
+
+    The number is the next of the statement sequence in the year of ``now``, taken in this
+    transaction (``billing.domain.numbering``): concurrent finalizations queue on the counter row.
+    """
     _require_account(session, account_id)
-    for attempt in range(attempts):
-        record = _stored(session, account_id, month, lock=True)
-        _refuse_if_finalized(record, "finalized again")
-        if record is None:
-            raise Conflict(f"{month} has no draft statement yet; regenerate it first, then review and finalize")
-        numbers = session.scalars(select(StatementRecord.number).where(StatementRecord.number.like(f"FM-{month}-%")))
-        number = ledger.statement_number(month, ledger.next_sequence([n for n in numbers if n], month))
-        before = dict(record.body)
-        record.body = ledger.finalized_body(before, number)
-        record.status, record.number = ledger.FINALIZED, number
-        record.content_hash = record.body["content_hash"]
-        record.finalized_at, record.finalized_by = now, principal.actor
-        entry = _audit_entry(principal.actor, account_id, month, "statement.finalize", before, record.body, now)
-        store.insert_audit(session.connection(), [entry])
-        try:
-            session.commit()
-            return dict(record.body)
-        except IntegrityError:  # another finalization took the same number: take the next one
-            session.rollback()
-            if attempt == attempts - 1:
-                raise Conflict("could not number the statement: too many concurrent finalizations, retry") from None
-    raise AssertionError("unreachable")  # pragma: no cover
+    record = _stored(session, account_id, month, lock=True)
+    _refuse_if_finalized(record, "finalized again")
+    if record is None:
+        raise Conflict(f"{month} has no draft statement yet; regenerate it first, then review and finalize")
+    number = take_number(session.connection(), numbering, numbering_rules.STATEMENT, now)
+    before = dict(record.body)
+    record.body = ledger.finalized_body(before, number)
+    record.status, record.number = ledger.FINALIZED, number
+    record.content_hash = record.body["content_hash"]
+    record.finalized_at, record.finalized_by = now, principal.actor
+    entry = _audit_entry(principal.actor, account_id, month, "statement.finalize", before, record.body, now)
+    store.insert_audit(session.connection(), [entry])
+    session.commit()
+    return dict(record.body)
+
+
+def take_number(conn: Connection, numbering: Numbering, sequence: str, now: datetime) -> str:
+    """Take the next number of ``sequence`` (statements or credit notes) for a document issued at ``now``."""
+    period = numbering.period(to_micros(now))
+    return numbering.number(sequence, period, store.take_number(conn, sequence, period))
+
+
+def next_number(conn: Connection, numbering: Numbering, sequence: str, now: datetime) -> str:
+    """The number the next document of ``sequence`` issued at ``now`` would take (nothing is taken)."""
+    period = numbering.period(to_micros(now))
+    return numbering.number(sequence, period, store.last_number(conn, sequence, period) + 1)
 
 
 def _refuse_if_finalized(record: StatementRecord | None, what: str) -> None:

@@ -6,8 +6,10 @@ Lifecycle (DESIGN.md "Billing rules"): ``open`` (computed on read, an estimate) 
 
 - **Due month.** The draft of month M is due at the first instant of M+1 plus the grace
   period. ``due_month(now, grace)`` is the latest month whose draft is due.
-- **Number.** ``FM-YYYY-MM-NNNNNN``: the statement's month and a gapless sequence of the
-  statements finalized for that month, from 000001.
+- **Number.** From the statement sequence of ``billing.domain.numbering`` (``FM-2026-000123``:
+  gapless, never reset within the year of finalization). Statements finalized before that rule
+  keep their ``FM-YYYY-MM-NNNNNN``; ``statement_number`` and ``next_sequence`` still read and
+  write that old form.
 - **Content hash.** SHA-256 (hex) of the canonical JSON of the finalized body (status
   ``finalized``, its number, ``content_hash`` null): keys sorted, no spaces, UTF-8.
 - **Prior periods.** A statement records in ``billed_usage`` the usage it bills: its own
@@ -68,7 +70,7 @@ def due_month(now_us: int, grace_hours: int) -> Month:
 
 
 def statement_number(month: Month, sequence: int) -> str:
-    """The number of the ``sequence``-th statement finalized for ``month``: ``FM-2026-03-000001``."""
+    """The old (monthly) number of the ``sequence``-th statement of ``month``: ``FM-2026-03-000001``."""
     if sequence < 1:
         raise ValueError(f"statement sequences start at 1, got {sequence}")
     return f"{NUMBER_PREFIX}-{month}-{sequence:06d}"

@@ -71,7 +71,7 @@ def test_up_once_sends_demo_traffic_through_a_worker_and_prints_usage_and_statem
     for account in ("acme", "globex", "initech", "umbrella"):
         assert statuses[(account, months[0])] == "finalized"
         assert statuses[(account, months[2])] == "open"
-        assert rows[(account, months[0])]["number"].startswith(f"FM-{months[0]}-")
+        assert re.fullmatch(r"FM-\d{4}-\d{6}", rows[(account, months[0])]["number"])
     assert statuses[("acme", months[1])] == statuses[("globex", months[1])] == "finalized"
     assert statuses[("initech", months[1])] == statuses[("umbrella", months[1])] == "draft"
     # Dollars, not cents, for the paid accounts; the trial account has no Fanout, so nothing metered.

@@ -140,3 +140,41 @@ def test_the_pending_batch_queue_keeps_what_waited_per_event_and_gives_it_back_o
         assert ids == [2, 3, 4]
     finally:
         engine.dispose()
+
+
+def test_the_number_counters_start_after_the_statements_finalized_before_them(empty_database_url: str) -> None:
+    """Revision 0010 keeps every existing number and seeds each year's counter with the year's count."""
+    migrate.upgrade(empty_database_url, "0009")
+    engine = make_engine(empty_database_url)
+    finalized = [
+        ("a1", "2025-12", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("a2", "2025-12", datetime(2026, 1, 3, tzinfo=UTC)),
+    ]
+    finalized += [("a1", "2025-11", datetime(2025, 12, 3, tzinfo=UTC))]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO account (id, name, plan, currency, created_at) "
+                    "VALUES ('a1', 'a', 'paid', 'USD', 0), ('a2', 'b', 'paid', 'USD', 0)"
+                )
+            )
+            for n, (account, month, at) in enumerate(finalized, start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO statement (account_id, month, status, body, billed_usage, number, generated_at, "
+                        "finalized_at) VALUES (:a, :m, 'finalized', '{}', '{}', :n, 0, :at)"
+                    ),
+                    {"a": account, "m": month, "n": f"FM-{month}-{n:06d}", "at": int(at.timestamp()) * 1_000_000},
+                )
+
+        migrate.upgrade(empty_database_url)
+        with engine.connect() as conn:
+            counters = conn.execute(
+                text("SELECT sequence, period, last_value FROM number_sequence ORDER BY period")
+            ).all()
+            numbers = conn.execute(text("SELECT number FROM statement ORDER BY id")).scalars().all()
+        assert [tuple(row) for row in counters] == [("statement", 0, 3), ("statement", 2025, 1), ("statement", 2026, 2)]
+        assert numbers == ["FM-2025-12-000001", "FM-2025-12-000002", "FM-2025-11-000003"]
+    finally:
+        engine.dispose()

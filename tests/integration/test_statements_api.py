@@ -115,7 +115,7 @@ def test_finalizing_numbers_and_hashes_the_statement_and_any_change_after_is_409
 
     assert finalized.status_code == 200
     body = finalized.json()
-    assert (body["status"], body["number"], body["total"]) == ("finalized", "FM-2026-03-000001", "6.00")
+    assert (body["status"], body["number"], body["total"]) == ("finalized", "FM-2026-000001", "6.00")
     assert len(body["content_hash"]) == 64
     assert world.client.get(url, headers=world.as_role("billing")).json() == body
     for path, payload in (
@@ -125,12 +125,12 @@ def test_finalizing_numbers_and_hashes_the_statement_and_any_change_after_is_409
     ):
         refused = world.client.post(f"{url}{path}", json=payload, headers=finance(world))
         assert refused.status_code == 409, path
-        assert "FM-2026-03-000001" in refused.json()["detail"]
+        assert "FM-2026-000001" in refused.json()["detail"]
         assert "is finalized" in refused.json()["detail"]
     assert world.client.get(url, headers=finance(world)).json() == body
 
 
-def test_numbers_are_sequential_per_month_across_accounts(world: World) -> None:
+def test_numbers_follow_one_yearly_sequence_across_accounts_in_the_order_finalized(world: World) -> None:
     close_march(world)
     for account in (OWN, OTHER):
         world.client.post(f"/v1/accounts/{account}/statements/{MARCH}/regenerate", headers=finance(world))
@@ -142,7 +142,7 @@ def test_numbers_are_sequential_per_month_across_accounts(world: World) -> None:
         for account in (OTHER, OWN)
     ]
 
-    assert numbers == ["FM-2026-03-000001", "FM-2026-03-000002"]
+    assert numbers == ["FM-2026-000001", "FM-2026-000002"]
 
 
 def test_finalizing_a_month_without_a_draft_is_409_saying_to_regenerate_first(world: World) -> None:
@@ -224,7 +224,7 @@ def test_csv_and_pdf_downloads_carry_the_statement(world: World) -> None:
     assert rows[-1][:6] == ["", "total", "", "", "", "1.47"]
     assert pdf.headers["content-type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
-    for expected in (OWN, MARCH, "finalized", "FM-2026-03-000001", body["content_hash"], "1.23", "0.24", "1.47"):
+    for expected in (OWN, MARCH, "finalized", "FM-2026-000001", body["content_hash"], "1.23", "0.24", "1.47"):
         assert expected in text, expected
     assert "Compute is billed separately" in text
 
@@ -359,7 +359,7 @@ def test_the_audit_log_is_readable_per_the_role_table(world: World) -> None:
     assert [e["action"] for e in own.json()][:2] == ["statement.finalize", "statement.draft"]
     finalize_entry = own.json()[0]
     assert finalize_entry["before"]["status"] == "draft"
-    assert finalize_entry["after"]["number"] == "FM-2026-03-000001"
+    assert finalize_entry["after"]["number"] == "FM-2026-000001"
     assert finalize_entry["actor"] == world.user_ids["finance"]
     assert own.json() == platform.json()
     assert world.client.get("/v1/audit", headers=world.as_role("superuser")).status_code == 403

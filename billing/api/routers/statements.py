@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from billing import csv_safe, statements
 from billing.access import require
-from billing.api.deps import CallerDep, NowDep, SessionDep
+from billing.api.deps import CallerDep, NowDep, SessionDep, SettingsDep
 from billing.api.downloads import attachment
 from billing.api.routers.rate_cards import parse_month
 from billing.api.statement_schemas import AdjustmentIn, AdjustmentOut, MonthPath, StatementOut, StatementSummaryOut
@@ -70,10 +70,13 @@ def regenerate(account_id: str, month: MonthPath, session: SessionDep, caller: C
 
 
 @router.post("/{month}/finalize", response_model=StatementOut)
-def finalize(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
-    """Finalize the draft as reviewed: numbered, hashed, immutable (finance); again answers 409."""
+def finalize(
+    account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep, now: NowDep, settings: SettingsDep
+) -> StatementOut:
+    """Finalize the draft as reviewed: numbered (FM-2026-000123), hashed, immutable (finance); again answers 409."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
-    return StatementOut.model_validate(statements.finalize(session, caller, account_id, parse_month(month), now))
+    body = statements.finalize(session, caller, account_id, parse_month(month), now, settings.numbering)
+    return StatementOut.model_validate(body)
 
 
 @router.get("/{month}/adjustments", response_model=list[AdjustmentOut])
