@@ -33,6 +33,19 @@ def number(value: int | str | Decimal | None) -> str:
     return f"{int(value):,}"
 
 
+_PLURALS = {"minute": "minutes", "message": "messages", "adjustment": "adjustments", "request": "requests"}
+
+
+def quantity(value: int | str | Decimal | None, unit: str | None = None) -> str:
+    """A quantity with its unit as a reader says it: ``918 minutes``, ``1 minute``, ``151,200 messages``,
+    ``222 GB`` (a unit without a plural form, such as GB, stays as it is)."""
+    text = number(value)
+    if not unit or value is None:
+        return text
+    amount = to_decimal(value) if isinstance(value, str) else Decimal(value)
+    return f"{text} {unit if amount == 1 else _PLURALS.get(unit, unit)}"
+
+
 def gigabytes(byte_count: int | None) -> str:
     """Bytes as GB (10^9), two decimals: ``1_500_000_000`` is ``1.50 GB``."""
     if byte_count is None:
@@ -62,6 +75,7 @@ def month_name(text: str) -> str:
 FILTERS: dict[str, Any] = {
     "money": money,
     "number": number,
+    "quantity": quantity,
     "gigabytes": gigabytes,
     "when": when,
     "day": day,

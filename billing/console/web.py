@@ -176,11 +176,11 @@ def navigation(page: Page) -> list[NavItem]:
         if page.may(Action.MANAGE_ACCOUNTS, None) or page.may(Action.READ_USAGE, None):
             items.append(NavItem("Accounts", f"{PREFIX}/accounts"))
         if page.may(Action.MANAGE_PEOPLE, None):
-            items.append(NavItem("Platform people", f"{PREFIX}/platform/people"))
+            items.append(NavItem("People", f"{PREFIX}/platform/people"))
         if page.may(Action.SET_RATES, None):
             items.append(NavItem("Rate cards", f"{PREFIX}/rate-cards"))
         if page.may(Action.READ_AUDIT, None):
-            items.append(NavItem("Audit log", f"{PREFIX}/audit"))
+            items.append(NavItem("Audit", f"{PREFIX}/audit"))
     else:
         base = f"{PREFIX}/accounts/{home}"
         if page.may(Action.READ_USAGE, home):
@@ -191,9 +191,9 @@ def navigation(page: Page) -> list[NavItem]:
         if page.may(Action.PURCHASE_PRODUCTS, home):
             items.append(NavItem("Products", f"{base}/products"))
         if page.may(Action.MANAGE_PEOPLE, home):
-            items.append(NavItem("People and tokens", f"{base}/people"))
+            items.append(NavItem("People", f"{base}/people"))
         if page.may(Action.READ_AUDIT, home):
-            items.append(NavItem("Audit log", f"{PREFIX}/audit"))
+            items.append(NavItem("Audit", f"{PREFIX}/audit"))
     items.append(NavItem("API docs", "/docs"))
     return _mark_current(items, page.request.url.path)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 from billing import accounts
-from billing.console import sessions
+from billing.console import filters, sessions
 from billing.orm import ApiToken, Backend, Service
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 
@@ -446,3 +446,19 @@ def test_a_kept_token_is_shown_to_its_own_session_only(world: World) -> None:
     )
     sign_in(world.client, world.tokens["superuser"])
     assert 'class="secret"' not in world.client.get(answer.headers["location"]).text
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (918, "minute", "918 minutes"),
+        (1, "minute", "1 minute"),
+        ("151200", "message", "151,200 messages"),
+        ("222", "GB", "222 GB"),
+        ("0.5", "GB", "0.5 GB"),
+        (0, "message", "0 messages"),
+        (12, "", "12"),
+    ],
+)
+def test_quantities_are_written_with_a_readable_unit(value: int | str, unit: str, shown: str) -> None:
+    assert filters.quantity(value, unit) == shown
