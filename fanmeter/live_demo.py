@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,13 +86,50 @@ def running(data_dir: Path) -> Iterator[LiveDemo]:
         _wait_for_port(broker_port, broker)
         yield LiveDemo(f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{origin_port}")
     finally:
-        for process in (broker, origin):
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all((broker, origin), STOP_S)  # the broker hands held connections back within 5 s
         log.close()
+
+
+STOP_S = 15.0
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM every process at once; after ``timeout_s`` in all, SIGKILL any left, and their children."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for pid in [*descendants(process.pid), process.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, theirs, ...), from /proc; empty where there is no /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
 
 
 def traffic(demo: LiveDemo) -> int:

@@ -40,7 +40,10 @@ from metering.client import PipelineClient
 
 def run(once: bool, events: int) -> None:
     """Migrate, start a worker and the admin service, send demo traffic, settle statements, print a summary;
-    then start a broker and a demo origin and meter real clients and publishes through them."""
+    then start a broker and a demo origin and meter real clients and publishes through them.
+
+    SIGTERM stops it as Ctrl-C does: every process it started is stopped (``STOP_S``), then it exits 143."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     runtime = bootstrap()
     compose(runtime.settings)
     declare_queue()
@@ -100,8 +103,7 @@ def run(once: bool, events: int) -> None:
                 )
                 _serve_until_interrupted()
     finally:
-        for child in reversed(children):
-            _stop(child)
+        _stop_all(list(reversed(children)))
 
 
 def print_console_links(url: str, people: Sequence[demo_people.DemoPerson], engine: Engine, now: datetime) -> None:
@@ -164,14 +166,21 @@ def _answers(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) 
     return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+# How long the processes `up` started get to stop on SIGTERM (the worker finishes the task in hand,
+# the broker hands its held connections back) before they and their children are killed.
+STOP_S = 15.0
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (kill, systemd, a container runtime) unwinds `up` like Ctrl-C, so its children are stopped."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stopping short
+    click.echo("stopping (SIGTERM)", err=True)
+    raise SystemExit(128 + signum)
+
+
+def _stop_all(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float = STOP_S) -> None:
+    """SIGTERM every process at once, wait up to ``timeout_s`` in all, then kill what is left with its children."""
+    live_demo.stop_all(processes, timeout_s)
 
 
 def _live_traffic(engine: Engine, live: live_demo.LiveDemo, month: Month) -> None:
