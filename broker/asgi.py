@@ -73,9 +73,15 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+BODILESS = frozenset({204, 304})
+
+
 async def respond(send: Send, code: int, body: bytes, headers: Headers = ()) -> None:
-    """A complete response; ``Content-Length`` is computed here."""
-    all_headers = (*headers, ("Content-Length", str(len(body))))
+    """A complete response; ``Content-Length`` is computed here (none, and no body, for 204 and 304)."""
+    if code in BODILESS:  # an origin's Grip-Status may name one over a body it sent
+        body, all_headers = b"", tuple((k, v) for k, v in headers if k.lower() != "content-length")
+    else:
+        all_headers = (*headers, ("Content-Length", str(len(body))))
     await send({"type": "http.response.start", "status": code, "headers": encode_headers(all_headers)})
     await send({"type": "http.response.body", "body": body})
 

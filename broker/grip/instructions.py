@@ -20,6 +20,7 @@ DEFAULT_KEEP_ALIVE_S = 55
 # Pushpin fetches a hold's next link after this long when the link names no timeout.
 DEFAULT_LINK_TIMEOUT_S = 120
 MAX_TIMEOUT_S = 24 * 3600
+MIN_STATUS, MAX_STATUS = 200, 999
 INSTRUCT_TYPE = "application/grip-instruct"
 
 Headers = tuple[tuple[str, str], ...]
@@ -79,6 +80,19 @@ class Instruction:
     hold: Hold | None
     response: OriginResponse
     link: NextLink | None = None
+    ignored: tuple[str, ...] = ()  # Grip-* headers the broker does not know (logged, never an error)
+
+
+# The GRIP headers an origin's response may carry that the broker acts on; any other Grip-* is ignored.
+KNOWN_GRIP_HEADERS = frozenset(
+    {"grip-hold", "grip-channel", "grip-timeout", "grip-keep-alive", "grip-link", "grip-status"}
+)
+
+
+def unknown_grip_headers(headers: Headers) -> tuple[str, ...]:
+    """The names of ``Grip-*`` headers the broker does not act on, lowercased, each once."""
+    names = {k.lower() for k, _ in headers if k[:5].lower() == "grip-"}
+    return tuple(sorted(names - KNOWN_GRIP_HEADERS)) if names else ()
 
 
 def is_grip_header(name: str) -> bool:
@@ -248,13 +262,39 @@ def instruction_from_response(code: int, reason: str, headers: Headers, body: by
     return instruction_from_headers(code, reason, headers, body)
 
 
+def parse_status(value: str) -> tuple[int, str]:
+    """``Grip-Status: <code>[ <reason>]`` as Pushpin reads it: the code before the first space, the reason after.
+
+    >>> parse_status("404 Nothing To See Here")
+    (404, 'Nothing To See Here')
+    """
+    code_text, _, reason = value.strip().partition(" ")
+    try:
+        code = int(code_text)
+    except ValueError:
+        raise GripError(f"Grip-Status contains invalid status code {code_text!r}") from None
+    # Pushpin takes 0-999; a client can only be answered a final status (no 1xx) the HTTP server can write.
+    if not MIN_STATUS <= code <= MAX_STATUS:
+        raise GripError(f"Grip-Status must be {MIN_STATUS}-{MAX_STATUS}, got {code}")
+    if any(c in reason for c in "\r\n\0"):
+        raise GripError("Grip-Status reason holds a line break")
+    return code, reason.strip()
+
+
 def instruction_from_headers(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
-    """Read GRIP headers; without ``Grip-Hold`` the response is relayed as it is."""
+    """Read GRIP headers; without ``Grip-Hold`` the response is relayed as it is.
+
+    ``Grip-Status`` replaces the status of the response the client gets, held or not (as Pushpin).
+    """
+    statuses = header_values(headers, "Grip-Status")
+    if statuses and statuses[0].strip():
+        code, reason = parse_status(statuses[0])
     relayed = OriginResponse(code, reason, strip_grip_headers(headers), body)
     link = parse_next_link(header_values(headers, "Grip-Link"))
+    unknown = unknown_grip_headers(headers)
     holds = header_values(headers, "Grip-Hold")
     if not holds:
-        return Instruction(None, relayed, link)
+        return Instruction(None, relayed, link, unknown)
     mode_name = holds[0].strip().lower()
     if mode_name not in (HoldMode.RESPONSE, HoldMode.STREAM):
         raise GripError(f"Grip-Hold must be response or stream, got {holds[0]!r}")
@@ -269,7 +309,7 @@ def instruction_from_headers(code: int, reason: str, headers: Headers, body: byt
         parse_timeout(timeouts[0] if timeouts else None),
         parse_keep_alive(keep_alives[0]) if keep_alives else None,
     )
-    return Instruction(hold, relayed, link)
+    return Instruction(hold, relayed, link, unknown)
 
 
 def instruction_from_body(body: bytes, headers: Headers = ()) -> Instruction:

@@ -8,6 +8,7 @@ an origin that enabled the ``grip`` extension is a control message for the broke
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,21 @@ CONTENT_TYPE = "application/websocket-events"
 EVENT_TYPES = frozenset({"OPEN", "TEXT", "BINARY", "PING", "PONG", "CLOSE", "DISCONNECT"})
 CONTROL_PREFIX = b"c:"
 DEFAULT_MESSAGE_PREFIX = b"m:"
-CONTROL_TYPES = frozenset({"subscribe", "unsubscribe", "detach", "keep-alive", "close"})
+CONTROL_TYPES = frozenset(
+    {
+        "subscribe",
+        "unsubscribe",
+        "detach",
+        "session",
+        "set-meta",
+        "keep-alive",
+        "send-delayed",
+        "flush-delayed",
+        "close",
+    }
+)
+# A meta name becomes a header name (Meta-<name>) on every request to the origin.
+META_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +44,15 @@ class WsEvent:
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """A ``c:{...}`` message: ``channel`` for (un)subscribe, ``content``/``timeout_s`` for keep-alive."""
+    """A ``c:{...}`` message: ``channel`` for (un)subscribe, ``content``/``timeout_s`` for keep-alive,
+    ``name``/``value`` for set-meta (``value`` None removes the name)."""
 
     type: str
     channel: str | None = None
     content: bytes = b""
     timeout_s: int | None = None
+    name: str | None = None
+    value: str | None = None
 
 
 def encode_events(events: list[WsEvent]) -> bytes:
@@ -110,18 +128,32 @@ def grip_message_prefix(extensions: str | None) -> bytes | None:
 
 
 def parse_control(content: bytes) -> Control:
-    """Parse the JSON after ``c:``; unknown or malformed messages raise ``WsEventsError``."""
+    """Parse the JSON after ``c:``; an unknown or malformed message raises ``WsEventsError``.
+
+    The types are Pushpin 1.36's (``subscribe``, ``unsubscribe``, ``detach``, ``session``, ``set-meta``,
+    ``keep-alive``, ``send-delayed``, ``flush-delayed``) and fanmeter's ``close``. The caller ignores a
+    message this refuses, as Pushpin does: it never ends the client's connection.
+    """
     try:
         doc: Any = json.loads(content[len(CONTROL_PREFIX) :])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WsEventsError("control message is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("type") not in CONTROL_TYPES:
-        raise WsEventsError(f"control message type must be one of {sorted(CONTROL_TYPES)}")
-    kind = doc["type"]
+    if not isinstance(doc, dict):
+        raise WsEventsError("control message is not an object")
+    kind = doc.get("type")
+    if not isinstance(kind, str) or kind not in CONTROL_TYPES:
+        raise WsEventsError(f"control message type must be one of {sorted(CONTROL_TYPES)}, got {_name(kind)}")
     if kind in ("subscribe", "unsubscribe"):
         if not isinstance(doc.get("channel"), str) or not doc["channel"]:
             raise WsEventsError(f"{kind} needs a channel")
         return Control(kind, channel=doc["channel"])
+    if kind == "set-meta":
+        name, value = doc.get("name"), doc.get("value")
+        if not isinstance(name, str) or not name or not META_NAME.fullmatch(name):
+            raise WsEventsError("set-meta needs a name (letters, digits, '-' and '_')")
+        if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
+            raise WsEventsError("set-meta value must be a string on one line")
+        return Control(kind, name=name.lower(), value=value)
     if kind == "keep-alive":
         timeout = doc.get("timeout", 55)
         if type(timeout) is not int or timeout <= 0:
@@ -129,3 +161,18 @@ def parse_control(content: bytes) -> Control:
         content_text = doc.get("content", "")
         return Control(kind, content=str(content_text).encode(), timeout_s=timeout)
     return Control(kind)
+
+
+def _name(kind: object) -> str:
+    """A control message's type as it may be logged: a short printable string."""
+    return repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
+
+
+def control_name(content: bytes) -> str:
+    """The type a control message names, for a log line (``?`` when it names none)."""
+    try:
+        doc: Any = json.loads(content[len(CONTROL_PREFIX) :])
+    except (ValueError, RecursionError):
+        return "(not JSON)"
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    return _name(kind) if kind is not None else "(no type)"

@@ -17,6 +17,7 @@ from broker.grip.instructions import Channel, Instruction
 from broker.origin.client import Origins
 from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection
+from broker.transports.ignored import ignored
 from broker.usage.meter import Meter
 
 
@@ -48,7 +49,10 @@ class ClientRequest:
         assert ctx.origins is not None
         service = ctx.service_of(self.service.service_id) or self.service
         reply = await ctx.origins.request(service, self.method, self.path, [*self.headers, *extra], self.body)
-        return grip.instruction_from_response(reply.code, reply.reason, reply.headers, reply.body)
+        instruction = grip.instruction_from_response(reply.code, reply.reason, reply.headers, reply.body)
+        for name in instruction.ignored:
+            ignored(service.service_id, "the GRIP header", name)
+        return instruction
 
 
 def new_connection(request: ClientRequest, transport: str, queue_size: int) -> Connection:

@@ -11,11 +11,12 @@ from broker.exceptions import WsEventsError
 from broker.grip import wsevents
 from broker.grip.instructions import KeepAlive
 from broker.grip.publish import WsMessageFormat
-from broker.grip.wsevents import WsEvent
+from broker.grip.wsevents import WsEvent, control_name
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection, Delivery
 from broker.transports.held_request import HoldContext
+from broker.transports.ignored import ignored
 
 # The client's handshake headers stay with the handshake, and Content-Type is the broker's to set
 # (application/websocket-events); Connection-Id and Meta-* never pass (``forwardable``).
@@ -38,7 +39,8 @@ class WsSession:
     origins: Origins
     base_headers: list[tuple[str, str]]
     conn: Connection
-    meta: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)  # Set-Meta-* from the origin, sent back as Meta-*
+    conn_meta: dict[str, str] = field(default_factory=dict)  # set-meta control messages (for filters)
     prefix: bytes | None = None
     detached: bool = False
     keep_alive: KeepAlive | None = None  # set by a keep-alive control message
@@ -152,7 +154,12 @@ async def _apply(ctx: HoldContext, session: WsSession, events: list[WsEvent], se
     for event in events:
         content = event.content or b""
         if event.type == "TEXT" and session.prefix is not None and content.startswith(wsevents.CONTROL_PREFIX):
-            await _control(ctx, session, wsevents.parse_control(content), send)
+            try:
+                control = wsevents.parse_control(content)
+            except WsEventsError as error:  # ignored as Pushpin ignores it: the socket goes on
+                ignored(session.service.service_id, "a control message", control_name(content), str(error))
+                continue
+            await _control(ctx, session, control, send)
         elif event.type in ("TEXT", "BINARY"):
             if session.prefix and content.startswith(session.prefix):
                 content = content[len(session.prefix) :]
@@ -169,6 +176,12 @@ async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Contr
         await ctx.hub.settled()
     elif control.type == "unsubscribe" and control.channel:
         ctx.hub.unsubscribe(session.conn, control.channel)
+    elif control.type == "set-meta" and control.name:
+        # Pushpin keeps this meta for subscription filters; the origin's Meta-* come from its Set-Meta-*.
+        if control.value is None:
+            session.conn_meta.pop(control.name, None)
+        else:
+            session.conn_meta[control.name] = control.value
     elif control.type == "detach":
         session.detached = True
     elif control.type == "keep-alive" and control.timeout_s:

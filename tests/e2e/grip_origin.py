@@ -4,7 +4,8 @@ Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certi
 TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP),
 /rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), /raw/...
 (answers the request target as it arrived) and /headers (answers the request's headers as JSON
-pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same).
+pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same), /status
+(answers with ``Grip-Status: <status>``, held a second with ``hold``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
     if path == "/sig":
         valid = validate_sig(headers.get("grip-sig", ""), GRIP_KEY)
         return 200, [("Content-Type", "text/plain")], b"signed\n" if valid else b"not signed\n"
+    if path == "/status":  # Grip-Status: <status>, with a response hold of 1 s when ``hold``
+        grip = [("Grip-Status", query["status"])]
+        if "hold" in query:
+            grip += [("Grip-Hold", "response"), ("Grip-Channel", channel), ("Grip-Timeout", "1")]
+        if "unknown" in query:  # a GRIP header no broker knows
+            grip.append(("Grip-Unheard-Of", "x"))
+        return 200, [("Content-Type", "text/plain"), *grip], b"" if "empty" in query else b"status body\n"
     if path == "/rpoll":
         return reliable_poll(query, headers, channel)
     if path == "/rstream":
@@ -149,6 +157,14 @@ def websocket_over_http(headers: dict[str, str], body: bytes, channel: str, pair
             context.send(f"user={context.meta.get('user', '')}")
         elif message == "close":
             context.close(4001)
+        elif message.startswith("setmeta "):  # "setmeta <name>[=<value>]": set (or without a value, unset) meta
+            name, has_value, value = message[len("setmeta ") :].partition("=")
+            fields = {"name": name, **({"value": value} if has_value else {})}
+            context.send_control(json.dumps({"type": "set-meta", **fields}))
+            context.send("meta set")
+        elif message.startswith("control "):  # a raw control message, then a marker the client waits for
+            context.send_control(message[len("control ") :])
+            context.send("control sent")
         elif message == "headers":
             context.send(json.dumps([(k, v) for k, v in pairs if k == "connection-id" or k.startswith("meta-")]))
         else:

@@ -423,3 +423,61 @@ def test_dot_segments_reach_the_origin_as_the_path_they_resolve_to(target: Targe
     """Pushpin forwards them as written (it has no base path to escape); fanmeter removes them first."""
     status, body = raw_get(*_port_and_path(target, path))
     assert (status, resolved(body.decode())) == (200, seen)
+
+
+# GRIP completeness (issue 12; docs/decisions.md, "GRIP completeness").
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "body"),
+    [("404", 404, "status body\n"), ("404 Nothing To See Here", 404, "status body\n"), ("304", 304, ""),
+     ("299", 299, "status body\n")],
+)  # fmt: skip
+def test_grip_status_sets_the_status_of_a_relayed_response(target: Target, status: str, code: int, body: str) -> None:
+    response = httpx.get(f"{target.url}/status", params={"status": status})
+    assert (response.status_code, response.text) == (code, body)
+    assert no_grip_headers(response)
+
+
+def test_grip_status_sets_the_status_of_a_held_responses_timeout(target: Target) -> None:
+    response = httpx.get(f"{target.url}/status", params={"status": "503", "hold": "1", "ch": "gs1"}, timeout=30)
+    assert (response.status_code, response.text) == (503, "status body\n")
+
+
+def test_an_invalid_grip_status_is_a_bad_gateway(target: Target) -> None:
+    assert httpx.get(f"{target.url}/status", params={"status": "abc"}).status_code == 502
+
+
+def test_an_unknown_grip_header_is_ignored(target: Target) -> None:
+    response = httpx.get(f"{target.url}/status", params={"status": "200", "unknown": "1"})
+    assert (response.status_code, response.text) == (200, "status body\n")
+    assert no_grip_headers(response)
+
+
+async def test_a_set_meta_control_message_keeps_the_socket_and_is_not_sent_to_the_origin(target: Target) -> None:
+    """Pushpin keeps set-meta's meta for subscription filters; the origin gets its own Set-Meta-* back as Meta-*."""
+    async with websockets.connect(f"{target.ws_url}/ws?ch=sm1") as socket:
+        assert await socket.recv() == "welcome"
+        for command in ("setmeta role=admin", "setmeta user"):  # set one, remove one
+            await socket.send(command)
+            assert await socket.recv() == "meta set"
+        await socket.send("headers")
+        seen = json.loads(await socket.recv())
+        await socket.send("hello")
+        assert await socket.recv() == "echo:hello"  # still open
+    assert sorted(name for name, _ in seen) == ["connection-id", "meta-user"]
+    assert dict(seen)["meta-user"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "control",
+    ['{"type": "dance"}', "{not json", '["subscribe"]', '{"type": "subscribe"}', '{"type": 7}',
+     '{"type": "set-meta"}', '{"type": "keep-alive", "timeout": -1}'],
+)  # fmt: skip
+async def test_an_unknown_or_malformed_control_message_is_ignored(target: Target, control: str) -> None:
+    async with websockets.connect(f"{target.ws_url}/ws?ch=uc1") as socket:
+        assert await socket.recv() == "welcome"
+        await socket.send(f"control {control}")
+        assert await socket.recv() == "control sent"
+        await socket.send("hello")
+        assert await socket.recv() == "echo:hello"

@@ -183,3 +183,34 @@ def test_a_grip_instruct_body_takes_its_next_link_from_the_grip_link_header():
     assert instruction.link == NextLink("/more")
     by_headers = instruction_from_response(200, "OK", hold_headers(("Grip-Channel", "c")), b"hi")
     assert by_headers.hold is not None and by_headers.response.body == b"hi"
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "reason"),
+    [
+        ("404", 404, ""),
+        ("404 Nothing To See Here", 404, "Nothing To See Here"),
+        (" 304 ", 304, ""),
+        ("299 Odd", 299, "Odd"),
+    ],
+)
+def test_grip_status_replaces_the_status_of_a_relayed_or_held_response(value, code, reason):
+    relayed = instruction_from_headers(200, "OK", (("Grip-Status", value),), b"x")
+    held = instruction_from_headers(200, "OK", hold_headers(("Grip-Channel", "a"), ("Grip-Status", value)), b"x")
+    for instruction in (relayed, held):
+        assert (instruction.response.code, instruction.response.reason) == (code, reason)
+        assert not strip_grip_headers(instruction.response.headers) != instruction.response.headers
+
+
+@pytest.mark.parametrize("value", ["abc", "99", "1000", "101", "200 a\rb", "-1"])
+def test_an_invalid_grip_status_is_refused(value):
+    with pytest.raises(GripError, match="Grip-Status"):
+        instruction_from_headers(200, "OK", (("Grip-Status", value),), b"")
+
+
+def test_unknown_grip_headers_are_named_and_never_an_error():
+    headers = (("Grip-Unheard-Of", "1"), ("grip-unheard-of", "2"), ("GRIP-Other", "x"), ("Grip-Status", "201"))
+    instruction = instruction_from_headers(200, "OK", headers, b"")
+    assert instruction.ignored == ("grip-other", "grip-unheard-of")
+    assert instruction.response.headers == ()
+    assert instruction_from_headers(200, "OK", hold_headers(("Grip-Channel", "a")), b"").ignored == ()

@@ -1,5 +1,7 @@
 """WebSocket-over-HTTP bodies and control messages, checked against gripcontrol's own encoder and decoder."""
 
+import logging
+
 import pytest
 from gripcontrol import WebSocketEvent, decode_websocket_events, encode_websocket_events, websocket_control_message
 
@@ -9,11 +11,13 @@ from broker.grip.wsevents import (
     WsEvent,
     close_code,
     close_event,
+    control_name,
     decode_events,
     encode_events,
     grip_message_prefix,
     parse_control,
 )
+from broker.transports.ignored import forget, ignored
 
 ALL_SEVEN = [WsEvent("OPEN"), WsEvent("TEXT", "héllo".encode()), WsEvent("BINARY", b"\x00\r\n\x01"), WsEvent("PING"),
              WsEvent("PONG", b"p"), close_event(1001), WsEvent("DISCONNECT")]  # fmt: skip
@@ -73,3 +77,37 @@ def test_control_messages_made_by_gripcontrol_are_parsed():
 def test_invalid_control_messages_are_refused(content, reason):
     with pytest.raises(WsEventsError, match=reason):
         parse_control(content)
+
+
+def test_set_meta_and_pushpins_other_control_messages_are_parsed():
+    assert parse_control(b'c:{"type": "set-meta", "name": "User", "value": "bob"}') == Control(
+        "set-meta", name="user", value="bob"
+    )
+    assert parse_control(b'c:{"type": "set-meta", "name": "user"}') == Control("set-meta", name="user")
+    for kind in ("session", "send-delayed", "flush-delayed"):
+        assert parse_control(b'c:{"type": "%s"}' % kind.encode()).type == kind
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'c:{"type": "set-meta"}', b'c:{"type": "set-meta", "name": "a b"}',
+     b'c:{"type": "set-meta", "name": "a", "value": 1}', b'c:{"type": "set-meta", "name": "a", "value": "x\\r\\ny"}',
+     b'c:["subscribe"]', b'c:{"type": 7}', b"c:" + b"[" * 100_000, b"c:\xff"],
+)  # fmt: skip
+def test_malformed_control_messages_are_refused_with_a_broker_error_only(content):
+    with pytest.raises(WsEventsError):
+        parse_control(content)
+    assert control_name(content)
+
+
+def test_an_ignored_thing_is_logged_once_per_service_and_name(caplog):
+    forget()
+    with caplog.at_level(logging.WARNING, logger="broker.grip"):
+        for service in ("s1", "s1", "s2"):
+            ignored(service, "a control message", "'dance'")
+        ignored("s1", "a control message", "'tango'")
+    assert [r.getMessage() for r in caplog.records] == [
+        "service s1: origin sent a control message 'dance', ignored",
+        "service s2: origin sent a control message 'dance', ignored",
+        "service s1: origin sent a control message 'tango', ignored",
+    ]
