@@ -3,7 +3,7 @@
 Every table lives on metering's one ``MetaData`` so Alembic sees a single schema.
 Ids users see are short strings (``acc_…``, ``svc_…``); money is stored as exact decimal
 text through ``MoneyText`` because SQLite has no decimal type; instants use ``UtcDateTime``.
-The audit log and finalized statements are append-only: no repository updates them.
+The audit log, finalized statements and credit notes are append-only: no repository updates them.
 """
 
 from __future__ import annotations
@@ -196,6 +196,27 @@ class NumberSequence(Base):
     sequence: Mapped[str] = mapped_column(String(20), primary_key=True)
     period: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CreditNoteRecord(Base):
+    """A credit note issued against a finalized statement. Append-only: never updated, never deleted.
+
+    ``body`` is the credit note JSON (``billing.domain.credit_notes``): its lines, total, reason,
+    number and content hash, as issued.
+    """
+
+    __tablename__ = "credit_note"
+    __table_args__ = (Index("ix_credit_note_account_month", "account_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("statement.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("account.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    total: Mapped[Decimal] = mapped_column(MoneyText)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    issued_by: Mapped[str] = mapped_column(String(ID))
 
 
 class AuditEntry(Base):

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from billing import csv_safe, statements
+from billing import credit_notes, csv_safe, statements
 from billing.domain import ledger
+from billing.domain.credit_notes import statement_csv_rows
 from billing.pdf import render_pdf
 from fanmeter import ingest as ingest_cli
 from fanmeter import migrate
@@ -166,20 +167,23 @@ def statement(account: str, month: Month, fmt: str, output: Path | None) -> None
     """Print ACCOUNT's statement for MONTH (YYYY-MM, UTC).
 
     The stored draft or finalized statement when there is one, else the open estimate
-    priced now with the account's rate card.
+    priced now with the account's rate card; a finalized one with its credit notes.
     """
     with Session(_runtime().engine) as session:
-        result = ledger.statement_from_json(statements.stored_or_estimate(session, account, month))
+        body = credit_notes.annotated(session, statements.stored_or_estimate(session, account, month))
+        notes = credit_notes.notes_of(session, account, month)
+    result = ledger.statement_from_json(body)
     if fmt == "pdf":
         target = output or Path(f"statement-{account}-{month}.pdf")
-        target.write_bytes(render_pdf(result))
-        click.echo(f"wrote {target} ({result.status}, total {result.to_json()['total']} {result.currency})")
+        target.write_bytes(render_pdf(result, notes))
+        after = f", credit notes: {len(notes)}, remaining {body['remaining']} {result.currency}" if notes else ""
+        click.echo(f"wrote {target} ({result.status}, total {body['total']} {result.currency}{after})")
         return
     text = io.StringIO()
     if fmt == "json":
-        text.write(json.dumps(result.to_json(), indent=2) + "\n")
+        text.write(json.dumps(body, indent=2) + "\n")
     else:
-        csv_safe.writer(text).writerows(result.to_csv_rows())  # as the API exports it: no formulas
+        csv_safe.writer(text).writerows(statement_csv_rows(result, notes))  # as the API exports it: no formulas
     if output is None:
         click.echo(text.getvalue(), nl=False)
     else:

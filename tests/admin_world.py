@@ -19,6 +19,7 @@ OWN, OTHER = "acc_own", "acc_other"
 SEEDER = Principal(token_id="test-seed", kind="user", role="admin", user_id="test-seed")
 ADMIN_TABLES = (
     "event_submission",
+    "credit_note",
     "number_sequence",
     "audit_entry",
     "adjustment",

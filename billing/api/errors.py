@@ -11,7 +11,14 @@ from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billing.api.body_limit import BodyLimit
-from billing.domain.exceptions import BillingError, Conflict, NotFound, PermissionDenied, RuleViolation
+from billing.domain.exceptions import (
+    BillingError,
+    Conflict,
+    InvalidCreditNote,
+    NotFound,
+    PermissionDenied,
+    RuleViolation,
+)
 from metering.client import ServiceUnavailable, outage
 
 
@@ -26,6 +33,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BillingError], int], ...] = (
     (PermissionDenied, 403),
     (Conflict, 409),
     (RuleViolation, 400),
+    (InvalidCreditNote, 422),
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {

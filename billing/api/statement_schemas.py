@@ -54,6 +54,13 @@ class StatementLineOut(BaseModel):
     description: str
 
 
+class CreditNoteSummaryOut(BaseModel):
+    number: str
+    issued_at: str = Field(description="RFC 3339, UTC.")
+    reason: str
+    total: str = Field(description="What the credit note takes off the statement, 2 decimals.")
+
+
 class StatementOut(BaseModel):
     account_id: str
     month: str
@@ -64,6 +71,11 @@ class StatementOut(BaseModel):
     total: str
     number: str | None
     content_hash: str | None
+    credit_notes: list[CreditNoteSummaryOut] = Field(
+        description="Credit notes issued against this finalized statement, oldest first (not part of the content hash)."
+    )
+    credited: str = Field(description="The credit notes' total, 2 decimals.")
+    remaining: str = Field(description="The total less what the credit notes credited, 2 decimals.")
 
 
 class StatementSummaryOut(BaseModel):
@@ -92,6 +104,53 @@ class AdjustmentOut(BaseModel):
     service_id: str | None
     created_at: datetime
     created_by: str
+
+
+AMOUNT_TEXT = r"^-?\d{1,12}(\.\d{1,12})?$"  # any decimal: the rules say why one is refused (422)
+
+
+class CreditLineIn(Strict):
+    line: int = Field(ge=1, le=100_000, description="The statement line credited: its position in `lines`, from 1.")
+    amount: str = Field(pattern=AMOUNT_TEXT, description="Positive, to the cent, at most what remains of the line.")
+
+
+class CreditNoteIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+    lines: list[CreditLineIn] | None = Field(
+        default=None, min_length=1, max_length=1000, description="An amount per statement line; or give `amount`."
+    )
+    amount: str | None = Field(
+        default=None, pattern=AMOUNT_TEXT, description="One whole-statement amount, positive, to the cent; or `lines`."
+    )
+
+
+class CreditLineOut(BaseModel):
+    line: int | None = Field(description="The statement line credited (from 1); null for the whole statement.")
+    service_id: str | None
+    kind: str = Field(description="The credited line's kind, or `statement` for the whole statement.")
+    description: str
+    amount: str
+
+
+class CreditNoteOut(BaseModel):
+    number: str
+    account_id: str
+    month: str
+    statement_number: str
+    statement_content_hash: str
+    currency: str
+    reason: str
+    lines: list[CreditLineOut]
+    total: str
+    issued_at: str = Field(description="RFC 3339, UTC.")
+    issued_by: str
+    content_hash: str = Field(description="SHA-256 of this JSON with `content_hash` null, as a statement's.")
+
+
+class Refusal(BaseModel):
+    """Why a request was refused: a sentence, or the fields that failed validation."""
+
+    detail: str | list[dict[str, Any]]
 
 
 class AuditEntryOut(BaseModel):

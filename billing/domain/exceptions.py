@@ -10,7 +10,8 @@ Hierarchy::
     ├── NotFound                 no such resource, or one the caller may not know exists (404)
     ├── PermissionDenied         the caller's role may not take this action (403)
     ├── Conflict                 the resource's state forbids the change, e.g. finalized (409)
-    └── RuleViolation            a product or configuration rule refuses the request (400)
+    ├── RuleViolation            a product or configuration rule refuses the request (400)
+    └── InvalidCreditNote        a credit note over what remains, not positive, or malformed (422)
 
 Passing a ``float`` where money is expected is a programming error, not domain data,
 and raises a plain ``TypeError`` instead.
@@ -53,3 +54,7 @@ class Conflict(BillingError):
 
 class RuleViolation(BillingError):
     """A product or configuration rule refuses the request; the message says which and why."""
+
+
+class InvalidCreditNote(BillingError, ValueError):
+    """A credit note the rules refuse: more than remains of the statement or line, not positive, no reason."""

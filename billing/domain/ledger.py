@@ -11,7 +11,8 @@ Lifecycle (DESIGN.md "Billing rules"): ``open`` (computed on read, an estimate) 
   keep their ``FM-YYYY-MM-NNNNNN``; ``statement_number`` and ``next_sequence`` still read and
   write that old form.
 - **Content hash.** SHA-256 (hex) of the canonical JSON of the finalized body (status
-  ``finalized``, its number, ``content_hash`` null): keys sorted, no spaces, UTF-8.
+  ``finalized``, its number, ``content_hash`` null): keys sorted, no spaces, UTF-8. The credit
+  notes shown beside it (``NOT_HASHED``) are not part of it.
 - **Prior periods.** A statement records in ``billed_usage`` the usage it bills: its own
   month, and every earlier month it carries a prior-period line for. The statement of M
   carries every finalized month F < M such that all months between F and M are finalized
@@ -47,6 +48,7 @@ from metering.domain.usage import ServiceUsage, UsageReport
 
 FINALIZED = "finalized"
 NUMBER_PREFIX = "FM"
+NOT_HASHED = ("credit_notes", "credited", "remaining")  # shown beside a finalized body, not part of it
 _USAGE_FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
 
 
@@ -84,8 +86,13 @@ def next_sequence(numbers: Iterable[str], month: Month) -> int:
 
 
 def content_hash(body: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a statement body, its own ``content_hash`` taken as null."""
-    canonical = json.dumps({**body, "content_hash": None}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of the canonical JSON of a statement body, its own ``content_hash`` taken as null.
+
+    The keys a statement's JSON gains after finalization (``NOT_HASHED``: its credit notes, what
+    they credited, what remains) are left out: the hash covers the finalized body only.
+    """
+    hashed = {key: value for key, value in body.items() if key not in NOT_HASHED}
+    canonical = json.dumps({**hashed, "content_hash": None}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -79,6 +79,7 @@ def test_ingest_usage_and_statement_from_the_command_line(stack_env: dict[str, s
     statement = json.loads(run_cli(stack_env, "statement", ACCOUNT, "2026-02", "--format", "json").stdout)
     assert set(statement) == {
         "account_id", "month", "status", "currency", "lines", "subtotal", "total", "number", "content_hash",
+        "credit_notes", "credited", "remaining",
     }  # fmt: skip
     # no draft is stored for February yet, so this is the open estimate computed now
     assert (statement["status"], statement["currency"], statement["number"]) == ("open", "USD", None)

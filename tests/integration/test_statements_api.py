@@ -76,6 +76,7 @@ def test_the_current_months_statement_is_an_open_estimate_computed_on_read(world
     assert (body["subtotal"], body["total"]) == ("4.50", "4.50")
     assert set(body) == {
         "account_id", "month", "status", "currency", "lines", "subtotal", "total", "number", "content_hash",
+        "credit_notes", "credited", "remaining",
     }  # fmt: skip
     with Session(world.engine) as session:
         assert session.scalars(select(StatementRecord)).all() == []
@@ -423,6 +424,20 @@ def test_the_statement_command_prints_the_stored_finalized_statement_and_writes_
     assert "finalized, total 1.00 USD" in written.stdout
     text = "".join(page.extract_text() for page in PdfReader(tmp_path / "s.pdf").pages)
     assert finalized["number"] in text and finalized["content_hash"] in text
+
+    credit = {"reason": "goodwill", "amount": "0.40"}
+    note = world.client.post(f"{url}/credit-notes", json=credit, headers=finance(world)).json()
+    printed = run_cli(stack_env, "statement", OWN, MARCH, "--format", "json")
+    rows = run_cli(stack_env, "statement", OWN, MARCH, "--format", "csv").stdout.splitlines()
+    written = run_cli(stack_env, "statement", OWN, MARCH, "--format", "pdf", "--output", str(tmp_path / "s.pdf"))
+
+    shown = json.loads(printed.stdout)
+    assert shown == world.client.get(url, headers=finance(world)).json()
+    assert [n["number"] for n in shown["credit_notes"]] == [note["number"]]
+    assert (shown["remaining"], shown["content_hash"]) == ("0.60", finalized["content_hash"])
+    assert rows[-1] == ",remaining,,,,0.60,Remaining in USD after credit notes"
+    assert "credit notes: 1, remaining 0.60 USD" in written.stdout
+    assert note["number"] in "".join(page.extract_text() for page in PdfReader(tmp_path / "s.pdf").pages)
 
 
 def test_usage_arriving_after_the_draft_but_finalized_without_regeneration_lands_on_the_next_statement(

@@ -1,4 +1,4 @@
-"""Statements: list, read (JSON, CSV, PDF), regenerate drafts, finalize, add adjustments and credits."""
+"""Statements: list, read (JSON, CSV, PDF, with their credit notes), regenerate drafts, finalize, add adjustments."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
-from billing import csv_safe, statements
+from billing import credit_notes, csv_safe, statements
 from billing.access import require
 from billing.api.deps import CallerDep, NowDep, SessionDep, SettingsDep
 from billing.api.downloads import attachment
 from billing.api.routers.rate_cards import parse_month
 from billing.api.statement_schemas import AdjustmentIn, AdjustmentOut, MonthPath, StatementOut, StatementSummaryOut
+from billing.domain.credit_notes import statement_csv_rows
 from billing.domain.exceptions import NotFound
 from billing.domain.ledger import adjustment_amount
 from billing.domain.roles import Action
@@ -38,11 +39,12 @@ def list_statements(account_id: str, session: SessionDep, caller: CallerDep, now
 
 @router.get("/{month}.csv", response_class=Response, responses=_CSV)
 def statement_csv(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> Response:
-    """The statement as CSV: the lines, then subtotal and total rows."""
+    """The statement as CSV: the lines, subtotal and total rows, then its credit notes, credited and remaining."""
     require(caller, Action.READ_STATEMENTS, account_id)
     statement = statements.statement_of(session, account_id, parse_month(month))
+    notes = credit_notes.notes_of(session, account_id, parse_month(month))
     buffer = io.StringIO()
-    csv_safe.writer(buffer).writerows(statement.to_csv_rows())
+    csv_safe.writer(buffer).writerows(statement_csv_rows(statement, notes))
     return Response(buffer.getvalue(), media_type="text/csv", headers=attachment(f"statement-{account_id}-{month}.csv"))
 
 
@@ -51,22 +53,28 @@ def statement_pdf(account_id: str, month: MonthPath, session: SessionDep, caller
     """The statement as a PDF a finance team can send."""
     require(caller, Action.READ_STATEMENTS, account_id)
     statement = statements.statement_of(session, account_id, parse_month(month))
+    notes = credit_notes.notes_of(session, account_id, parse_month(month))
     headers = attachment(f"statement-{account_id}-{month}.pdf")
-    return Response(render_pdf(statement), media_type="application/pdf", headers=headers)
+    return Response(render_pdf(statement, notes), media_type="application/pdf", headers=headers)
 
 
 @router.get("/{month}", response_model=StatementOut)
 def get_statement(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep) -> StatementOut:
-    """The statement of a month (DESIGN.md's statement JSON): stored draft or finalized, else the open estimate."""
+    """The statement of a month (DESIGN.md's statement JSON): stored draft or finalized, else the open estimate.
+
+    It also lists the credit notes issued against it, what they credited and what remains; the
+    content hash covers the finalized body, not these.
+    """
     require(caller, Action.READ_STATEMENTS, account_id)
-    return StatementOut.model_validate(statements.statement_body(session, account_id, parse_month(month)))
+    return StatementOut.model_validate(credit_notes.statement_view(session, account_id, parse_month(month)))
 
 
 @router.post("/{month}/regenerate", response_model=StatementOut)
 def regenerate(account_id: str, month: MonthPath, session: SessionDep, caller: CallerDep, now: NowDep) -> StatementOut:
     """Rebuild the draft of a closed month from current usage (finance); a finalized statement answers 409."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
-    return StatementOut.model_validate(statements.regenerate(session, caller, account_id, parse_month(month), now))
+    body = statements.regenerate(session, caller, account_id, parse_month(month), now)
+    return StatementOut.model_validate(credit_notes.annotated(session, body))
 
 
 @router.post("/{month}/finalize", response_model=StatementOut)
@@ -76,7 +84,7 @@ def finalize(
     """Finalize the draft as reviewed: numbered (FM-2026-000123), hashed, immutable (finance); again answers 409."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
     body = statements.finalize(session, caller, account_id, parse_month(month), now, settings.numbering)
-    return StatementOut.model_validate(body)
+    return StatementOut.model_validate(credit_notes.annotated(session, body))
 
 
 @router.get("/{month}/adjustments", response_model=list[AdjustmentOut])
