@@ -73,8 +73,8 @@ def create_app(
     errors.install(app)
     api_docs.install(app)
     # The usage router first: routes are matched in order, and usage is the busiest read.
-    routers = (usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements)
-    routers += (credit_notes, audit)
+    routers = [usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements]
+    routers += [credit_notes, audit]
     for router in (module.router for module in routers):
         app.include_router(router)
     console.install(app)  # the people's pages, on the same services and role table
