@@ -102,7 +102,8 @@ def wait_for(
                 )
                 hinted = True
             if progress.batches_done >= run.batches and progress.pending_left == 0:
-                return progress
+                if progress.duplicates == 0 or _earlier_runs_settled(pipeline, deadline):
+                    return progress
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"gave up after {timeout_s:.0f} s: {progress.batches_done} of {run.batches} batches ingested, "
@@ -117,6 +118,21 @@ def wait_for(
                 pipeline.nudge_rollup()
                 last_nudge = time.monotonic()
             time.sleep(POLL_S)
+
+
+def _earlier_runs_settled(pipeline: PipelineClient, deadline: float) -> bool:
+    """For a run that repeated events: wait until the earlier batches that stored them are rolled up
+    too (a re-run after an outage), so the usage read next includes them; False past ``deadline``."""
+    last_nudge = time.monotonic()
+    stored = pipeline.stored_so_far()
+    while pipeline.waiting_for_rollup(stored) > 0:
+        if time.monotonic() > deadline:
+            return False
+        if time.monotonic() - last_nudge > 5:
+            pipeline.nudge_rollup()
+            last_nudge = time.monotonic()
+        time.sleep(1.0)
+    return True
 
 
 def report(progress: service.IngestProgress, run: IngestRun) -> str:

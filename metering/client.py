@@ -24,9 +24,9 @@ import kombu.exceptions
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from kernel.db import make_engine
+from kernel.db import make_engine, read_only
 from kernel.settings import FanmeterSettings
-from metering import service
+from metering import repository, service
 from metering.celery_app import app as celery_app
 from metering.celery_app import configure, declare_queue
 from metering.service import IngestProgress
@@ -189,6 +189,28 @@ class PipelineClient:
     def progress(self, run_id: str) -> IngestProgress:
         """How far the batches of the run ``run_id`` have got (ingested, rolled up, rejected)."""
         return self.retrying(lambda: service.ingest_progress(self._engine, run_id + "-"))
+
+    def stored_so_far(self) -> int:
+        """The highest event id any batch has stored by now (0 with none)."""
+
+        def read() -> int:
+            with read_only(self._engine).connect() as conn:
+                return repository.batch_totals(conn, "").high_event_id
+
+        return self.retrying(read)
+
+    def waiting_for_rollup(self, up_to_event_id: int) -> int:
+        """Batches holding connection events up to ``up_to_event_id`` that still wait for a rollup pass.
+
+        A run whose events were all stored before (a re-run after an outage) has nothing pending of
+        its own: its events are folded once the earlier batches that stored them are.
+        """
+
+        def read() -> int:
+            with read_only(self._engine).connect() as conn:
+                return repository.pending_up_to(conn, up_to_event_id)
+
+        return self.retrying(read)
 
     def nudge_rollup(self) -> None:
         """Ask for a rollup pass now (a lost trigger must never leave a caller waiting)."""
