@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "property", "integration", "e2e")
+TIERS = ("unit", "property", "integration", "e2e", "faults")
 TESTS = Path(__file__).parent
 
 
