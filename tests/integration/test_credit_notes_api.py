@@ -180,3 +180,18 @@ def test_the_credit_note_prefix_comes_from_the_settings(engine: Engine) -> None:
         status, note = issue(world, {"reason": "r", "amount": "1.00"})
 
     assert (status, note["number"]) == (201, "CR-000001")
+
+
+def test_late_usage_after_credit_notes_changes_neither_the_statement_nor_what_remains(world: World) -> None:
+    finalized = finalized_march(world)
+    issue(world, {"reason": "goodwill", "amount": "4.00"})
+    before = world.client.get(STATEMENT, headers=world.as_role("finance")).json()
+
+    add_usage(world.engine, OWN, date(2026, 3, 31), "svc-a", messages_delivered=1_000_000)  # late: +2.00
+
+    after = world.client.get(STATEMENT, headers=world.as_role("finance")).json()
+    april = world.client.get(f"/v1/accounts/{OWN}/statements/2026-04", headers=world.as_role("finance")).json()
+    assert after == before and after["content_hash"] == finalized["content_hash"]
+    assert (after["total"], after["remaining"]) == ("10.00", "6.00")
+    assert [line["amount"] for line in april["lines"]] == ["2.00"]  # billed on the next statement
+    assert issue(world, {"reason": "too much", "amount": "6.01"})[0] == 422
