@@ -26,7 +26,7 @@ from billing.domain.numbering import Numbering
 from billing.domain.rate_card_json import CardVersion, card_in_force
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
-from billing.orm import Account, Adjustment, StatementRecord
+from billing.orm import Account, Adjustment, Service, StatementRecord
 from kernel.instants import Month, to_micros
 from metering import service as metering_service
 from metering.domain.usage import UsageReport
@@ -317,8 +317,13 @@ def add_adjustment(
     service_id: str | None,
     now: datetime,
 ) -> Adjustment:
-    """Add an adjustment or credit to a month that is not finalized; a draft is rebuilt to show it."""
+    """Add an adjustment or credit to a month that is not finalized; a draft is rebuilt to show it.
+
+    Its service, if it names one, must be the account's (404 otherwise), whoever calls: the API,
+    the console or the demo.
+    """
     _require_account(session, account_id)
+    _require_known_service(session, account_id, month, service_id)
     record = _stored(session, account_id, month, lock=True)
     _refuse_if_finalized(record, "adjusted")
     if not reason.strip():
@@ -349,6 +354,19 @@ def add_adjustment(
         build_drafts(session.connection(), month, now, actor=principal.actor, only=[account_id])
     session.commit()
     return row
+
+
+def _require_known_service(session: Session, account_id: str, month: Month, service_id: str | None) -> None:
+    """An adjustment's service is one of the account's: configured, or billed on the month's statement
+    (usage can name services configured elsewhere). Anything else, another account's included, is 404."""
+    if service_id is None:
+        return
+    service = session.get(Service, service_id)
+    if service is not None and service.account_id == account_id:
+        return
+    if any(line.service_id == service_id for line in statement_of(session, account_id, month).lines):
+        return
+    raise NotFound(f"account {account_id} has no service {service_id!r} (none configured, none billed in {month})")
 
 
 def adjustments_of(session: Session, account_id: str, month: Month) -> Sequence[Adjustment]:

@@ -7,13 +7,17 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
-from billing import accounts
+from billing import accounts, statements
+from billing.domain.exceptions import NotFound
+from billing.domain.roles import Principal
+from kernel.instants import Month
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 
@@ -125,3 +129,15 @@ def test_downloads_of_an_account_with_a_hostile_id_answer_200_with_an_encoded_na
         assert f"filename*=UTF-8''{quote('-' + account_id + '-', safe='')}" in disposition.replace("usage", "").replace(
             "statement", ""
         )
+
+
+def test_the_service_check_is_the_services_so_every_caller_gets_it(world: World) -> None:
+    """The console's form and the demo call ``statements.add_adjustment`` directly, not through the API."""
+    finance = Principal(token_id="t", kind="user", role="finance", user_id="usr_f")
+    with Session(world.engine) as session, pytest.raises(NotFound, match="has no service 'svc_nowhere'"):
+        statements.add_adjustment(
+            session, finance, OWN, Month.parse(MARCH), amount=Decimal("1.00"), reason="x",
+            service_id="svc_nowhere", now=world.clock.now,
+        )  # fmt: skip
+    with Session(world.engine) as session:
+        assert statements.adjustments_of(session, OWN, Month.parse(MARCH)) == []

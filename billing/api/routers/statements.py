@@ -7,7 +7,6 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy.orm import Session
 
 from billing import credit_notes, csv_safe, statements
 from billing.access import require
@@ -16,12 +15,10 @@ from billing.api.downloads import attachment
 from billing.api.routers.rate_cards import parse_month
 from billing.api.statement_schemas import AdjustmentIn, AdjustmentOut, MonthPath, StatementOut, StatementSummaryOut
 from billing.domain.credit_notes import statement_csv_rows
-from billing.domain.exceptions import NotFound
 from billing.domain.ledger import adjustment_amount
 from billing.domain.roles import Action
-from billing.orm import Adjustment, Service
+from billing.orm import Adjustment
 from billing.pdf import render_pdf
-from kernel.instants import Month
 
 router = APIRouter(prefix="/v1/accounts/{account_id}/statements", tags=["statements"])
 _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "The statement as CSV."}}
@@ -100,7 +97,6 @@ def add_adjustment(
 ) -> AdjustmentOut:
     """Add an adjustment or credit (negative) with a reason (finance); refused with 409 on a finalized month."""
     require(caller, Action.MANAGE_STATEMENTS, account_id)
-    _require_known_service(session, account_id, parse_month(month), body.service_id)
     row = statements.add_adjustment(
         session,
         caller,
@@ -112,19 +108,6 @@ def add_adjustment(
         now=now,
     )
     return _adjustment_out(row)
-
-
-def _require_known_service(session: Session, account_id: str, month: Month, service_id: str | None) -> None:
-    """An adjustment's service is one of the account's: configured, or billed on the month's statement
-    (usage can name services configured elsewhere). Anything else, another account's included, is 404."""
-    if service_id is None:
-        return
-    service = session.get(Service, service_id)
-    if service is not None and service.account_id == account_id:
-        return
-    if any(line.service_id == service_id for line in statements.statement_of(session, account_id, month).lines):
-        return
-    raise NotFound(f"account {account_id} has no service {service_id!r} (none configured, none billed in {month})")
 
 
 def _adjustment_out(row: Adjustment) -> AdjustmentOut:
