@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from billing import accounts, statements
 from billing.access import issue
 from billing.domain.ledger import previous_month
 from billing.domain.roles import Principal
-from billing.orm import StatementRecord
+from billing.orm import StatementRecord, User
 from fanmeter import migrate
 from kernel.db import make_engine
 from kernel.instants import Month, to_micros
@@ -55,30 +55,63 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per page measured")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--keep", metavar="NAME", help="seed database NAME once and keep it; later runs with the same NAME reuse it"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="serve from this checkout of fanmeter (e.g. an earlier commit's `git archive`), to compare before/after",
+    )
+    parser.add_argument("--only", action="append", default=[], help="measure only pages whose name contains this")
     args = parser.parse_args()
-    url, drop = _database(args.pg_url)
+    url, drop, fresh = _database(args.pg_url, args.keep)
     try:
         migrate.upgrade(url)
         now = datetime.now(UTC)
-        tokens = _seed(url, args, now)
+        tokens = _seed(url, args, now) if fresh else _tokens(url, now)
         with tempfile.TemporaryDirectory(prefix="fanmeter-console-bench-") as data_dir:
             asyncio.run(_serve_and_measure(url, tokens, args, Path(data_dir), now))
     finally:
         drop()
 
 
-def _database(pg_url: str):  # type: ignore[no-untyped-def]
-    name = f"fanmeter_bench_console_{uuid.uuid4().hex[:8]}"
+def _database(pg_url: str, keep: str | None):  # type: ignore[no-untyped-def]
+    """The bench's database: a fresh one dropped afterwards, or ``keep`` (seeded only when new)."""
+    name = keep or f"fanmeter_bench_console_{uuid.uuid4().hex[:8]}"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise SystemExit(f"--keep takes a plain database name, not {name!r}")
     server = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is not None
+        if not exists:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    seeded = exists and keep is not None
+    if seeded:
+        with create_engine(make_url(pg_url).set(database=name)).connect() as conn:
+            seeded = conn.execute(text("SELECT count(*) FROM account")).scalar_one() > 0
 
     def drop() -> None:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        if keep is None:
+            with server.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         server.dispose()
 
-    return make_url(pg_url).set(database=name).render_as_string(hide_password=False), drop
+    return make_url(pg_url).set(database=name).render_as_string(hide_password=False), drop, not seeded
+
+
+def _tokens(url: str, now: datetime) -> dict[str, str]:
+    """New tokens for the bench's finance person and engineer in a kept database."""
+    engine = make_engine(url)
+    tokens = {}
+    with Session(engine) as session:
+        for user in session.scalars(select(User).where(User.email.in_(["finance@bench.test", "engineer@bench.test"]))):
+            tokens[user.role] = issue(
+                session, kind="user", name="bench", now=now, user_id=user.id, account_id=user.account_id
+            ).secret
+        session.commit()
+    engine.dispose()
+    return tokens
 
 
 def _seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, str]:
@@ -150,9 +183,12 @@ async def _serve_and_measure(
     port = 18000 + random.randint(0, 999)
     env = {**os.environ, "FANMETER_DATABASE_URL": url, "FANMETER_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "fanmeter", "admin", "--port", str(port), "--workers", str(args.workers)]
+    if args.source:
+        env["PYTHONPATH"] = str(args.source.resolve())
     log_path = data_dir / "admin.log"
     log = log_path.open("wb")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cwd = args.source.resolve() if args.source else None
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     this, last = Month.of(to_micros(now)), previous_month(Month.of(to_micros(now)))
     rng = random.Random(3)
     pages = {
@@ -176,8 +212,13 @@ async def _serve_and_measure(
         for role, token in tokens.items():
             clients[role] = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=True)
             await _sign_in(clients[role], token)
-        print(f"{args.clients} concurrent clients, {args.workers} server processes, {args.requests} requests a page")
+        print(
+            f"{args.clients} concurrent clients, {args.workers} server processes, {args.requests} requests a page, "
+            f"serving {args.source or 'this checkout'}"
+        )
         for name, (role, path) in pages.items():
+            if args.only and not any(part in name for part in args.only):
+                continue
             await _measure(name, clients[role], path, args, server.pid, url)
         for client in clients.values():
             await client.aclose()

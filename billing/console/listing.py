@@ -1,15 +1,17 @@
 """The month's statements of every account, for finance: filtered, searched, sorted and paged in SQL.
 
-A page costs three queries whatever the number of accounts: the page's rows (accounts left-joined
-to their stored statement of the month and a count of its adjustments), the count of matching
-accounts, and the month's totals per status. Accounts without a stored statement are ``open``:
+A page costs four queries whatever the number of accounts: the month's marker with the number of
+accounts (the month's totals per status and their order by total are kept per process until a
+statement of the month changes, and give the count of a page without a search), the page's
+accounts, their stored statements, and their adjustments; a search first finds its accounts in
+one pass over ``account`` and counts them. Accounts without a stored statement are ``open``:
 their estimate is computed for the rows of the page only, in one batch (``statements.load_inputs``),
 so the month's totals count open statements but sum stored (draft and finalized) ones only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -55,15 +57,27 @@ class Listing:
     totals: list[StatusTotal]
 
 
-def _filters(status: str | None, search: str | None) -> list[ColumnElement[bool]]:
+# A search first finds its accounts in one pass over ``account`` (no join); the page and its count
+# then look those few accounts up by key. A search matching more than this keeps the plain filter.
+SEARCH_IDS_LIMIT = 500
+
+
+def _search(conn: Connection, search: str) -> ColumnElement[bool]:
+    """The accounts whose id or name contains ``search`` (case-insensitive), as a condition."""
+    pattern = f"%{search.strip().lower()}%"
+    matches = or_(func.lower(Account.id).like(pattern), func.lower(Account.name).like(pattern))
+    ids = list(conn.scalars(select(Account.id).where(matches).limit(SEARCH_IDS_LIMIT + 1)))
+    return matches if len(ids) > SEARCH_IDS_LIMIT else Account.id.in_(ids)
+
+
+def _filters(conn: Connection, status: str | None, search: str | None) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if status == "open":
         where.append(StatementRecord.id.is_(None))
     elif status in ("draft", "finalized"):
         where.append(StatementRecord.status == status)
-    if search:
-        pattern = f"%{search.strip().lower()}%"
-        where.append(or_(func.lower(Account.id).like(pattern), func.lower(Account.name).like(pattern)))
+    if search and search.strip():
+        where.append(_search(conn, search))
     return where
 
 
@@ -82,7 +96,7 @@ def month_listing(
     parse every body of the month before sorting); only the page's bodies are then read.
     Sorting by total is the exception: it has to read every body of the month.
     """
-    where = _filters(status, search)
+    where = _filters(conn, status, search)
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     order = {
@@ -92,12 +106,19 @@ def month_listing(
         "number": StatementRecord.number,
     }.get(key, Account.id)
     ordering = [order.desc().nulls_last() if descending else order.asc().nulls_last(), Account.id]
-    count = conn.execute(select(func.count()).select_from(_joined(month)).where(*where)).scalar_one()
+    marker, accounts = _marker(conn, month)
+    sums = _month_sums(conn, month, marker)
+    totals = _status_totals(sums, accounts)
+    searched = bool(search and search.strip())
+    if searched:
+        count = conn.execute(select(func.count()).select_from(_joined(month)).where(*where)).scalar_one()
+    else:  # without a search, the month's counts per status (kept with the sums) are the count
+        count = sum(t.count for t in totals if status is None or t.status == status)
     pages = max(1, -(-count // PAGE_SIZE))
     page = min(max(1, page), pages)
     columns = select(Account.id, Account.name, Account.plan, Account.currency).select_from(_joined(month))
     if key == "total":  # by the month's cached totals, without reading a body per request
-        chosen = _by_total(conn, month, columns.where(*where), descending, page)
+        chosen = _by_total(conn, sums, columns, where, status, searched, descending, page)
     else:
         chosen = list(
             conn.execute(columns.where(*where).order_by(*ordering).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
@@ -126,17 +147,41 @@ def month_listing(
     for account, name, plan, currency in chosen:
         status_, number, total = stored.get(account, ("open", None, estimates.get(account)))
         rows.append(Row(account, name, plan, currency, status_, number, total, int(adjustments.get(account, 0))))
-    return Listing(rows, count, page, pages, month_totals(conn, month))
+    return Listing(rows, count, page, pages, totals)
 
 
-def _by_total(conn: Connection, month: Month, query: Any, descending: bool, page: int) -> list[Any]:
-    """The page's rows sorted by stored total (open statements last), ties by account."""
-    totals = _month_sums(conn, month).totals
-    ids = list(conn.scalars(query.with_only_columns(Account.id).order_by(Account.id)))
-    # A stable sort of ids in account order: ties stay by account, as in every other sort.
-    stored = sorted((i for i in ids if i in totals), key=lambda i: totals[i], reverse=descending)
-    ordered = stored + [i for i in ids if i not in totals]
-    wanted = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+def _by_total(
+    conn: Connection,
+    sums: _MonthSums,
+    query: Any,
+    where: list[ColumnElement[bool]],
+    status: str | None,
+    searched: bool,
+    descending: bool,
+    page: int,
+) -> list[Any]:
+    """The page's rows sorted by stored total (open statements last), ties by account.
+
+    The order of the stored statements is kept with the month's sums (per status, both ways), so
+    a page is a slice of it; open statements follow in account order, read a page at a time. A
+    search (a few accounts) is ordered here.
+    """
+    start = (page - 1) * PAGE_SIZE
+    if searched:
+        ids = list(conn.scalars(query.where(*where).with_only_columns(Account.id).order_by(Account.id)))
+        stored = sorted((i for i in ids if i in sums.totals), key=lambda i: sums.totals[i], reverse=descending)
+        wanted = (stored + [i for i in ids if i not in sums.totals])[start : start + PAGE_SIZE]
+    else:
+        ranked = [] if status == "open" else sums.ranked(status, descending)
+        wanted = list(ranked[start : start + PAGE_SIZE])
+        if len(wanted) < PAGE_SIZE and status in (None, "open"):
+            wanted += conn.scalars(
+                query.with_only_columns(Account.id)
+                .where(StatementRecord.id.is_(None))
+                .order_by(Account.id)
+                .offset(max(0, start - len(ranked)))
+                .limit(PAGE_SIZE - len(wanted))
+            )
     rows = {row[0]: row for row in conn.execute(query.where(Account.id.in_(wanted)))}
     return [rows[i] for i in wanted]
 
@@ -153,7 +198,17 @@ def _estimates(conn: Connection, month: Month, account_ids: list[str]) -> dict[s
 class _MonthSums:
     marker: tuple[object, ...]
     totals: dict[str, Decimal]  # account -> its stored statement's total
+    statuses: dict[str, str]  # account -> its stored statement's status
     by_status: list[StatusTotal]
+    _ranked: dict[tuple[str | None, bool], list[str]] = field(default_factory=dict)
+
+    def ranked(self, status: str | None, descending: bool) -> list[str]:
+        """Accounts with a stored statement (of ``status``, or any) by total, ties by account."""
+        key = (status, descending)
+        if key not in self._ranked:
+            ids = sorted(a for a in self.totals if status is None or self.statuses[a] == status)
+            self._ranked[key] = sorted(ids, key=self.totals.__getitem__, reverse=descending)  # stable: ties by id
+        return self._ranked[key]
 
 
 # The month's stored totals per process, keyed by the month and a marker that changes whenever a
@@ -167,28 +222,33 @@ def month_totals(conn: Connection, month: Month) -> list[StatusTotal]:
     Summing reads every body of the month, so the sums are kept until a statement of the month
     changes; the marker is read on every call (no body is read for it).
     """
-    marker = _marker(conn, month)
-    accounts = conn.execute(select(func.count()).select_from(Account)).scalar_one()
-    stored = _month_sums(conn, month, marker).by_status
-    open_count = accounts - sum(t.count for t in stored)
-    return [StatusTotal("open", open_count, None), *stored]
+    marker, accounts = _marker(conn, month)
+    return _status_totals(_month_sums(conn, month, marker), accounts)
 
 
-def _marker(conn: Connection, month: Month) -> tuple[object, ...]:
-    return tuple(
-        conn.execute(
-            select(
-                func.count(),
-                func.max(StatementRecord.generated_at),
-                func.max(StatementRecord.finalized_at),
-                func.count(StatementRecord.number),
-            ).where(StatementRecord.month == str(month))
-        ).one()
-    )
+def _status_totals(sums: _MonthSums, accounts: int) -> list[StatusTotal]:
+    open_count = accounts - sum(t.count for t in sums.by_status)
+    return [StatusTotal("open", open_count, None), *sums.by_status]
 
 
-def _month_sums(conn: Connection, month: Month, marker: tuple[object, ...] | None = None) -> _MonthSums:
-    marker = marker if marker is not None else _marker(conn, month)
+_ACCOUNTS = select(func.count()).select_from(Account).scalar_subquery()
+
+
+def _marker(conn: Connection, month: Month) -> tuple[tuple[object, ...], int]:
+    """What the month's kept sums are valid for, and the number of accounts: one query."""
+    row = conn.execute(
+        select(
+            func.count(),
+            func.max(StatementRecord.generated_at),
+            func.max(StatementRecord.finalized_at),
+            func.count(StatementRecord.number),
+            _ACCOUNTS,
+        ).where(StatementRecord.month == str(month))
+    ).one()
+    return tuple(row[:4]), int(row[4])
+
+
+def _month_sums(conn: Connection, month: Month, marker: tuple[object, ...]) -> _MonthSums:
     key = (str(conn.engine.url), str(month))
     cached = _SUMS.get(key)
     if cached is not None and cached.marker == marker:
@@ -199,11 +259,15 @@ def _month_sums(conn: Connection, month: Month, marker: tuple[object, ...] | Non
         )
     ).all()
     totals = {account: to_decimal(total) for account, _, total in rows}
+    statuses = {account: status for account, status, _ in rows}
     by_status: dict[str, list[Decimal]] = {"draft": [], "finalized": []}
     for account, status, _ in rows:
         by_status.setdefault(status, []).append(totals[account])
     sums = _MonthSums(
-        marker, totals, [StatusTotal(s, len(by_status[s]), exact_sum(by_status[s])) for s in ("draft", "finalized")]
+        marker,
+        totals,
+        statuses,
+        [StatusTotal(s, len(by_status[s]), exact_sum(by_status[s])) for s in ("draft", "finalized")],
     )
     _SUMS[key] = sums
     return sums

@@ -35,6 +35,7 @@ templates = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # compiled once per process: no stat of every template and import per page
 )
 templates.filters.update(FILTERS)
 

@@ -462,3 +462,35 @@ def test_a_kept_token_is_shown_to_its_own_session_only(world: World) -> None:
 )
 def test_quantities_are_written_with_a_readable_unit(value: int | str, unit: str, shown: str) -> None:
     assert filters.quantity(value, unit) == shown
+
+
+def test_sorting_by_total_pages_through_stored_totals_then_open_ones_in_every_filter(world: World) -> None:
+    sign_in(world.client, world.tokens["finance"])
+    _add_accounts(world, 30, 0)
+    token = form_token(world.client, f"/console/accounts/{OWN}/statements/{MONTH}")
+    charged = {f"acc_x{i:04d}": amount for i, amount in ((3, "5.00"), (7, "9.00"), (11, "5.00"), (20, "1.00"))}
+    for account, amount in charged.items():
+        path = f"/console/accounts/{account}/statements/{MONTH}"
+        world.client.post(f"{path}/regenerate", data={"csrf_token": token})
+        world.client.post(
+            f"{path}/adjustments", data={"csrf_token": token, "kind": "charge", "amount": amount, "reason": "setup"}
+        )
+
+    def order(query: str) -> list[str]:
+        found: list[str] = []
+        for p in (1, 2):
+            page = world.client.get(f"/console/statements?month={MONTH}&{query}&p={p}").text
+            found += [a for a in re.findall(r'href="/console/accounts/([^/]+)/statements/', page) if a not in found]
+        return found
+
+    every = sorted([OWN, OTHER, *(f"acc_x{i:04d}" for i in range(30))])
+    opened = [a for a in every if a not in charged]
+    ascending = ["acc_x0020", "acc_x0003", "acc_x0011", "acc_x0007"]  # ties by account
+    descending = ["acc_x0007", "acc_x0003", "acc_x0011", "acc_x0020"]
+    assert order("sort=total") == ascending + opened
+    assert order("sort=-total") == descending + opened
+    assert order("sort=-total&status=draft") == descending
+    assert order("sort=total&status=open") == opened
+    assert order("sort=-total&q=x001") == ["acc_x0011", *(a for a in opened if "x001" in a)]
+    page = world.client.get(f"/console/statements?month={MONTH}&sort=-total&status=draft").text
+    assert "4 in all" in page
