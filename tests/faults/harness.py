@@ -152,7 +152,7 @@ def ensure_postgresql() -> None:
     _wait_for(5432, "PostgreSQL")
 
 
-def restart_rabbitmq(down_s: float = 3.0) -> float:
+def restart_rabbitmq(down_s: float = 1.0) -> float:
     """Stop RabbitMQ's application (every connection is closed), wait ``down_s``, start it again."""
     started = time.monotonic()
     try:

@@ -90,21 +90,30 @@ def test_an_ingest_started_while_rabbitmq_is_down_waits_says_so_once_and_finishe
 ) -> None:
     trace, path = _trace(tmp_path, 34)
     engine = engine_for(stack)
+    errors = tmp_path / "ingest.err"
     with workers(stack):
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
         try:
-            ingest = start_ingest(stack, path, BATCH)
-            time.sleep(3)
-            assert ingest.poll() is None, ingest.communicate()[1][-3000:]
+            with errors.open("w") as err_file:
+                ingest = subprocess.Popen(
+                    [sys.executable, "-m", "fanmeter", "ingest", str(path), f"--batch-size={BATCH}", "--timeout=150"],
+                    env={**os.environ, **stack}, stdout=subprocess.PIPE, stderr=err_file, text=True,
+                )  # fmt: skip
+            # The command reaches the stopped broker, says so, and keeps waiting.
+            wait_until(lambda: "waiting for" in errors.read_text(), 60, "the waiting line", poll_s=0.1)
+            time.sleep(2)
+            assert ingest.poll() is None, errors.read_text()[-3000:]
         finally:
             ensure_rabbitmq()
-        out, err = ingest.communicate(timeout=150)
+        out, _ = ingest.communicate(timeout=150)
+        err = errors.read_text()
         assert ingest.returncode == 0, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         waiting = _waiting_lines(err)
         assert len(waiting) == 1, err[-3000:]
         assert "message broker" in waiting[0] and "amqp://guest:**@127.0.0.1:5672" in waiting[0], waiting
-        outcome = compare(engine, "RabbitMQ down as fanmeter ingest starts, back after 3 s", 1, trace)
+        assert f"events read: {len(trace)}" in out
+        outcome = compare(engine, "RabbitMQ down as fanmeter ingest starts, back once it waits", 1, trace)
     outcome.record()
     assert outcome.events_billed == outcome.events_sent
     assert outcome.differences == []
