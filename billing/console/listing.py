@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, func, or_, select
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.elements import BindParameter
 
 from billing import statements
 from billing.domain import ledger
@@ -62,29 +63,76 @@ class Listing:
 SEARCH_IDS_LIMIT = 500
 
 
-def _search(conn: Connection, search: str) -> ColumnElement[bool]:
-    """The accounts whose id or name contains ``search`` (case-insensitive), as a condition."""
-    pattern = f"%{search.strip().lower()}%"
-    matches = or_(func.lower(Account.id).like(pattern), func.lower(Account.name).like(pattern))
-    ids = list(conn.scalars(select(Account.id).where(matches).limit(SEARCH_IDS_LIMIT + 1)))
-    return matches if len(ids) > SEARCH_IDS_LIMIT else Account.id.in_(ids)
+_MONTH: BindParameter[str] = bindparam("month")
+_JOINED = Account.__table__.outerjoin(
+    StatementRecord.__table__, and_(StatementRecord.account_id == Account.id, StatementRecord.month == _MONTH)
+)
+_MATCHES = or_(func.lower(Account.id).like(bindparam("pattern")), func.lower(Account.name).like(bindparam("pattern")))
+_FOUND = Account.id.in_(bindparam("found", expanding=True))
+_SEARCH = select(Account.id).where(_MATCHES).limit(SEARCH_IDS_LIMIT + 1)
+_IS_OPEN = StatementRecord.id.is_(None)
+_OF_STATUS = StatementRecord.status == bindparam("status")
+_COLUMNS = select(Account.id, Account.name, Account.plan, Account.currency).select_from(_JOINED)
+_COUNT = select(func.count()).select_from(_JOINED)
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_STORED = select(
+    StatementRecord.account_id,
+    StatementRecord.status,
+    StatementRecord.number,
+    StatementRecord.body["total"].as_string(),
+).where(StatementRecord.month == _MONTH, StatementRecord.account_id.in_(_IDS))
+_ADJUSTMENTS = (
+    select(Adjustment.account_id, func.count())
+    .where(Adjustment.month == _MONTH, Adjustment.account_id.in_(_IDS))
+    .group_by(Adjustment.account_id)
+)
+_ORDERS: dict[str, Any] = {
+    "account": Account.id,
+    "name": func.lower(Account.name),
+    "status": func.coalesce(StatementRecord.status, "open"),
+    "number": StatementRecord.number,
+}
+# Statements are built once per shape (filters, order) and run with bound values: building and
+# caching a SQLAlchemy statement per request cost about as much as running it.
+_PAGES: dict[tuple[object, ...], Any] = {}
 
 
-def _filters(conn: Connection, status: str | None, search: str | None) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True)
+class _Filter:
+    where: tuple[ColumnElement[bool], ...]
+    params: dict[str, Any]
+    searched: bool
+
+
+def _filters(conn: Connection, month: Month, status: str | None, search: str | None) -> _Filter:
+    """The conditions of a status and a search, with their values (a search finds its accounts first)."""
     where: list[ColumnElement[bool]] = []
+    params: dict[str, Any] = {"month": str(month)}
     if status == "open":
-        where.append(StatementRecord.id.is_(None))
+        where.append(_IS_OPEN)
     elif status in ("draft", "finalized"):
-        where.append(StatementRecord.status == status)
-    if search and search.strip():
-        where.append(_search(conn, search))
-    return where
+        where.append(_OF_STATUS)
+        params["status"] = status
+    searched = bool(search and search.strip())
+    if search and searched:
+        pattern = f"%{search.strip().lower()}%"
+        found = list(conn.scalars(_SEARCH, {"pattern": pattern}))
+        if len(found) > SEARCH_IDS_LIMIT:
+            where.append(_MATCHES)
+            params["pattern"] = pattern
+        else:
+            where.append(_FOUND)
+            params["found"] = found
+    return _Filter(tuple(where), params, searched)
 
 
-def _joined(month: Month):  # type: ignore[no-untyped-def]
-    return Account.__table__.outerjoin(
-        StatementRecord.__table__, and_(StatementRecord.account_id == Account.id, StatementRecord.month == str(month))
-    )
+def _page_query(where: tuple[ColumnElement[bool], ...], key: str, descending: bool) -> Any:
+    shape = (where, key, descending)
+    if shape not in _PAGES:
+        order = _ORDERS.get(key, Account.id)
+        ordering = [order.desc().nulls_last() if descending else order.asc().nulls_last(), Account.id]
+        _PAGES[shape] = _COLUMNS.where(*where).order_by(*ordering).limit(bindparam("limit")).offset(bindparam("offset"))
+    return _PAGES[shape]
 
 
 def month_listing(
@@ -96,52 +144,28 @@ def month_listing(
     parse every body of the month before sorting); only the page's bodies are then read.
     Sorting by total is the exception: it has to read every body of the month.
     """
-    where = _filters(conn, status, search)
+    chosen_filter = _filters(conn, month, status, search)
+    where, params = chosen_filter.where, chosen_filter.params
     descending = sort.startswith("-")
     key = sort.lstrip("-")
-    order = {
-        "account": Account.id,
-        "name": func.lower(Account.name),
-        "status": func.coalesce(StatementRecord.status, "open"),
-        "number": StatementRecord.number,
-    }.get(key, Account.id)
-    ordering = [order.desc().nulls_last() if descending else order.asc().nulls_last(), Account.id]
     marker, accounts = _marker(conn, month)
     sums = _month_sums(conn, month, marker)
     totals = _status_totals(sums, accounts)
-    searched = bool(search and search.strip())
-    if searched:
-        count = conn.execute(select(func.count()).select_from(_joined(month)).where(*where)).scalar_one()
+    if chosen_filter.searched:
+        count = conn.execute(_COUNT.where(*where), params).scalar_one()
     else:  # without a search, the month's counts per status (kept with the sums) are the count
         count = sum(t.count for t in totals if status is None or t.status == status)
     pages = max(1, -(-count // PAGE_SIZE))
     page = min(max(1, page), pages)
-    columns = select(Account.id, Account.name, Account.plan, Account.currency).select_from(_joined(month))
     if key == "total":  # by the month's cached totals, without reading a body per request
-        chosen = _by_total(conn, sums, columns, where, status, searched, descending, page)
+        chosen = _by_total(conn, sums, chosen_filter, status, descending, page)
     else:
-        chosen = list(
-            conn.execute(columns.where(*where).order_by(*ordering).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
-        )
+        paging = {**params, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
+        chosen = list(conn.execute(_page_query(where, key, descending), paging))
     ids = [row[0] for row in chosen]
-    stored = {
-        account: (status_, number, total)
-        for account, status_, number, total in conn.execute(
-            select(
-                StatementRecord.account_id,
-                StatementRecord.status,
-                StatementRecord.number,
-                StatementRecord.body["total"].as_string(),
-            ).where(StatementRecord.month == str(month), StatementRecord.account_id.in_(ids))
-        )
-    }
-    adjustments = dict(
-        conn.execute(
-            select(Adjustment.account_id, func.count())
-            .where(Adjustment.month == str(month), Adjustment.account_id.in_(ids))
-            .group_by(Adjustment.account_id)
-        ).all()
-    )
+    by_ids = {"month": str(month), "ids": ids}
+    stored = {account: (status_, number, total) for account, status_, number, total in conn.execute(_STORED, by_ids)}
+    adjustments = dict(conn.execute(_ADJUSTMENTS, by_ids).all())
     estimates = _estimates(conn, month, [account for account in ids if account not in stored])
     rows = []
     for account, name, plan, currency in chosen:
@@ -151,14 +175,7 @@ def month_listing(
 
 
 def _by_total(
-    conn: Connection,
-    sums: _MonthSums,
-    query: Any,
-    where: list[ColumnElement[bool]],
-    status: str | None,
-    searched: bool,
-    descending: bool,
-    page: int,
+    conn: Connection, sums: _MonthSums, chosen: _Filter, status: str | None, descending: bool, page: int
 ) -> list[Any]:
     """The page's rows sorted by stored total (open statements last), ties by account.
 
@@ -167,23 +184,30 @@ def _by_total(
     search (a few accounts) is ordered here.
     """
     start = (page - 1) * PAGE_SIZE
-    if searched:
-        ids = list(conn.scalars(query.where(*where).with_only_columns(Account.id).order_by(Account.id)))
+    params = chosen.params
+    if chosen.searched:
+        ids = list(
+            conn.scalars(_COLUMNS.with_only_columns(Account.id).where(*chosen.where).order_by(Account.id), params)
+        )
         stored = sorted((i for i in ids if i in sums.totals), key=lambda i: sums.totals[i], reverse=descending)
         wanted = (stored + [i for i in ids if i not in sums.totals])[start : start + PAGE_SIZE]
     else:
         ranked = [] if status == "open" else sums.ranked(status, descending)
         wanted = list(ranked[start : start + PAGE_SIZE])
         if len(wanted) < PAGE_SIZE and status in (None, "open"):
-            wanted += conn.scalars(
-                query.with_only_columns(Account.id)
-                .where(StatementRecord.id.is_(None))
-                .order_by(Account.id)
-                .offset(max(0, start - len(ranked)))
-                .limit(PAGE_SIZE - len(wanted))
-            )
-    rows = {row[0]: row for row in conn.execute(query.where(Account.id.in_(wanted)))}
+            paging = {**params, "limit": PAGE_SIZE - len(wanted), "offset": max(0, start - len(ranked))}
+            wanted += conn.scalars(_OPEN_IDS, paging)
+    rows = {row[0]: row for row in conn.execute(_COLUMNS.where(Account.id.in_(_IDS)), {**params, "ids": wanted})}
     return [rows[i] for i in wanted]
+
+
+_OPEN_IDS = (
+    _COLUMNS.with_only_columns(Account.id)
+    .where(_IS_OPEN)
+    .order_by(Account.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
 
 
 def _estimates(conn: Connection, month: Month, account_ids: list[str]) -> dict[str, str]:
@@ -232,19 +256,18 @@ def _status_totals(sums: _MonthSums, accounts: int) -> list[StatusTotal]:
 
 
 _ACCOUNTS = select(func.count()).select_from(Account).scalar_subquery()
+_MARKER = select(
+    func.count(),
+    func.max(StatementRecord.generated_at),
+    func.max(StatementRecord.finalized_at),
+    func.count(StatementRecord.number),
+    _ACCOUNTS,
+).where(StatementRecord.month == _MONTH)
 
 
 def _marker(conn: Connection, month: Month) -> tuple[tuple[object, ...], int]:
     """What the month's kept sums are valid for, and the number of accounts: one query."""
-    row = conn.execute(
-        select(
-            func.count(),
-            func.max(StatementRecord.generated_at),
-            func.max(StatementRecord.finalized_at),
-            func.count(StatementRecord.number),
-            _ACCOUNTS,
-        ).where(StatementRecord.month == str(month))
-    ).one()
+    row = conn.execute(_MARKER, {"month": str(month)}).one()
     return tuple(row[:4]), int(row[4])
 
 
