@@ -7,6 +7,8 @@ raised so Pushpin neither paces nor drops), both in front of the same gripcontro
   fan-out   one publish to S stream subscribers: deliveries/s from the publish request's start
             to the last subscriber's receipt, and publish-to-receive latency p50/p99.
   burst     B back-to-back publishes (separate POSTs) to the same S subscribers: deliveries/s.
+            With --filter skip-self, every subscriber holds the channel with that filter (and a user
+            meta), and every item names a sender, so each delivery is judged and none is skipped.
   connect   new connections/s opening C streams with 200 openings in flight (each one answered
             starts the next), the CPU per new connection of the product's processes, the origin and
             this client; then how many of 200 opened at the same instant were refused or failed.
@@ -314,8 +316,15 @@ async def count_messages(sub: Sub, want: int) -> None:
         sub.seen += found
 
 
-async def publish(client: httpx.AsyncClient, target: Target, channel: str, n: int) -> None:
-    item = {"channel": channel, "formats": {"http-stream": {"content": f"msg-{n:06d}\n"}}}
+# --filter skip-self: every subscriber holds its channel with that filter and the user "sub"; items carry
+# the sender "publisher", so each is judged for every subscriber and reaches them all.
+FILTER_META = {"sender": "publisher"}
+
+
+async def publish(client: httpx.AsyncClient, target: Target, channel: str, n: int, meta: bool = False) -> None:
+    item: dict[str, Any] = {"channel": channel, "formats": {"http-stream": {"content": f"msg-{n:06d}\n"}}}
+    if meta:
+        item["meta"] = FILTER_META
     response = await client.post(target.publish_url, json={"items": [item]}, headers=target.publish_headers)
     response.raise_for_status()
 
@@ -325,7 +334,7 @@ async def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     if "idle" in args.only:
         out |= await measure_idle(target, args.idle)
     if "fanout" in args.only:
-        out |= await measure_fanout(target, args.subs, args.burst)
+        out |= await measure_fanout(target, args.subs, args.burst, args.filter)
     if "connect" in args.only:
         out |= await measure_connect(target, args.connects)
     return out
@@ -345,24 +354,27 @@ async def measure_idle(target: Target, idle: int) -> dict[str, Any]:
     return out
 
 
-async def measure_fanout(target: Target, subs_n: int, burst: int) -> dict[str, Any]:
+async def measure_fanout(target: Target, subs_n: int, burst: int, filter_name: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    subs, _, _ = await open_many(target, subs_n, "/stream?ch=fan", b"stream open")
+    path = f"/fstream?ch=fan&filters={filter_name}&user=sub" if filter_name else "/stream?ch=fan"
+    subs, _, _ = await open_many(target, subs_n, path, b"stream open")
     out["subscribers"] = len(subs)
+    if filter_name:
+        out["subscription_filter"] = filter_name
     with client_gc_paused():
-        out |= await _publish_to(target, subs, burst)
+        out |= await _publish_to(target, subs, burst, meta=filter_name is not None)
     await close_all(subs)
     return out
 
 
-async def _publish_to(target: Target, subs: list[Sub], burst: int) -> dict[str, Any]:
+async def _publish_to(target: Target, subs: list[Sub], burst: int, meta: bool = False) -> dict[str, Any]:
     """One publish, then ``burst`` back to back, to the open ``subs``."""
     out: dict[str, Any] = {}
     async with httpx.AsyncClient(timeout=60) as client:
         await publish(client, target, "warm-up", 0)  # the client's first request costs it ~15 ms: not timed
         readers = [asyncio.ensure_future(count_messages(s, 1)) for s in subs]
         started = time.perf_counter()
-        await publish(client, target, "fan", 0)
+        await publish(client, target, "fan", 0, meta)
         await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
         got = [s for s in subs if s.times]  # a stream the product closed before the item never gets it
         last = max(s.times[0] for s in got)
@@ -375,7 +387,7 @@ async def _publish_to(target: Target, subs: list[Sub], burst: int) -> dict[str, 
         readers = [asyncio.ensure_future(count_messages(s, 1 + burst)) for s in subs]
         cpu_before, started = tree_cpu_s(target.pid), time.perf_counter()
         for n in range(1, burst + 1):
-            await publish(client, target, "fan", n)
+            await publish(client, target, "fan", n, meta)
         await asyncio.wait_for(asyncio.gather(*readers), timeout=300)
         last = max(s.times[-1] for s in subs)
         out["burst_delivered"] = sum(s.seen - 1 for s in subs)
@@ -461,6 +473,8 @@ def main() -> None:
     parser.add_argument("--skip-pushpin", action="store_true")
     parser.add_argument("--skip-fanmeter", action="store_true")
     parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
+    parser.add_argument("--filter", choices=["skip-self"],
+                        help="fan-out: every subscriber holds its channel with this subscription filter")  # fmt: skip
     parser.add_argument("--pushpin-log-level", type=int, default=1,
                         help="Pushpin's log_level (2, Debian's default, logs each request in 3 processes)")  # fmt: skip
     args = parser.parse_args()

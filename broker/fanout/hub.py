@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from broker.grip import filters
 from broker.grip.publish import TRANSPORT_FORMAT, Item
 from broker.grip.reliability import ChannelKey, LastIds, Sequencer
 from broker.transports.connection import Connection, Delivery
@@ -36,6 +37,10 @@ class Hub:
     def __init__(self, sequencer: Sequencer | None = None, linger_s: float = LINGER_S,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._subs: dict[ChannelKey, set[Connection]] = {}
+        # Subscriptions that carry filters, by channel, and the meta of connections that set some:
+        # a channel without filtered subscribers costs one dict lookup per item, nothing per delivery.
+        self._filters: dict[ChannelKey, dict[Connection, tuple[str, ...]]] = {}
+        self._meta: dict[Connection, dict[str, str]] = {}
         self._keys = itertools.count()
         self.sequencer = sequencer or Sequencer(LastIds())
         self.last_ids = self.sequencer.last_ids
@@ -53,7 +58,8 @@ class Hub:
         """Return once subscriptions made so far are in effect everywhere (Redis: SUBSCRIBE sent)."""
         await self.settle()
 
-    def subscribe(self, conn: Connection, channel: str) -> None:
+    def subscribe(self, conn: Connection, channel: str, filters: tuple[str, ...] = ()) -> None:
+        """Hold ``channel`` for ``conn``; with ``filters`` (broker.grip.filters) each item is judged for it."""
         key = (conn.service.service_id, channel)
         subs = self._subs.setdefault(key, set())
         if not subs and self._lingering.pop(key, None) is None:
@@ -61,6 +67,22 @@ class Hub:
             self.on_first(key)
         subs.add(conn)
         conn.channels.add(channel)
+        if filters:
+            self._filters.setdefault(key, {})[conn] = filters
+        elif self._filters:
+            self._unfilter(key, conn)
+
+    def set_meta(self, conn: Connection, meta: dict[str, str]) -> None:
+        """The connection's meta its filters judge items by (the dict is kept, not copied)."""
+        if meta:
+            self._meta[conn] = meta
+        else:
+            self._meta.pop(conn, None)
+
+    def _unfilter(self, key: ChannelKey, conn: Connection) -> None:
+        filtered = self._filters.get(key)
+        if filtered is not None and filtered.pop(conn, None) is not None and not filtered:
+            del self._filters[key]
 
     def unsubscribe(self, conn: Connection, channel: str) -> None:
         key = (conn.service.service_id, channel)
@@ -69,6 +91,8 @@ class Hub:
         if subs is None or conn not in subs:
             return
         subs.discard(conn)
+        if self._filters:
+            self._unfilter(key, conn)
         if subs:
             return
         if conn.transport == "long-poll" and self._linger_s > 0:
@@ -78,6 +102,7 @@ class Hub:
 
     def _drop(self, key: ChannelKey) -> None:
         del self._subs[key]
+        self._filters.pop(key, None)
         self._fresh.pop(key, None)
         self.sequencer.clear(key)
         self.last_ids.forget(key)
@@ -86,6 +111,8 @@ class Hub:
     def leave(self, conn: Connection) -> None:
         for channel in list(conn.channels):
             self.unsubscribe(conn, channel)
+        if self._meta:
+            self._meta.pop(conn, None)
 
     def channels(self) -> list[ChannelKey]:
         return list(self._subs)
@@ -122,12 +149,39 @@ class Hub:
         item_key = f"{next(self._keys)}"
         # One Delivery per format, shared by every subscriber that takes it.
         deliveries = {name: Delivery(item, fmt, item_key) for name, fmt in item.formats.items()}
+        filtered = self._filters.get(key)
+        if filtered is not None:
+            return self._dispatch_filtered(subs, filtered, item, deliveries)
         queued, to_wake = 0, self._to_wake
         for conn in subs:  # offer() only queues: nothing here changes the subscriptions
             delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
             if delivery is not None and conn.offer(delivery):
                 queued += 1
                 if conn.queued == 1:  # with more queued, it is waiting to be woken already
+                    to_wake.append(conn)
+        if to_wake and not self._waking:
+            self._wake_slice()
+        return queued
+
+    def _dispatch_filtered(self, subs: set[Connection], filtered: dict[Connection, tuple[str, ...]], item: Item,
+                           deliveries: dict[str, Delivery]) -> int:  # fmt: skip
+        """``_dispatch`` for a channel some subscribers of which carry filters: a delivery a filter drops is
+        never queued (so neither sent nor metered); one ``var-subst`` rewrote is this subscriber's own."""
+        queued, to_wake, meta = 0, self._to_wake, self._meta
+        for conn in subs:
+            delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
+            if delivery is None:
+                continue
+            names = filtered.get(conn)
+            if names is not None:
+                fmt = filters.apply(names, delivery.format, item.meta, meta.get(conn), conn.channels)
+                if fmt is None:
+                    continue
+                if fmt is not delivery.format:
+                    delivery = Delivery(item, fmt, delivery.item_key)
+            if conn.offer(delivery):
+                queued += 1
+                if conn.queued == 1:
                     to_wake.append(conn)
         if to_wake and not self._waking:
             self._wake_slice()

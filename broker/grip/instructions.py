@@ -37,6 +37,7 @@ class Channel:
 
     name: str
     prev_id: str | None = None
+    filters: tuple[str, ...] = ()  # subscription filters (broker.grip.filters), ``; filter=`` each
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Hold:
     channels: tuple[Channel, ...]
     timeout_s: int = DEFAULT_TIMEOUT_S
     keep_alive: KeepAlive | None = None
+    meta: tuple[tuple[str, str], ...] = ()  # Grip-Set-Meta: the connection's meta for its filters
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +168,35 @@ def parse_channels(values: list[str]) -> tuple[Channel, ...]:
             name, params = split_params(entry)
             if not name:
                 raise GripError("Grip-Channel has an empty channel name")
-            channels.append(Channel(name, params.get("prev-id")))
+            filters = _filter_params(entry) if "filter" in params else ()
+            channels.append(Channel(name, params.get("prev-id"), filters))
     return tuple(channels)
+
+
+def _filter_params(entry: str) -> tuple[str, ...]:
+    """Every ``filter=`` parameter of a ``Grip-Channel`` entry, in order (a channel may name several)."""
+    found = []
+    for part in _split_outside_quotes(entry, ";")[1:]:
+        key, _, raw = part.partition("=")
+        if key.strip().lower() == "filter" and raw.strip():
+            found.append(_unquote(raw.strip()))
+    return tuple(found)
+
+
+def parse_set_meta(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``Grip-Set-Meta: name=value[, name=value]`` (Pushpin): the connection's meta its filters judge by.
+
+    >>> parse_set_meta(['user=alice, role="a b"'])
+    (('user', 'alice'), ('role', 'a b'))
+    """
+    meta = []
+    for value in values:
+        for entry in _split_outside_quotes(value, ","):
+            name, has_value, raw = entry.partition("=")
+            if not name.strip():
+                raise GripError("Grip-Set-Meta cannot be empty")
+            meta.append((name.strip(), _unquote(raw.strip()) if has_value else ""))
+    return tuple(meta)
 
 
 def parse_timeout(value: str | None, default: int = DEFAULT_TIMEOUT_S) -> int:
@@ -303,11 +332,13 @@ def instruction_from_headers(code: int, reason: str, headers: Headers, body: byt
         raise GripError("Grip-Hold without any Grip-Channel")
     timeouts = header_values(headers, "Grip-Timeout")
     keep_alives = header_values(headers, "Grip-Keep-Alive")
+    set_meta = header_values(headers, "Grip-Set-Meta")
     hold = Hold(
         HoldMode(mode_name),
         channels,
         parse_timeout(timeouts[0] if timeouts else None),
         parse_keep_alive(keep_alives[0]) if keep_alives else None,
+        parse_set_meta(set_meta) if set_meta else (),
     )
     return Instruction(hold, relayed, link, unknown)
 
@@ -351,7 +382,10 @@ def _instruct_channel(raw: Any) -> Channel:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise GripError("grip-instruct channel must be an object with a non-empty name")
     prev_id = raw.get("prev-id")
-    return Channel(raw["name"], prev_id if isinstance(prev_id, str) else None)
+    filters = raw.get("filters", [])
+    if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+        raise GripError("grip-instruct channel filters must be a list of strings")
+    return Channel(raw["name"], prev_id if isinstance(prev_id, str) else None, tuple(filters))
 
 
 def _instruct_keep_alive(raw: Any) -> KeepAlive | None:

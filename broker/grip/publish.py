@@ -85,6 +85,7 @@ class Item:
     id: str | None = None
     prev_id: str | None = None
     no_seq: bool = False  # deliver at once even when ``prev_id`` is not the last id seen (Pushpin's no-seq)
+    meta: dict[str, str] | None = field(default=None, compare=False)  # for subscription filters (skip-self...)
     # The item as published (JSON object), so another node can parse exactly the same item.
     raw: Any = field(default=None, compare=False, repr=False)
 
@@ -201,7 +202,19 @@ def _item(raw: Any, index: int) -> Item:
     parsed = {
         name: _format(name, value, f"{where}.formats.{name}") for name, value in formats.items() if name in FORMAT_NAMES
     }
-    return Item(channel, parsed, raw.get("id"), raw.get("prev-id"), raw.get("no-seq", False), raw)
+    return Item(
+        channel, parsed, raw.get("id"), raw.get("prev-id"), raw.get("no-seq", False), raw=raw, meta=_meta(raw, where)
+    )
+
+
+def _meta(raw: dict[str, Any], where: str) -> dict[str, str] | None:
+    """The item's ``meta``: an object of strings, for the subscribers' filters."""
+    meta = raw.get("meta")
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise PublishError(f"{where}.meta must be an object of strings")
+    return meta
 
 
 def _formats_of(raw: dict[str, Any], where: str) -> dict[str, Any]:

@@ -53,6 +53,7 @@ class Control:
     timeout_s: int | None = None
     name: str | None = None
     value: str | None = None
+    filters: tuple[str, ...] = ()  # subscribe: subscription filters (broker.grip.filters)
 
 
 def encode_events(events: list[WsEvent]) -> bytes:
@@ -146,7 +147,10 @@ def parse_control(content: bytes) -> Control:
     if kind in ("subscribe", "unsubscribe"):
         if not isinstance(doc.get("channel"), str) or not doc["channel"]:
             raise WsEventsError(f"{kind} needs a channel")
-        return Control(kind, channel=doc["channel"])
+        filters = doc.get("filters", []) if kind == "subscribe" else []
+        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+            raise WsEventsError("subscribe filters must be a list of strings")
+        return Control(kind, channel=doc["channel"], filters=tuple(filters))
     if kind == "set-meta":
         name, value = doc.get("name"), doc.get("value")
         if not isinstance(name, str) or not name or not META_NAME.fullmatch(name):

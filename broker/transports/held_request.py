@@ -17,7 +17,7 @@ from broker.grip.instructions import Channel, Instruction
 from broker.origin.client import Origins
 from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection
-from broker.transports.ignored import ignored
+from broker.transports.ignored import ignored, known_filters
 from broker.usage.meter import Meter
 
 
@@ -59,13 +59,22 @@ def new_connection(request: ClientRequest, transport: str, queue_size: int) -> C
     return Connection(uuid.uuid4().hex, request.service, transport, queue_size, bytes_in=len(request.body))
 
 
-async def open_connection(ctx: HoldContext, conn: Connection, channels: tuple[Channel, ...]) -> None:
+async def open_connection(ctx: HoldContext, conn: Connection, channels: tuple[Channel, ...],
+                          meta: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
     """Meter the open (once per connection, however often the origin is asked) and subscribe."""
     if conn.id not in ctx.meter.open:
         await ctx.meter.opened(conn)
+    if meta:
+        ctx.hub.set_meta(conn, dict(meta))
     for channel in channels:
-        ctx.hub.subscribe(conn, channel.name)
+        subscribe(ctx, conn, channel)
     await ctx.hub.settled()  # before the client sees anything: a publish after that reaches it
+
+
+def subscribe(ctx: HoldContext, conn: Connection, channel: Channel) -> None:
+    """Hold ``channel`` for ``conn``, with the filters of it the broker applies."""
+    filters = known_filters(conn.service.service_id, channel.filters) if channel.filters else ()
+    ctx.hub.subscribe(conn, channel.name, filters)
 
 
 def release(ctx: HoldContext, conn: Connection, reason: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from broker.grip.filters import KNOWN_FILTERS
+
 log = logging.getLogger("broker.grip")
 # Bounded: a hostile origin naming a new header in every answer must not grow the set without end.
 MAX_REMEMBERED = 10_000
@@ -27,3 +29,13 @@ def ignored(service_id: str, what: str, name: str, detail: str = "") -> None:
 def forget() -> None:
     """Log every name again (tests)."""
     _logged.clear()
+
+
+def known_filters(service_id: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The filters of a subscription the broker applies; any other is ignored (and logged once)."""
+    if not names:
+        return names
+    for name in names:
+        if name not in KNOWN_FILTERS:
+            ignored(service_id, "the subscription filter", repr(name)[:40])
+    return tuple(name for name in names if name in KNOWN_FILTERS)

@@ -19,7 +19,14 @@ from broker.grip.publish import HttpResponseFormat
 from broker.grip.reliability import follows, grip_last, stale_channels
 from broker.origin.client import OriginError, relayable
 from broker.transports.connection import Connection, Delivery
-from broker.transports.held_request import ClientRequest, HoldContext, bad_gateway, open_connection, release
+from broker.transports.held_request import (
+    ClientRequest,
+    HoldContext,
+    bad_gateway,
+    open_connection,
+    release,
+    subscribe,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +72,10 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
                      disconnect: asyncio.Future[None]) -> str | Retry:  # fmt: skip
     """One response hold: the close reason once answered, or a ``Retry`` when it missed items."""
     expected = {c.name: c.prev_id for c in hold.channels}
+    if hold.meta:
+        ctx.hub.set_meta(conn, dict(hold.meta))
     for channel in hold.channels:  # subscribed and checked with no await between: no item slips past
-        ctx.hub.subscribe(conn, channel.name)
+        subscribe(ctx, conn, channel)
     stale = stale_channels(conn.service.service_id, hold.channels, ctx.hub.last_ids)
     if stale:
         return _retry(ctx, conn, stale, expected)

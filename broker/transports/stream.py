@@ -23,7 +23,7 @@ from broker.grip.publish import HttpStreamFormat
 from broker.grip.reliability import follows, grip_last, resolve_link, stale_channels
 from broker.origin.client import OriginError, OriginReply, relayable
 from broker.transports.connection import Connection, Delivery
-from broker.transports.held_request import ClientRequest, HoldContext, open_connection, release
+from broker.transports.held_request import ClientRequest, HoldContext, open_connection, release, subscribe
 
 # Pushpin retries a next link that failed 5 times, after 1 s, 2 s, 4 s ... plus up to 1 s at random.
 RETRY_MAX = 5
@@ -58,7 +58,7 @@ async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest
     """Stream: send the origin's response start, then append published ``http-stream`` content until
     closed or until ``disconnect`` (the client went away) is done."""
     assert instruction.hold is not None
-    await open_connection(ctx, conn, instruction.hold.channels)
+    await open_connection(ctx, conn, instruction.hold.channels, instruction.hold.meta)
     pump = asyncio.ensure_future(_Stream(ctx, conn, request, send, disconnect).run(instruction))
     reason = "client disconnected"
     try:
@@ -234,8 +234,11 @@ class _Stream:
         wanted = {c.name: c.prev_id for c in hold.channels}
         for name in self.channels.keys() - wanted.keys():
             self.ctx.hub.unsubscribe(self.conn, name)
-        for name in wanted.keys() - self.channels.keys():
-            self.ctx.hub.subscribe(self.conn, name)
+        if hold.meta:
+            self.ctx.hub.set_meta(self.conn, dict(hold.meta))
+        for channel in hold.channels:
+            if channel.name not in self.channels:
+                subscribe(self.ctx, self.conn, channel)
         await self.ctx.hub.settled()
         self.channels, self.keep_alive = wanted, hold.keep_alive
         self.link = _Link(self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None

@@ -16,7 +16,7 @@ from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection, Delivery
 from broker.transports.held_request import HoldContext
-from broker.transports.ignored import ignored
+from broker.transports.ignored import ignored, known_filters
 
 # The client's handshake headers stay with the handshake, and Content-Type is the broker's to set
 # (application/websocket-events); Connection-Id and Meta-* never pass (``forwardable``).
@@ -172,7 +172,7 @@ async def _apply(ctx: HoldContext, session: WsSession, events: list[WsEvent], se
 
 async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Control, send: Send) -> None:
     if control.type == "subscribe" and control.channel:
-        ctx.hub.subscribe(session.conn, control.channel)
+        ctx.hub.subscribe(session.conn, control.channel, known_filters(session.service.service_id, control.filters))
         await ctx.hub.settled()
     elif control.type == "unsubscribe" and control.channel:
         ctx.hub.unsubscribe(session.conn, control.channel)
@@ -182,6 +182,7 @@ async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Contr
             session.conn_meta.pop(control.name, None)
         else:
             session.conn_meta[control.name] = control.value
+        ctx.hub.set_meta(session.conn, session.conn_meta)
     elif control.type == "detach":
         session.detached = True
     elif control.type == "keep-alive" and control.timeout_s:

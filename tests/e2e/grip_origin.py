@@ -47,7 +47,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif scope["path"] == "/headers":
         status, out_headers, out_body = 200, [("Content-Type", "application/json")], json.dumps(pairs).encode()
     elif scope["path"] == "/ws":
-        status, out_headers, out_body = websocket_over_http(headers, body, query.get("ch", "test"), pairs)
+        status, out_headers, out_body = websocket_over_http(headers, body, query, pairs)
     else:
         status, out_headers, out_body = route(scope["path"], query, headers)
     await send({"type": "http.response.start", "status": status,
@@ -84,6 +84,14 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
         if "unknown" in query:  # a GRIP header no broker knows
             grip.append(("Grip-Unheard-Of", "x"))
         return 200, [("Content-Type", "text/plain"), *grip], b"" if "empty" in query else b"status body\n"
+    if path == "/fstream":  # a stream on ``ch`` with ``; filter=`` for each of ``filters``, Grip-Set-Meta user
+        filters = "".join(f"; filter={f}" for f in query.get("filters", "").split(",") if f)
+        grip = [("Grip-Hold", "stream"), ("Grip-Channel", f"{channel}{filters}")]
+        if "also" in query:
+            grip.append(("Grip-Channel", f"{query['also']}{filters}"))
+        if "user" in query:
+            grip.append(("Grip-Set-Meta", f"user={query['user']}"))
+        return 200, [("Content-Type", "text/plain"), *grip], b"stream open\n"
     if path == "/rpoll":
         return reliable_poll(query, headers, channel)
     if path == "/rstream":
@@ -132,15 +140,21 @@ def _query(params: dict[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def websocket_over_http(headers: dict[str, str], body: bytes, channel: str, pairs: list[tuple[str, str]]):
-    """Echo with GRIP: OPEN subscribes to ``channel``; text "detach"/"unsub"/"close" exercise control messages,
+def websocket_over_http(headers: dict[str, str], body: bytes, query: dict[str, str], pairs: list[tuple[str, str]]):
+    """Echo with GRIP: OPEN subscribes to ``ch`` (and ``also``, with the comma-separated ``filters``, after
+    a set-meta of ``user=<user>`` when given); text "detach"/"unsub"/"close" exercise control messages,
     "headers" answers this request's ``Connection-Id`` and ``Meta-*`` headers (JSON pairs, repeats kept)."""
+    channel = query.get("ch", "test")
     meta = {k[len("meta-") :]: v for k, v in headers.items() if k.startswith("meta-")}
     context = WebSocketContext(headers["connection-id"], meta, decode_websocket_events(body))
     out: list[WebSocketEvent] = []
     if context.is_opening():
         context.accept()
-        context.subscribe(channel)
+        if "user" in query:
+            context.send_control(json.dumps({"type": "set-meta", "name": "user", "value": query["user"]}))
+        filters = [f for f in query.get("filters", "").split(",") if f]
+        for name in [channel, *([query["also"]] if "also" in query else [])]:
+            context.send_control(json.dumps({"type": "subscribe", "channel": name, "filters": filters}))
         context.send("welcome")
         context.meta["user"] = "alice"
     while context.can_recv():

@@ -481,3 +481,87 @@ async def test_an_unknown_or_malformed_control_message_is_ignored(target: Target
         assert await socket.recv() == "control sent"
         await socket.send("hello")
         assert await socket.recv() == "echo:hello"
+
+
+# Subscription filters and item meta (Pushpin's skip-self, skip-users, require-sub, var-subst).
+
+
+def ws_item(channel: str, content: str, **meta: str) -> dict[str, object]:
+    return {"channel": channel, "formats": {"ws-message": {"content": content}}, **({"meta": meta} if meta else {})}
+
+
+async def filtered_socket(stack: AsyncExitStack, target: Target, query: str) -> websockets.ClientConnection:
+    socket = await stack.enter_async_context(websockets.connect(f"{target.ws_url}/ws?{query}"))
+    assert await socket.recv() == "welcome"
+    await socket.send("whoami")  # a round trip: the subscription (and its filters) are in place after it
+    assert str(await socket.recv()).startswith("user=")
+    return socket
+
+
+async def received_until(socket: websockets.ClientConnection, marker: str) -> list[str]:
+    got: list[str] = []
+    async with asyncio.timeout(15):
+        while not got or got[-1] != marker:
+            got.append(str(await socket.recv()))
+    return got
+
+
+async def test_skip_self_drops_what_the_subscriber_itself_sent(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        alice = await filtered_socket(stack, target, "ch=f1&filters=skip-self&user=alice")
+        bob = await filtered_socket(stack, target, "ch=f1&filters=skip-self&user=bob")
+        plain = await filtered_socket(stack, target, "ch=f1&user=alice")  # no filter: gets everything
+        await asyncio.to_thread(publish_raw, target, ws_item("f1", "from alice", sender="alice"), ws_item("f1", "end"))
+        got = [await received_until(socket, "end") for socket in (alice, bob, plain)]
+    assert got == [["end"], ["from alice", "end"], ["from alice", "end"]]
+
+
+async def test_skip_users_drops_what_names_the_subscriber(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        alice = await filtered_socket(stack, target, "ch=f2&filters=skip-users&user=alice")
+        bob = await filtered_socket(stack, target, "ch=f2&filters=skip-users&user=bob")
+        items = [ws_item("f2", "not alice", skip_users="carol, alice"), ws_item("f2", "end")]
+        await asyncio.to_thread(publish_raw, target, *items)
+        got = [await received_until(socket, "end") for socket in (alice, bob)]
+    assert got == [["end"], ["not alice", "end"]]
+
+
+async def test_require_sub_on_a_websocket_drops_what_needs_a_channel_it_does_not_hold(target: Target) -> None:
+    """Pushpin 1.36 also drops what needs a channel the socket does hold (its WebSocket filters see no
+    channels; later Pushpin fixed it): fanmeter sends that (docs/decisions.md, "GRIP completeness")."""
+    async with AsyncExitStack() as stack:
+        alice = await filtered_socket(stack, target, "ch=f6&filters=require-sub&also=vip6")
+        items = [ws_item("f6", "other", require_sub="nope"), ws_item("f6", "end")]
+        await asyncio.to_thread(publish_raw, target, *items)
+        got = await received_until(alice, "end")
+    assert got == ["end"]
+
+
+async def test_require_sub_drops_what_needs_a_channel_the_stream_does_not_hold(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        path = "/fstream?ch=f5&filters=require-sub&also=vip5"
+        chunks = await held_stream(stack, target, path, b"stream open\n")
+        await asyncio.sleep(0.5)
+        items = [{"channel": "f5", "formats": {"http-stream": {"content": f"{c}\n"}}, "meta": {"require_sub": c}}
+                 for c in ("nope5", "vip5")]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        assert await read_until(chunks, b"vip5\n") == b"vip5\n"
+
+
+async def test_var_subst_puts_the_subscribers_meta_in_the_content(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        bob = await filtered_socket(stack, target, "ch=f3&filters=var-subst&user=bob")
+        items = [ws_item("f3", "hi %(user)s, 100%%"), ws_item("f3", "no %(such)s"), ws_item("f3", "end")]
+        await asyncio.to_thread(publish_raw, target, *items)
+        got = await received_until(bob, "end")
+    assert got == ["hi bob, 100%", "end"]
+
+
+async def test_a_grip_channel_filter_and_grip_set_meta_filter_an_http_stream(target: Target) -> None:
+    async with AsyncExitStack() as stack:
+        chunks = await held_stream(stack, target, "/fstream?ch=f4&filters=skip-self&user=alice", b"stream open\n")
+        await asyncio.sleep(0.5)
+        items = [{"channel": "f4", "formats": {"http-stream": {"content": f"{s}\n"}}, "meta": {"sender": s}}
+                 for s in ("alice", "bob")]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        assert await read_until(chunks, b"bob\n") == b"bob\n"

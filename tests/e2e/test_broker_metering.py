@@ -14,6 +14,8 @@ import pytest
 
 from broker.settings import BrokerSettings
 from tests.e2e.broker_metering import (
+    SocketClient,
+    StreamClient,
     close_reasons,
     open_clients,
     outbox_backlog,
@@ -187,3 +189,44 @@ async def test_a_broker_stopped_with_streams_open_closes_them_and_ships_the_clos
     assert seen["connection_minutes"] == 2
     # uvicorn ends held responses as a disconnect when it stops; what matters is that each got its close.
     assert len(await asyncio.to_thread(close_reasons, broker_stack_env, account)) == 2
+
+
+async def test_deliveries_a_subscription_filter_skips_are_neither_delivered_nor_billed(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """skip-self on two sockets (alice, bob) and a stream (alice, Grip-Set-Meta), var-subst on a socket
+    (bob): nobody gets their own items; each client's last item is carol's, so nothing skipped came late;
+    the pipeline bills exactly the deliveries received, and the substituted bytes."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"filters-{account}") as node:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            ws = node.url.replace("http://", "ws://") + "/s/svc-a/ws?ch=mf&"
+            clients = [SocketClient(ws + "filters=skip-self&user=alice"),
+                       SocketClient(ws + "filters=skip-self&user=bob"),
+                       StreamClient(client, f"{node.url}/s/svc-a/fstream?ch=mf&filters=skip-self&user=alice"),
+                       SocketClient(ws + "filters=var-subst&user=bob")]  # fmt: skip
+            for c in clients:
+                await c.open(stack)
+            senders = ["alice", "bob", "alice", "bob", "alice", "carol"]
+            items = [{"channel": "mf", "meta": {"sender": s}, "formats": {
+                "http-stream": {"content": f"{s}-{n}\n"}, "ws-message": {"content": f"{s}-{n} %(user)s"}}}
+                for n, s in enumerate(senders)]  # fmt: skip
+            response = httpx.post(f"{node.url}/service/svc-a/publish/", json={"items": items},
+                                  headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert response.status_code == 200
+            counts = [3, 4, 3, 6]
+            await asyncio.wait_for(asyncio.gather(*(c.receive(n) for c, n in zip(clients, counts, strict=True))), 30)
+    alice, bob, stream, subst = clients
+    assert alice.messages == ["bob-1 %(user)s", "bob-3 %(user)s", "carol-5 %(user)s"]
+    assert bob.messages == ["alice-0 %(user)s", "alice-2 %(user)s", "alice-4 %(user)s", "carol-5 %(user)s"]
+    assert stream.lines == ["bob-1", "bob-3", "carol-5"]
+    assert subst.messages == [f"{s}-{n} bob" for n, s in enumerate(senders)]
+    expected = {
+        "messages_published": len(senders),
+        "messages_delivered": sum(counts),
+        "connection_minutes": len(clients),
+        "bytes_out": sum(c.bytes for c in clients),
+    }
+    assert wait_for_usage(broker_stack_env, account, expected) == expected

@@ -1,0 +1,97 @@
+"""Subscription filters as Pushpin applies them (broker.grip.filters), and the hub applying them."""
+
+import json
+
+import pytest
+
+from broker.fanout.hub import Hub
+from broker.grip.filters import apply, substitute
+from broker.grip.instructions import Channel, instruction_from_body, instruction_from_headers, parse_channels
+from broker.grip.publish import HttpResponseFormat, HttpStreamFormat, WsMessageFormat, parse_publish_body
+from broker.grip.wsevents import Control, parse_control
+from broker.services.model import ServiceConfig
+from broker.transports.connection import Connection
+
+SVC = ServiceConfig("s1", "a1", "http://o", ("t",), "k", True)
+TEXT = WsMessageFormat(b"hi %(user)s")
+
+
+@pytest.mark.parametrize(
+    ("filters", "item_meta", "sub_meta", "channels", "sent"),
+    [
+        (("skip-self",), {"sender": "alice"}, {"user": "alice"}, set(), False),
+        (("skip-self",), {"sender": "alice"}, {"user": "bob"}, set(), True),
+        (("skip-self",), {"sender": "alice"}, None, set(), True),  # no user: nothing to skip
+        (("skip-self",), None, {"user": "alice"}, set(), True),
+        (("skip-users",), {"skip_users": "carol, alice"}, {"user": "alice"}, set(), False),
+        (("skip-users",), {"skip_users": "carol,alicex"}, {"user": "alice"}, set(), True),
+        (("require-sub",), {"require_sub": "vip"}, None, {"c", "vip"}, True),
+        (("require-sub",), {"require_sub": "vip"}, None, {"c"}, False),
+        (("require-sub",), {}, None, {"c"}, True),
+    ],
+)
+def test_drop_filters_judge_the_items_meta_against_the_subscribers(filters, item_meta, sub_meta, channels, sent):
+    assert (apply(filters, TEXT, item_meta, sub_meta, channels) is TEXT) is sent
+    if not sent:
+        assert apply(filters, TEXT, item_meta, sub_meta, channels) is None
+
+
+def test_var_subst_rewrites_each_formats_content_and_drops_what_it_cannot_render():
+    meta = {"user": "bob"}
+    assert apply(("var-subst",), TEXT, None, meta, set()) == WsMessageFormat(b"hi bob")
+    assert apply(("var-subst",), HttpStreamFormat(b"%(user)s\n"), None, meta, set()) == HttpStreamFormat(b"bob\n")
+    response = apply(("var-subst",), HttpResponseFormat(body=b"to %(user)s"), None, meta, set())
+    assert isinstance(response, HttpResponseFormat) and response.body == b"to bob"
+    assert apply(("var-subst",), TEXT, None, {}, set()) is None
+    assert apply(("var-subst",), WsMessageFormat(close=True), None, {}, set()) == WsMessageFormat(close=True)
+
+
+@pytest.mark.parametrize(
+    ("content", "out"),
+    [(b"plain", b"plain"), (b"100%%", b"100%"), (b"%(a\\)b)s", b"A"), (b"%(user)s%(user)s", b"bobbob"),
+     (b"%", None), (b"%d", None), (b"%(user", None), (b"%(user)d", None), (b"%(nobody)s", None)],
+)  # fmt: skip
+def test_substitute_follows_pushpins_format(content, out):
+    assert substitute(content, {"user": "bob", "a)b": "A"}) == out
+
+
+def test_filters_are_read_from_grip_channel_grip_instruct_and_subscribe():
+    assert parse_channels(["a; filter=skip-self; filter=var-subst, b"]) == (
+        Channel("a", None, ("skip-self", "var-subst")),
+        Channel("b"),
+    )
+    body = {"hold": {"channels": [{"name": "a", "filters": ["skip-users"]}]}}
+    hold = instruction_from_body(json.dumps(body).encode()).hold
+    assert hold is not None and hold.channels == (Channel("a", None, ("skip-users",)),)
+    headers = (("Grip-Hold", "stream"), ("Grip-Channel", "a"), ("Grip-Set-Meta", 'user=alice, role="x y"'))
+    held = instruction_from_headers(200, "OK", headers, b"").hold
+    assert held is not None and held.meta == (("user", "alice"), ("role", "x y"))
+    control = parse_control(b'c:{"type": "subscribe", "channel": "a", "filters": ["skip-self"]}')
+    assert control == Control("subscribe", channel="a", filters=("skip-self",))
+
+
+def test_publish_item_meta_must_be_an_object_of_strings():
+    item = parse_publish_body(
+        b'{"items": [{"channel": "a", "meta": {"sender": "x"}, "http-stream": {"content": "c"}}]}'
+    )
+    assert item[0].meta == {"sender": "x"}
+    with pytest.raises(Exception, match="meta"):
+        parse_publish_body(b'{"items": [{"channel": "a", "meta": {"n": 1}, "http-stream": {"content": "c"}}]}')
+
+
+def test_the_hub_queues_nothing_a_filter_drops_and_forgets_filters_and_meta_on_leave():
+    hub = Hub()
+    alice, bob, plain = (Connection(n, SVC, "websocket", 10) for n in ("alice", "bob", "plain"))
+    for conn in (alice, bob):
+        hub.set_meta(conn, {"user": conn.id})
+        hub.subscribe(conn, "c", ("skip-self",))
+    hub.subscribe(plain, "c")
+    items = parse_publish_body(json.dumps({"items": [
+        {"channel": "c", "meta": {"sender": "alice"}, "ws-message": {"content": "from alice"}}]}).encode())  # fmt: skip
+    assert hub.deliver("s1", items) == 2
+    assert [len(c.drain()) for c in (alice, bob, plain)] == [0, 1, 1]
+    hub.subscribe(alice, "c")  # subscribed again without filters
+    assert hub.deliver("s1", items) == 3
+    for conn in (alice, bob, plain):
+        hub.leave(conn)
+    assert hub._filters == {} and hub._meta == {}
