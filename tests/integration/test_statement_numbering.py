@@ -1,4 +1,4 @@
-"""Statement numbers under concurrency: several processes finalize at once, no number twice, none skipped.
+"""Numbers under concurrency: several processes finalize (or credit) at once, no number twice, none skipped.
 
 The test runs on whichever database the suite runs on: PostgreSQL when FANMETER_DATABASE_URL names
 one (the counter row taken with SELECT … FOR UPDATE), else the suite's SQLite file (writers
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from billing import accounts, statements
+from billing import accounts, credit_notes, statements
 from billing import statement_store as store
+from billing.domain.credit_notes import CreditRequest, credited
+from billing.domain.exceptions import InvalidCreditNote
 from billing.domain.numbering import Numbering
 from billing.domain.roles import Principal
 from billing.orm import StatementRecord
@@ -38,6 +41,20 @@ def _finalize_share(url: str, account_ids: list[str], start: Any) -> None:
         for account_id in account_ids:
             with Session(engine) as session:
                 statements.finalize(session, FINANCE, account_id, MARCH, NOW)
+    finally:
+        engine.dispose()
+
+
+def _credit(url: str, account_id: str, start: Any, issued: Any) -> None:
+    """One process's attempt at a credit note of 3.00 against the statement, once every process is ready."""
+    engine = make_engine(url)
+    try:
+        start.wait(timeout=60)
+        with Session(engine) as session:
+            request = CreditRequest("at once", amount=Decimal("3.00"))
+            issued.put(credit_notes.issue(session, FINANCE, account_id, MARCH, request, NOW).number)
+    except InvalidCreditNote:
+        issued.put("refused")
     finally:
         engine.dispose()
 
@@ -75,6 +92,32 @@ def test_finalizing_from_several_processes_at_once_gives_every_number_once_witho
     assert sorted(numbers) == [f"FM-2026-{n:06d}" for n in range(1, STATEMENTS + 1)]
     with engine.connect() as conn:
         assert store.last_number(conn, "statement", 2026) == STATEMENTS
+
+
+def test_credit_notes_issued_at_once_never_credit_more_than_the_statement_and_skip_no_number(
+    engine: Engine, runtime: Runtime
+) -> None:
+    (account_id,) = _drafts(engine, 1)
+    with Session(engine) as session:
+        statements.add_adjustment(
+            session, FINANCE, account_id, MARCH, amount=Decimal("10.00"), reason="r", service_id=None, now=NOW
+        )
+    with Session(engine) as session:
+        statements.finalize(session, FINANCE, account_id, MARCH, NOW)
+    context = multiprocessing.get_context("spawn")
+    start, issued = context.Barrier(PROCESSES), context.Queue()
+    url = runtime.settings.resolved_database_url
+    workers = [context.Process(target=_credit, args=(url, account_id, start, issued)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    outcomes = sorted(issued.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+
+    # 10.00 takes three credit notes of 3.00; the fourth is refused and takes no number
+    assert outcomes == ["CN-2026-000001", "CN-2026-000002", "CN-2026-000003", "refused"]
+    with Session(engine) as session:
+        assert credited(credit_notes.notes_of(session, account_id, MARCH)) == Decimal("9.00")
 
 
 def test_a_number_taken_by_a_transaction_that_rolls_back_is_given_again(engine: Engine) -> None:
