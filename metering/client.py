@@ -149,7 +149,8 @@ class PipelineClient:
         if what == "database":
             return self._engine.url.render_as_string(hide_password=True)
         try:
-            return str(celery_app.connection_for_write().as_uri())  # the password masked
+            with celery_app.connection_for_write() as connection:  # not connected: only its address
+                return str(connection.as_uri())  # the password masked
         except Exception:
             return "the configured broker"
 
