@@ -20,7 +20,6 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 
 from billing import statements
-from billing.domain import ledger
 from billing.domain.money import exact_sum, to_decimal
 from billing.orm import Account, Adjustment, StatementRecord
 from kernel.instants import Month
@@ -294,9 +293,3 @@ def _month_sums(conn: Connection, month: Month, marker: tuple[object, ...]) -> _
     )
     _SUMS[key] = sums
     return sums
-
-
-def next_number(conn: Connection, month: Month) -> str:
-    """The number finalizing a statement of ``month`` would take now (the same rule ``finalize`` uses)."""
-    numbers = conn.scalars(select(StatementRecord.number).where(StatementRecord.number.like(f"FM-{month}-%")))
-    return ledger.statement_number(month, ledger.next_sequence([n for n in numbers if n], month))

@@ -17,8 +17,10 @@ from billing.access import require
 from billing.api import downloads
 from billing.console import charts, listing
 from billing.console.web import PREFIX, FormDep, Page, PageDep, redirect
+from billing.domain import numbering as numbering_rules
 from billing.domain.exceptions import BillingError
 from billing.domain.ledger import adjustment_amount, previous_month
+from billing.domain.numbering import Numbering
 from billing.domain.roles import Action
 from billing.pdf import render_pdf
 from billing.statements import month_closed
@@ -181,6 +183,12 @@ def regenerate(page: PageDep, account_id: str, month: str) -> Response:
     return redirect(f"{PREFIX}/accounts/{account_id}/statements/{month}?done=regenerated")
 
 
+def _numbering(page: Page) -> Numbering:
+    """The statement numbers of this service's settings, the same the API's finalize uses."""
+    numbering: Numbering = page.request.app.state.settings.numbering
+    return numbering
+
+
 @router.get("/accounts/{account_id}/statements/{month}/finalize")
 def confirm_finalize(page: PageDep, account_id: str, month: str) -> Response:
     """The confirmation: what will be finalized, its total and the number it will take."""
@@ -193,7 +201,7 @@ def confirm_finalize(page: PageDep, account_id: str, month: str) -> Response:
         account_id=account_id,
         month=month,
         body=body,
-        number=listing.next_number(page.db.connection(), parsed),
+        number=statements.next_number(page.db.connection(), _numbering(page), numbering_rules.STATEMENT, page.now),
         base=f"{PREFIX}/accounts/{account_id}/statements/{month}",
     )
 
@@ -201,7 +209,7 @@ def confirm_finalize(page: PageDep, account_id: str, month: str) -> Response:
 @router.post("/accounts/{account_id}/statements/{month}/finalize")
 def finalize(page: PageDep, account_id: str, month: str) -> Response:
     require(page.principal, Action.MANAGE_STATEMENTS, account_id)
-    statements.finalize(page.db, page.principal, account_id, _parse(month), page.now)
+    statements.finalize(page.db, page.principal, account_id, _parse(month), page.now, _numbering(page))
     return redirect(f"{PREFIX}/accounts/{account_id}/statements/{month}?done=finalized")
 
 
