@@ -25,6 +25,9 @@ class FanmeterSettings(BaseSettings):
     # The event contract's alive interval: broker nodes send an alive event per open connection
     # at least this often, and the pipeline closes a connection silent for a few of them.
     alive_interval_seconds: int = Field(default=60, gt=0)
+    # How long a producer waits out an outage of the database or the message broker (a restart,
+    # a failover) before it gives up with one line saying what is unreachable.
+    wait_for_services_seconds: float = Field(default=120.0, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -15,7 +15,6 @@ whose message is one line saying which service and for how long. Every call is s
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -35,9 +34,8 @@ from metering.tasks import ingest_batch, rollup
 # The pipeline's batch ids are at most this long (the ingest_batch table's key).
 MAX_BATCH_ID_CHARS = 64
 
-# How long a call waits for the database or the message broker to come back before giving up.
+# The setting that says how long a call waits for the database or the message broker to come back.
 WAIT_FOR_SERVICES_ENV = "FANMETER_WAIT_FOR_SERVICES_SECONDS"
-DEFAULT_WAIT_FOR_SERVICES_S = 120.0
 # Retries back off from the first to the last of these, then keep the last.
 RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
 
@@ -47,15 +45,6 @@ T = TypeVar("T")
 
 class ServiceUnavailable(RuntimeError):
     """The database or the message broker stayed unreachable for longer than the wait limit."""
-
-
-def wait_limit_s() -> float:
-    """``FANMETER_WAIT_FOR_SERVICES_SECONDS``, else 120 s."""
-    text = os.environ.get(WAIT_FOR_SERVICES_ENV, "")
-    try:
-        return float(text) if text.strip() else DEFAULT_WAIT_FOR_SERVICES_S
-    except ValueError:
-        raise ServiceUnavailable(f"{WAIT_FOR_SERVICES_ENV}={text!r} is not a number of seconds") from None
 
 
 def outage(error: BaseException) -> str | None:
@@ -103,14 +92,15 @@ class PipelineClient:
     ) -> None:
         """Send to where ``settings`` say; without them, to where this process's Celery app already points.
 
-        ``wait_s``: how long a call waits out an outage (default ``wait_limit_s()``); ``on_wait``
+        ``wait_s``: how long a call waits out an outage (default: the settings'
+        ``wait_for_services_seconds``, ``FANMETER_WAIT_FOR_SERVICES_SECONDS``); ``on_wait``
         is told once per outage, in one line, what the client waits for (default: a log warning).
         """
         if settings is not None:
             configure(settings)
         self._engine = engine
         self._declared = False
-        self._wait_s = wait_limit_s() if wait_s is None else wait_s
+        self._wait_s = (settings or FanmeterSettings()).wait_for_services_seconds if wait_s is None else wait_s
         self._on_wait = on_wait or log.warning
 
     def retrying(self, call: Callable[[], T]) -> T:

@@ -38,6 +38,11 @@ another account's resources answer 404.
 """
 
 
+# POST /v1/events holds its request at most this long through a pipeline outage, then answers 503
+# with Retry-After: a producer retries sooner than a connection would wait out the usual 120 s.
+EVENTS_OUTAGE_WAIT_S = 5.0
+
+
 def system_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -67,7 +72,7 @@ def create_app(
     app.state.read_engine = read_only(engine)  # built once: every GET binds its session to it
     metering_settings = MeteringSettings()
     app.state.ingest_batch_size = metering_settings.ingest_batch_size
-    app.state.pipeline = pipeline or PipelineClient(engine)
+    app.state.pipeline = pipeline or PipelineClient(engine, wait_s=EVENTS_OUTAGE_WAIT_S)
     # A connection is counted open while not closed and seen within the lost-close window.
     app.state.open_window_us = metering_settings.lost_close_factor * metering_settings.alive_interval_us
     errors.install(app)
