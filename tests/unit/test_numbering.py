@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from billing.domain.numbering import CREDIT_NOTE, NO_RESET, STATEMENT, Numbering
+from billing.settings import BillingSettings
 from kernel.instants import to_micros
 
 
@@ -47,3 +49,11 @@ def test_a_sequence_starts_at_one_and_has_a_known_name() -> None:
         Numbering().number(STATEMENT, 2026, 0)
     with pytest.raises(ValueError, match="no number sequence"):
         Numbering().prefix("invoice")
+
+
+def test_the_settings_give_the_numbering_and_refuse_a_bad_prefix_at_start_up() -> None:
+    settings = BillingSettings(statement_number_prefix="INV", number_yearly_reset=False)
+
+    assert settings.numbering == Numbering("INV", "CN", yearly_reset=False)
+    with pytest.raises(ValidationError, match="different number prefixes"):
+        BillingSettings(credit_note_number_prefix="FM")
