@@ -45,12 +45,7 @@ def issue(
     against what remains one after the other; the number comes from the credit-note sequence.
     """
     _require_account(session, account_id)
-    query = select(StatementRecord).where(StatementRecord.account_id == account_id, StatementRecord.month == str(month))
-    record = session.scalars(query.with_for_update().execution_options(populate_existing=True)).one_or_none()
-    if record is None:
-        raise Conflict(
-            f"{account_id} has no finalized statement for {month}: credit notes correct finalized statements"
-        )
+    record = _locked_statement(session, account_id, month)
     statement = ledger.statement_from_json(record.body)
     lines = credit_lines(statement, notes_of(session, account_id, month), request)
     number = statements.take_number(session.connection(), numbering, numbering_rules.CREDIT_NOTE, now)
@@ -66,27 +61,46 @@ def issue(
         now,
         principal.actor,
     )
+    _insert(session, record, note, principal)
+    session.commit()
+    return note
+
+
+def _locked_statement(session: Session, account_id: str, month: Month) -> StatementRecord:
+    query = select(StatementRecord).where(StatementRecord.account_id == account_id, StatementRecord.month == str(month))
+    record = session.scalars(query.with_for_update().execution_options(populate_existing=True)).one_or_none()
+    if record is None:
+        raise Conflict(
+            f"{account_id} has no finalized statement for {month}: credit notes correct finalized statements"
+        )
+    return record
+
+
+def _insert(session: Session, record: StatementRecord, note: CreditNote, principal: Principal) -> None:
+    """Add the credit note's row and its audit entry to the transaction (the only write of a credit note)."""
     body = note.to_json()
     session.add(
         CreditNoteRecord(
-            number=number,
+            number=note.number,
             statement_id=record.id,
-            account_id=account_id,
-            month=str(month),
+            account_id=note.account_id,
+            month=str(note.month),
             total=note.total,
             body=body,
-            issued_at=now,
-            issued_by=principal.actor,
+            issued_at=note.issued_at,
+            issued_by=note.issued_by,
         )
     )
-    after = {key: body[key] for key in ("number", "statement_number", "total", "reason", "content_hash")}
-    target = f"statement/{account_id}/{month}"
     audit.record(
-        session, actor=principal.actor, account_id=account_id, action="credit_note.issue", target=target,
-        before=None, after=after, now=now,
-    )  # fmt: skip
-    session.commit()
-    return note
+        session,
+        actor=principal.actor,
+        account_id=note.account_id,
+        action="credit_note.issue",
+        target=f"statement/{note.account_id}/{note.month}",
+        before=None,
+        after={key: body[key] for key in ("number", "statement_number", "total", "reason", "content_hash")},
+        now=note.issued_at,
+    )
 
 
 def notes_of(session: Session, account_id: str, month: Month) -> list[CreditNote]:
