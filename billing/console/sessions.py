@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -175,37 +176,24 @@ def csrf_matches(expected: str, given: str | None) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(expected, given or "")
 
 
-def _stream(key: bytes, nonce: bytes, length: int) -> bytes:
-    count = -(-length // hashlib.sha256().digest_size)
-    blocks = (hmac.digest(key, b"reveal-stream" + nonce + i.to_bytes(4, "big"), hashlib.sha256) for i in range(count))
-    return b"".join(blocks)[:length]
-
-
-def _xor(data: bytes, stream: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(data, stream, strict=True))
-
-
-def _keys(cookie_secret: str) -> tuple[bytes, bytes]:
-    root = cookie_secret.encode()
-    return hmac.digest(root, b"reveal-key", hashlib.sha256), hmac.digest(root, b"reveal-mac", hashlib.sha256)
+def _sealer(cookie_secret: str) -> Fernet:
+    """Authenticated encryption under a key only this browser's cookie can derive (Fernet: AES + HMAC)."""
+    key = hmac.digest(cookie_secret.encode(), b"fanmeter console reveal", hashlib.sha256)
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 def keep_reveal(session: Session, cookie_secret: str, values: dict[str, str], now: datetime) -> None:
     """Keep ``values`` (a secret just issued) on the session's row for one view (caller commits).
 
-    They are sealed under keys derived from the cookie secret: an HMAC-SHA256 keystream with a
-    fresh nonce, and an HMAC tag over nonce and ciphertext, so only this browser's next request
-    can read them back. A second keep before the view replaces the first.
+    They are sealed with Fernet under a key derived from the cookie secret, so the database never
+    holds them readable and only this browser's next request can read them back. A second keep
+    before the view replaces the first.
     """
     plain = json.dumps({**values, "until": (now + REVEAL_LIFETIME).isoformat()}).encode()
-    key, mac = _keys(cookie_secret)
-    nonce = secrets.token_bytes(16)
-    sealed = nonce + _xor(plain, _stream(key, nonce, len(plain)))
-    tag = hmac.digest(mac, sealed, hashlib.sha256)
     session.execute(
         update(ConsoleSession)
         .where(ConsoleSession.secret_hash == token_hash(cookie_secret), ConsoleSession.kind == SESSION)
-        .values(reveal=base64.urlsafe_b64encode(tag + sealed).decode())
+        .values(reveal=_sealer(cookie_secret).encrypt(plain).decode())
     )
 
 
@@ -221,13 +209,10 @@ def take_reveal(session: Session, cookie_secret: str, now: datetime) -> dict[str
     session.commit()
     if taken is None:
         return None
-    key, mac = _keys(cookie_secret)
-    raw = base64.urlsafe_b64decode(taken)
-    tag, sealed = raw[:32], raw[32:]
-    if not hmac.compare_digest(tag, hmac.digest(mac, sealed, hashlib.sha256)):
+    try:
+        values: dict[str, str] = json.loads(_sealer(cookie_secret).decrypt(taken.encode()))
+    except InvalidToken:  # sealed for another cookie, or altered
         return None
-    nonce, cipher = sealed[:16], sealed[16:]
-    values: dict[str, str] = json.loads(_xor(cipher, _stream(key, nonce, len(cipher))))
     if datetime.fromisoformat(values.pop("until")) <= now:
         return None
     return values
