@@ -54,6 +54,7 @@ class HttpResponseFormat:
     reason: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    hint: bool = False  # action hint/refresh: the long-poll asks its origin again instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class HttpStreamFormat:
 
     content: bytes = b""
     close: bool = False
+    hint: bool = False  # action hint/refresh: a stream with a next link fetches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,13 @@ class WsMessageFormat:
     close: bool = False
     code: int | None = None
     reason: str = ""
+    frame: str = ""  # type ping or pong: a control frame, which ASGI cannot send (neither sent nor metered)
+    hint: bool = False  # action hint/refresh: nothing for a WebSocket (ignored, as Pushpin)
+
+
+# Pushpin's publish actions: hint and refresh both ask the origin (a stream's next link, a long-poll's retry).
+ACTIONS = ("send", "close", "hint", "refresh")
+WS_TYPES = ("text", "binary", "ping", "pong")
 
 
 Format = HttpResponseFormat | HttpStreamFormat | WsMessageFormat
@@ -236,8 +245,14 @@ def _format(name: str, raw: Any, where: str) -> Format:
     if not isinstance(raw, dict):
         raise PublishError(f"{where} must be an object")
     action = raw.get("action", "send")
-    if action not in ("send", "close"):
-        raise PublishError(f"{where}.action must be send or close, got {action!r}")
+    if action not in ACTIONS:
+        raise PublishError(f"{where}.action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action in ("hint", "refresh"):
+        if action == "refresh" and name != "http-response":  # Pushpin 1.36 refuses it elsewhere
+            raise PublishError(f"{where}.action refresh is for http-response only")
+        if name == "http-response":
+            return HttpResponseFormat(hint=True)
+        return HttpStreamFormat(hint=True) if name == "http-stream" else WsMessageFormat(hint=True)
     if name == "http-response":
         return _http_response(raw, where)
     if name == "http-stream":
@@ -294,7 +309,12 @@ def _ws_message(raw: dict[str, Any], where: str, close: bool) -> WsMessageFormat
         if len(reason.encode("utf-8")) > MAX_CLOSE_REASON_BYTES:  # the surrogate check ran before: it encodes
             raise PublishError(f"{where}.reason must be at most {MAX_CLOSE_REASON_BYTES} bytes (RFC 6455)")
         return WsMessageFormat(close=True, code=code, reason=reason)
-    binary = "content-bin" in raw and "content" not in raw
+    kind = raw.get("type")
+    if kind is not None and kind not in WS_TYPES:
+        raise PublishError(f"{where}.type must be one of {', '.join(WS_TYPES)}, got {kind!r}")
+    if kind in ("ping", "pong"):
+        return WsMessageFormat(_content(raw, "content", where, required=False), frame=kind)
+    binary = kind == "binary" if kind is not None else "content-bin" in raw and "content" not in raw
     return WsMessageFormat(_content(raw, "content", where, required=True), binary=binary)
 
 

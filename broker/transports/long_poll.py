@@ -90,6 +90,9 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
         return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
     if got in done:
         delivery = conn.take(1)[0]
+        hinted = isinstance(delivery.format, HttpResponseFormat) and delivery.format.hint
+        if hinted:  # hint/refresh: ask the origin again, forgetting nothing
+            return _retry(ctx, conn, (), expected)
         if not follows(expected.get(delivery.item.channel), delivery.item):
             return _retry(ctx, conn, (delivery.item.channel,), expected)
         await _answer(ctx, conn, delivery, send, disconnect)

@@ -168,6 +168,12 @@ class _Stream:
             if delivery.format.close:
                 await self._send_counted(taken)
                 raise StreamEnd("closed by publisher")
+            if delivery.format.hint:  # hint/refresh: what is new is the next link's to answer (none: ignored)
+                if self.link is None:
+                    continue
+                await self._send_counted(taken)
+                self.conn.discard_queued()
+                return await self._recover()
             taken.append(delivery)
         await self._send_counted(taken)
         return []

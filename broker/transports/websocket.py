@@ -200,6 +200,8 @@ async def _deliver(ctx: HoldContext, session: WsSession, batch: list[Delivery], 
             session.close_code = fmt.code or 1000
             await _close(send, session.close_code, fmt.reason)
             return
+        if fmt.hint or fmt.frame:  # nothing a WebSocket client gets through ASGI: neither sent nor metered
+            continue
         await (_send_bytes if fmt.binary else _send_text)(send, session.conn, fmt.content)
         ctx.meter.delivered(session.conn, delivery.item.channel, delivery.item_key, len(fmt.content))
 

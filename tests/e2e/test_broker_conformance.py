@@ -12,6 +12,7 @@ same gripcontrol origin, and gripcontrol publishes to both.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -167,6 +168,9 @@ async def test_websocket_over_http_message_flow(target: Target) -> None:
         ({"items": [{"channel": "c", "formats": {"smoke-signal": {}}}]}, 200, "Published"),
         ({"items": [{"channel": "c"}]}, 400, "Invalid format: "),
         ({"items": [{"channel": "c", "http-stream": {}}]}, 400, "Invalid format: "),
+        ({"items": [{"channel": "c", "http-stream": {"action": "refresh"}}]}, 400, "Invalid format: "),
+        ({"items": [{"channel": "c", "ws-message": {"action": "refresh"}}]}, 400, "Invalid format: "),
+        ({"items": [{"channel": "c", "ws-message": {"type": "smoke", "content": "x"}}]}, 400, "Invalid format: "),
     ],
 )
 def test_the_publish_api_answers_alike(target: Target, body: dict[str, object], status: int, prefix: str) -> None:
@@ -565,3 +569,46 @@ async def test_a_grip_channel_filter_and_grip_set_meta_filter_an_http_stream(tar
                  for s in ("alice", "bob")]  # fmt: skip
         await asyncio.to_thread(publish_raw, target, *items)
         assert await read_until(chunks, b"bob\n") == b"bob\n"
+
+
+# Publish actions (hint, refresh, close with a code and reason) and ws-message types.
+
+
+async def test_ws_message_types_and_a_close_with_its_code_and_reason(target: Target) -> None:
+    async with websockets.connect(f"{target.ws_url}/ws?ch=pa1") as socket:
+        assert await socket.recv() == "welcome"
+        await socket.send("whoami")
+        assert str(await socket.recv()).startswith("user=")
+        items = [{"channel": "pa1", "formats": {"ws-message": fmt}} for fmt in (
+            {"type": "ping", "content": "p"}, {"type": "pong"}, {"type": "binary", "content": "bin"},
+            {"type": "text", "content-bin": base64.b64encode(b"txt").decode()}, {"action": "hint"},
+            {"action": "close", "code": 4002, "reason": "bye"})]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        got = [await socket.recv(), await socket.recv()]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.recv()
+    assert got == [b"bin", "txt"]  # a ping or pong frame is no message; a hint is nothing to a socket
+    assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (4002, "bye")
+
+
+async def test_a_hint_makes_a_stream_with_a_next_link_fetch_it(target: Target) -> None:
+    action, channel = "hint", "ph-hint"
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, channel)
+        chunks = await held_stream(stack, target, f"/rstream?ch={channel}&prev=1&now=1", b"stream open\n")
+        await asyncio.to_thread(publish_raw, target, {"channel": channel, "http-stream": {"action": action}})
+        recovered = f"recovered {channel}; last-id=1\n".encode()
+        assert await read_until(chunks, recovered) == recovered
+
+
+@pytest.mark.parametrize("action", ["hint", "refresh"])
+async def test_a_hint_makes_a_long_poll_ask_its_origin_again(target: Target, action: str) -> None:
+    channel = f"pl-{action}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch={channel}&prev=1&timeout=20"))
+        await asyncio.sleep(2)  # past the refresh of a channel new to the broker (1 s), which would ask too
+        while not request.done():
+            await asyncio.to_thread(publish_raw, target, {"channel": channel, "http-response": {"action": action}})
+            await asyncio.wait({request}, timeout=0.3)
+        response = request.result()
+    assert (response.status_code, response.text) == (200, f"recovered {channel}; last-id=1\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -228,5 +229,42 @@ async def test_deliveries_a_subscription_filter_skips_are_neither_delivered_nor_
         "messages_delivered": sum(counts),
         "connection_minutes": len(clients),
         "bytes_out": sum(c.bytes for c in clients),
+    }
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+
+
+async def test_publish_actions_and_ws_message_types_bill_only_what_clients_received(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """A ping, a pong and a hint reach nobody and are not billed; a binary message is billed by its size;
+    a close with a code ends the socket (the close itself is no delivery); a stream's hint without a next
+    link is ignored and its close ends it."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"actions-{account}") as node:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            socket = SocketClient(node.url.replace("http://", "ws://") + "/s/svc-a/ws?ch=pa")
+            stream = StreamClient(client, f"{node.url}/s/svc-a/stream?ch=pa")
+            for c in (socket, stream):
+                await c.open(stack)
+            items = [{"channel": "pa", "formats": {"ws-message": ws, "http-stream": hs}} for ws, hs in (
+                ({"type": "ping", "content": "p"}, {"content": "one\n"}), ({"type": "pong"}, {"action": "hint"}),
+                ({"type": "binary", "content": "bin"}, {"content": "two\n"}), ({"action": "hint"}, {"action": "close"}),
+                ({"action": "close", "code": 4002, "reason": "bye"}, {"content": "never\n"}))]  # fmt: skip
+            response = await client.post(f"{node.url}/service/svc-a/publish/", json={"items": items},
+                                         headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert response.status_code == 200
+            got = await asyncio.wait_for(socket._socket.recv(), 10)
+            with pytest.raises(Exception, match="4002"):
+                await asyncio.wait_for(socket._socket.recv(), 10)
+            with contextlib.suppress(StopAsyncIteration):  # the published close ends the stream
+                await stream.receive_until_idle(1.0)
+    assert got == b"bin" and stream.lines == ["one", "two"]
+    expected = {
+        "messages_published": len(items),
+        "messages_delivered": 3,  # bin, one, two
+        "connection_minutes": 2,
+        "bytes_out": len(b"welcome") + len(got) + stream.bytes,
     }
     assert wait_for_usage(broker_stack_env, account, expected) == expected

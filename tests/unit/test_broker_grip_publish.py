@@ -79,7 +79,10 @@ def test_the_item_size_is_its_largest_payload():
             "both in formats",
         ),
         (body({"channel": "c", "http-stream": 1}), "http-stream must be an object"),
-        (body({"channel": "c", "http-stream": {"action": "explode"}}), "action must be send or close"),
+        (
+            body({"channel": "c", "http-stream": {"action": "explode"}}),
+            "action must be one of send, close, hint, refresh",
+        ),
         (body({"channel": "c", "http-stream": {}}), "needs content or content-bin"),
         (body({"channel": "c", "http-stream": {"content": 1}}), "content must be a string"),
         (body({"channel": "c", "http-stream": {"content-bin": 1}}), "base64 string"),
@@ -108,3 +111,21 @@ def test_an_empty_item_list_publishes_nothing_and_unknown_formats_are_ignored_as
     assert list(item.formats) == ["http-stream"]
     (only_unknown,) = parse_publish_body(body({"channel": "c", "formats": {"carrier-pigeon": {}}}))
     assert only_unknown.formats == {} and only_unknown.size == 0
+
+
+def test_hint_and_refresh_actions_and_ws_message_types_are_read_as_pushpin_reads_them():
+    def one(fmt):
+        return parse_publish_body(json.dumps({"items": [{"channel": "c", **fmt}]}).encode())[0].formats
+
+    assert one({"http-stream": {"action": "hint"}})["http-stream"] == HttpStreamFormat(hint=True)
+    for name in ("http-stream", "ws-message"):
+        with pytest.raises(PublishError, match="refresh"):
+            one({name: {"action": "refresh"}})
+    for action in ("hint", "refresh"):
+        assert one({"http-response": {"action": action}})["http-response"] == HttpResponseFormat(hint=True)
+    assert one({"ws-message": {"action": "hint"}})["ws-message"] == WsMessageFormat(hint=True)
+    assert one({"ws-message": {"type": "binary", "content": "ab"}})["ws-message"] == WsMessageFormat(b"ab", binary=True)
+    assert one({"ws-message": {"type": "text", "content-bin": "YWI="}})["ws-message"] == WsMessageFormat(b"ab")
+    assert one({"ws-message": {"type": "ping"}})["ws-message"] == WsMessageFormat(frame="ping")
+    with pytest.raises(PublishError, match="type must be one of"):
+        one({"ws-message": {"type": "smoke", "content": "x"}})
