@@ -46,6 +46,8 @@ class KeepAlive:
 
     content: bytes
     timeout_s: int
+    interval: bool = False  # mode=interval: every timeout_s, however busy the stream (Pushpin; default idle)
+    binary: bool = False  # a WebSocket keep-alive sent as a binary message
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ def parse_keep_alive(value: str) -> KeepAlive:
     fmt = params.get("format", "raw")
     content = _decode_keep_alive(data, fmt)
     timeout = parse_timeout(params.get("timeout"), DEFAULT_KEEP_ALIVE_S)
-    return KeepAlive(content, timeout)
+    return KeepAlive(content, timeout, params.get("mode", "idle") == "interval")
 
 
 def _decode_keep_alive(data: str, fmt: str) -> bytes:

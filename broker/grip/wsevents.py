@@ -7,6 +7,7 @@ an origin that enabled the ``grip`` extension is a control message for the broke
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import struct
@@ -32,6 +33,8 @@ CONTROL_TYPES = frozenset(
         "close",
     }
 )
+MESSAGE_TYPES = ("text", "binary", "ping", "pong")
+DEFAULT_KEEP_ALIVE_S, DEFAULT_SEND_DELAYED_S = 55, 1  # Pushpin's
 # A meta name becomes a header name (Meta-<name>) on every request to the origin.
 META_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -54,6 +57,8 @@ class Control:
     name: str | None = None
     value: str | None = None
     filters: tuple[str, ...] = ()  # subscribe: subscription filters (broker.grip.filters)
+    message_type: str = "text"  # keep-alive, send-delayed: text, binary, ping or pong
+    interval: bool = False  # keep-alive mode=interval: every timeout_s, not after timeout_s of quiet
 
 
 def encode_events(events: list[WsEvent]) -> bytes:
@@ -158,13 +163,43 @@ def parse_control(content: bytes) -> Control:
         if value is not None and (not isinstance(value, str) or any(c in value for c in "\r\n\0")):
             raise WsEventsError("set-meta value must be a string on one line")
         return Control(kind, name=name.lower(), value=value)
-    if kind == "keep-alive":
-        timeout = doc.get("timeout", 55)
-        if type(timeout) is not int or timeout <= 0:
-            raise WsEventsError("keep-alive timeout must be a positive integer")
-        content_text = doc.get("content", "")
-        return Control(kind, content=str(content_text).encode(), timeout_s=timeout)
+    if kind in ("keep-alive", "send-delayed"):
+        return _timed_message(kind, doc)
     return Control(kind)
+
+
+def _timed_message(kind: str, doc: dict[str, Any]) -> Control:
+    """keep-alive and send-delayed, as Pushpin reads them: ``content`` or ``content-bin``, ``message-type``,
+    ``timeout`` (keep-alive: 55 s, send-delayed: 1 s when absent or 0) and keep-alive's ``mode``
+    (``idle``, the default, or ``interval``). A keep-alive without content turns keep-alives off
+    (``timeout_s`` None)."""
+    message_type = doc.get("message-type")
+    if message_type is not None and message_type not in MESSAGE_TYPES:
+        raise WsEventsError(f"{kind} message-type must be one of {', '.join(MESSAGE_TYPES)}")
+    content: bytes | None = None
+    if "content-bin" in doc:
+        if not isinstance(doc["content-bin"], str):
+            raise WsEventsError(f"{kind} content-bin must be a base64 string")
+        try:
+            content = base64.b64decode(doc["content-bin"], validate=True)
+        except ValueError:
+            raise WsEventsError(f"{kind} content-bin is not base64") from None
+        message_type = message_type or "binary"
+    elif "content" in doc:
+        if not isinstance(doc["content"], str):
+            raise WsEventsError(f"{kind} content must be a string")
+        content = doc["content"].encode()
+    timeout = doc.get("timeout", 0)
+    if type(timeout) is not int or timeout < 0:
+        raise WsEventsError(f"{kind} timeout must be a non-negative integer")
+    mode = doc.get("mode", "idle")
+    if not isinstance(mode, str):
+        raise WsEventsError(f"{kind} mode must be a string")
+    default = DEFAULT_KEEP_ALIVE_S if kind == "keep-alive" else DEFAULT_SEND_DELAYED_S
+    if kind == "keep-alive" and content is None:
+        return Control(kind)  # keep-alives off
+    return Control(kind, content=content or b"", timeout_s=timeout or default, message_type=message_type or "text",
+                   interval=mode == "interval")  # fmt: skip
 
 
 def _name(kind: object) -> str:

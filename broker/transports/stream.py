@@ -87,6 +87,7 @@ class _Stream:
         self.hosts = _service_hosts(request)
         self.channels: dict[str, str | None] = {}  # channel -> the prev-id its next item must name
         self.keep_alive: grip.KeepAlive | None = None
+        self.keep_alive_due: float | None = None  # Grip-Keep-Alive mode=interval: the next one's time
         self.link: _Link | None = None
         self.link_due: float | None = None
         self.active: set[str] = set()  # channels with an item since the link's timer started
@@ -103,6 +104,8 @@ class _Stream:
             backlog = await self._first_check(hold)
             while True:
                 backlog = await self._deliver(backlog or await self._wait())
+                if self.keep_alive_due is not None:
+                    await self._interval_keep_alive()
         except StreamEnd as end:
             await self.send(FINISHED)
             return end.reason
@@ -125,7 +128,8 @@ class _Stream:
         if await first_of(self.conn.ready(), timeout=timeout):
             return self.conn.take()
         assert self.keep_alive is not None
-        await self._write(self.keep_alive.content)
+        if self.keep_alive_due is None:  # interval keep-alives are the run loop's
+            await self._write(self.keep_alive.content)
         return []
 
     async def _wait_with_link(self, timeout: float | None) -> list[Delivery]:
@@ -141,11 +145,23 @@ class _Stream:
         link_due = self.link_due is not None and asyncio.get_running_loop().time() >= self.link_due - 0.01
         if link_due or self.keep_alive is None:
             return await self._recover()  # quiet too long: ask the origin what the stream missed
-        await self._write(self.keep_alive.content)
+        if self.keep_alive_due is None:  # interval keep-alives are the run loop's
+            await self._write(self.keep_alive.content)
         return []
 
+    async def _interval_keep_alive(self) -> None:
+        """mode=interval: the keep-alive on its schedule, however busy the stream is."""
+        assert self.keep_alive is not None and self.keep_alive_due is not None
+        now = asyncio.get_running_loop().time()
+        if now >= self.keep_alive_due - 0.01:
+            self.keep_alive_due = now + self.keep_alive.timeout_s
+            await self._write(self.keep_alive.content)
+
     def _timeout(self) -> float | None:
-        timeouts = [float(self.keep_alive.timeout_s)] if self.keep_alive else []
+        if self.keep_alive_due is not None:
+            timeouts = [max(0.0, self.keep_alive_due - asyncio.get_running_loop().time())]
+        else:
+            timeouts = [float(self.keep_alive.timeout_s)] if self.keep_alive else []
         if self.link_due is not None:
             timeouts.append(max(0.0, self.link_due - asyncio.get_running_loop().time()))
         return min(timeouts, default=None)
@@ -247,6 +263,8 @@ class _Stream:
                 subscribe(self.ctx, self.conn, channel)
         await self.ctx.hub.settled()
         self.channels, self.keep_alive = wanted, hold.keep_alive
+        ka = hold.keep_alive
+        self.keep_alive_due = asyncio.get_running_loop().time() + ka.timeout_s if ka and ka.interval else None
         self.link = _Link(self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None
         self._restart_link_timer()
         named = [name for name, prev_id in wanted.items() if prev_id is not None]

@@ -44,6 +44,9 @@ class WsSession:
     prefix: bytes | None = None
     detached: bool = False
     keep_alive: KeepAlive | None = None  # set by a keep-alive control message
+    keep_alive_due: float | None = None  # mode=interval: when the next one is sent (loop time)
+    delayed: tuple[bytes, str] | None = None  # send-delayed: content and message type, sent at ``delayed_due``
+    delayed_due: float = 0.0
     close_code: int | None = None  # set when the origin or a publisher ends the socket
 
     async def call_origin(self, events: list[WsEvent]) -> list[WsEvent]:
@@ -103,8 +106,9 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
     incoming = asyncio.ensure_future(receive())
     try:
         while session.close_code is None:
-            timeout = session.keep_alive.timeout_s if session.keep_alive else None
+            timeout = _timeout(session)
             got = conn.ready()
+            waited_from = asyncio.get_running_loop().time() if timeout is not None else 0.0
             done = await first_of(incoming, got, conn.ended, timeout=timeout)
             if conn.ended in done:
                 ending = conn.ended.result()
@@ -120,11 +124,58 @@ async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Sen
                 await _from_client(ctx, session, message, send)
             if got in done:
                 await _deliver(ctx, session, conn.take(), send)
-            if not done and session.keep_alive:
-                await _send_text(send, conn, session.keep_alive.content)
+            if timeout is not None:
+                await _timers(session, send, waited_from, idle=not done)
         return "closed"
     finally:
         incoming.cancel()
+
+
+def _timeout(session: WsSession) -> float | None:
+    """How long the socket may wait before a timer (keep-alive, send-delayed) is due; None without timers."""
+    keep_alive, delayed = session.keep_alive, session.delayed
+    if keep_alive is None and delayed is None:
+        return None  # the common socket: no timer
+    now, timeouts = asyncio.get_running_loop().time(), []
+    if keep_alive is not None:
+        due = session.keep_alive_due
+        timeouts.append(float(keep_alive.timeout_s) if due is None else due - now)
+    if delayed is not None:
+        timeouts.append(session.delayed_due - now)
+    return max(0.0, min(timeouts))
+
+
+async def _timers(session: WsSession, send: Send, waited_from: float, idle: bool) -> None:
+    """Nothing happened for ``_timeout`` since ``waited_from``: send what is due (the delayed message, a
+    keep-alive: mode=interval on its schedule, idle after its timeout of quiet)."""
+    now = asyncio.get_running_loop().time()
+    if session.delayed is not None and now >= session.delayed_due - 0.01:
+        await _flush_delayed(session, send)
+    keep_alive = session.keep_alive
+    if keep_alive is None:
+        return
+    if session.keep_alive_due is not None:  # interval: on its schedule, however busy the socket was
+        if now < session.keep_alive_due - 0.01:
+            return
+        session.keep_alive_due = now + keep_alive.timeout_s
+    elif not idle or now - waited_from < keep_alive.timeout_s - 0.01:
+        return  # something happened, or woken for another timer
+    await _send_message(send, session.conn, keep_alive.content, "binary" if keep_alive.binary else "text")
+
+
+async def _flush_delayed(session: WsSession, send: Send) -> None:
+    if session.delayed is not None:
+        content, message_type = session.delayed
+        session.delayed = None
+        await _send_message(send, session.conn, content, message_type)
+
+
+async def _send_message(send: Send, conn: Connection, content: bytes, message_type: str) -> None:
+    """A message the origin asked for (not a delivery: bytes out only); ping and pong frames ASGI cannot send."""
+    if message_type == "binary":
+        await _send_bytes(send, conn, content)
+    elif message_type == "text":
+        await _send_text(send, conn, content)
 
 
 async def _client_gone(session: WsSession, code: int) -> None:
@@ -185,8 +236,22 @@ async def _control(ctx: HoldContext, session: WsSession, control: wsevents.Contr
         ctx.hub.set_meta(session.conn, session.conn_meta)
     elif control.type == "detach":
         session.detached = True
-    elif control.type == "keep-alive" and control.timeout_s:
-        session.keep_alive = KeepAlive(control.content, control.timeout_s)
+    elif control.type == "keep-alive":
+        if control.timeout_s is None:  # no content: keep-alives off
+            session.keep_alive = session.keep_alive_due = None
+        else:
+            session.keep_alive = KeepAlive(control.content, control.timeout_s, control.interval,
+                                           control.message_type == "binary")  # fmt: skip
+            interval = control.interval and control.message_type in ("text", "binary")
+            session.keep_alive_due = asyncio.get_running_loop().time() + control.timeout_s if interval else None
+            if control.message_type not in ("text", "binary"):
+                session.keep_alive = None  # a ping or pong keep-alive: uvicorn pings the client itself
+    elif control.type == "send-delayed" and control.timeout_s:
+        await _flush_delayed(session, send)
+        session.delayed = (control.content, control.message_type)
+        session.delayed_due = asyncio.get_running_loop().time() + control.timeout_s
+    elif control.type == "flush-delayed":
+        await _flush_delayed(session, send)
     elif control.type == "close":
         session.close_code = 1000
         await _close(send, 1000)

@@ -62,7 +62,8 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
     if path == "/stream":
         hold = [("Grip-Hold", "stream"), ("Grip-Channel", create_grip_channel_header(channel))]
         if "ka" in query:
-            hold.append(("Grip-Keep-Alive", f"ka\\n; format=cstring; timeout={query['ka']}"))
+            mode = f"; mode={query['kamode']}" if "kamode" in query else ""
+            hold.append(("Grip-Keep-Alive", f"ka\\n; format=cstring; timeout={query['ka']}{mode}"))
         return 200, [("Content-Type", "text/plain"), *hold], b"stream open\n"
     if path == "/sse":
         hold = [("Grip-Hold", "stream"), ("Grip-Channel", create_grip_channel_header(channel))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import time
@@ -612,3 +613,82 @@ async def test_a_hint_makes_a_long_poll_ask_its_origin_again(target: Target, act
             await asyncio.wait({request}, timeout=0.3)
         response = request.result()
     assert (response.status_code, response.text) == (200, f"recovered {channel}; last-id=1\n")
+
+
+# The remaining WebSocket control messages: session, send-delayed, flush-delayed; keep-alive modes.
+
+
+async def _control(socket: websockets.ClientConnection, message: dict[str, object]) -> None:
+    await socket.send(f"control {json.dumps(message)}")
+
+
+async def _recv_for(socket: websockets.ClientConnection, seconds: float) -> list[str]:
+    got: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                got.append(str(await socket.recv()))
+    return got
+
+
+async def test_send_delayed_sends_after_its_timeout_and_flush_delayed_at_once(target: Target) -> None:
+    async with websockets.connect(f"{target.ws_url}/ws?ch=sd1") as socket:
+        assert await socket.recv() == "welcome"
+        await _control(socket, {"type": "session", "id": "s-1"})  # read, nothing to see
+        assert await socket.recv() == "control sent"
+        started = time.monotonic()
+        await _control(socket, {"type": "send-delayed", "content": "later", "timeout": 1})
+        assert await socket.recv() == "control sent"
+        assert await socket.recv() == "later"
+        waited = time.monotonic() - started
+        await _control(socket, {"type": "send-delayed", "content": "flushed", "timeout": 30})
+        await _control(socket, {"type": "flush-delayed"})
+        got = await _recv_for(socket, 3)
+    assert 0.7 <= waited < 5
+    assert sorted(got) == ["control sent", "control sent", "flushed"]
+
+
+async def test_keep_alive_interval_is_sent_however_busy_the_socket_and_turned_off_without_content(
+    target: Target,
+) -> None:
+    async with websockets.connect(f"{target.ws_url}/ws?ch=ka1") as socket:
+        assert await socket.recv() == "welcome"
+        await _control(socket, {"type": "keep-alive", "content": "ka", "timeout": 1, "mode": "interval"})
+        got = []
+        for n in range(8):  # busier than the keep-alive's timeout: an echo every 0.4 s
+            await socket.send(f"m{n}")
+            got += await _recv_for(socket, 0.4)
+        await _control(socket, {"type": "keep-alive"})  # no content: off
+        assert await socket.recv() == "control sent"
+        after = await _recv_for(socket, 1.5)
+    assert got.count("ka") >= 2 and after == []
+    assert [m for m in got if m.startswith("echo:")] == [f"echo:m{n}" for n in range(8)]
+
+
+async def test_an_idle_keep_alive_is_sent_on_a_quiet_socket(target: Target) -> None:
+    async with websockets.connect(f"{target.ws_url}/ws?ch=ka2") as socket:
+        assert await socket.recv() == "welcome"
+        await _control(socket, {"type": "keep-alive", "content": "idle-ka", "timeout": 1})
+        got = await _recv_for(socket, 2.5)
+    assert got[0] == "control sent" and "idle-ka" in got
+
+
+async def test_grip_keep_alive_mode_interval_is_sent_however_busy_the_stream(target: Target) -> None:
+    got = bytearray()
+
+    async def read(chunks: AsyncIterator[bytes]) -> None:
+        async for chunk in chunks:
+            got.extend(chunk)
+
+    async with AsyncExitStack() as stack:
+        chunks = await held_stream(stack, target, "/stream?ch=ka3&ka=1&kamode=interval", b"stream open\n")
+        reader = asyncio.ensure_future(read(chunks))
+        for n in range(8):  # an item every 0.4 s: busier than the keep-alive's timeout
+            await asyncio.to_thread(publish_raw, target, {"channel": "ka3", "http-stream": {"content": f"i{n}\n"}})
+            await asyncio.sleep(0.4)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    lines = got.decode().splitlines()
+    assert [line for line in lines if line.startswith("i")] == [f"i{n}" for n in range(8)]
+    assert lines.count("ka") >= 2

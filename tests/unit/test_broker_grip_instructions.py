@@ -214,3 +214,8 @@ def test_unknown_grip_headers_are_named_and_never_an_error():
     assert instruction.ignored == ("grip-other", "grip-unheard-of")
     assert instruction.response.headers == ()
     assert instruction_from_headers(200, "OK", hold_headers(("Grip-Channel", "a")), b"").ignored == ()
+
+
+def test_grip_keep_alive_mode_interval_is_read():
+    assert parse_keep_alive("ka; timeout=5; mode=interval") == KeepAlive(b"ka", 5, True)
+    assert parse_keep_alive("ka; timeout=5") == KeepAlive(b"ka", 5)

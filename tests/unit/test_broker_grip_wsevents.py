@@ -72,7 +72,8 @@ def test_control_messages_made_by_gripcontrol_are_parsed():
 @pytest.mark.parametrize(
     ("content", "reason"),
     [(b"c:{", "not JSON"), (b'c:{"type": "dance"}', "type must be one of"),
-     (b'c:{"type": "subscribe"}', "needs a channel"), (b'c:{"type": "keep-alive", "timeout": -1}', "positive integer")],
+     (b'c:{"type": "subscribe"}', "needs a channel"),
+     (b'c:{"type": "keep-alive", "content": "k", "timeout": -1}', "non-negative integer")],
 )  # fmt: skip
 def test_invalid_control_messages_are_refused(content, reason):
     with pytest.raises(WsEventsError, match=reason):
@@ -111,3 +112,16 @@ def test_an_ignored_thing_is_logged_once_per_service_and_name(caplog):
         "service s2: origin sent a control message 'dance', ignored",
         "service s1: origin sent a control message 'tango', ignored",
     ]
+
+
+def test_keep_alive_and_send_delayed_are_read_as_pushpin_reads_them():
+    assert parse_control(b'c:{"type": "keep-alive"}') == Control("keep-alive")  # no content: off
+    assert parse_control(b'c:{"type": "keep-alive", "content": "k", "mode": "interval"}') == Control(
+        "keep-alive", content=b"k", timeout_s=55, interval=True
+    )
+    assert parse_control(b'c:{"type": "send-delayed", "content-bin": "AAE="}') == Control(
+        "send-delayed", content=b"\0\1", timeout_s=1, message_type="binary"
+    )
+    assert parse_control(b'c:{"type": "flush-delayed"}') == Control("flush-delayed")
+    with pytest.raises(WsEventsError, match="message-type"):
+        parse_control(b'c:{"type": "send-delayed", "content": "x", "message-type": "smoke"}')
