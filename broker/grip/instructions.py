@@ -67,6 +67,7 @@ class Hold:
     timeout_s: int = DEFAULT_TIMEOUT_S
     keep_alive: KeepAlive | None = None
     meta: tuple[tuple[str, str], ...] = ()  # Grip-Set-Meta: the connection's meta for its filters
+    expose: frozenset[str] = frozenset()  # Grip-Expose-Headers (lowercased): origin headers a published answer keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,9 @@ class Instruction:
 
 # The GRIP headers an origin's response may carry that the broker acts on; any other Grip-* is ignored.
 KNOWN_GRIP_HEADERS = frozenset(
-    {"grip-hold", "grip-channel", "grip-timeout", "grip-keep-alive", "grip-link", "grip-status"}
-)
+    {"grip-hold", "grip-channel", "grip-timeout", "grip-keep-alive", "grip-link", "grip-status", "grip-set-meta",
+     "grip-expose-headers"}
+)  # fmt: skip
 
 
 def unknown_grip_headers(headers: Headers) -> tuple[str, ...]:
@@ -335,12 +337,16 @@ def instruction_from_headers(code: int, reason: str, headers: Headers, body: byt
     timeouts = header_values(headers, "Grip-Timeout")
     keep_alives = header_values(headers, "Grip-Keep-Alive")
     set_meta = header_values(headers, "Grip-Set-Meta")
+    exposed = frozenset(
+        name.strip().lower() for value in header_values(headers, "Grip-Expose-Headers") for name in value.split(",")
+    )
     hold = Hold(
         HoldMode(mode_name),
         channels,
         parse_timeout(timeouts[0] if timeouts else None),
         parse_keep_alive(keep_alives[0]) if keep_alives else None,
         parse_set_meta(set_meta) if set_meta else (),
+        exposed - {""},
     )
     return Instruction(hold, relayed, link, unknown)
 

@@ -95,7 +95,7 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
             return _retry(ctx, conn, (), expected)
         if not follows(expected.get(delivery.item.channel), delivery.item):
             return _retry(ctx, conn, (delivery.item.channel,), expected)
-        await _answer(ctx, conn, delivery, send, disconnect)
+        await _answer(ctx, conn, delivery, send, disconnect, exposed(hold, timeout_reply))
         return "published"
     if disconnect in done:
         return "client disconnected"
@@ -113,11 +113,22 @@ def _retry(ctx: HoldContext, conn: Connection, stale: tuple[str, ...], expected:
     return Retry(grip_last(expected))
 
 
+def exposed(hold: Hold, reply: OriginResponse) -> grip.Headers:
+    """The origin's headers that ``Grip-Expose-Headers`` names, for the published answer (Pushpin)."""
+    if not hold.expose:
+        return ()
+    return tuple((k, v) for k, v in relayable(reply.headers) if k.lower() in hold.expose)
+
+
 async def _answer(ctx: HoldContext, conn: Connection, delivery: Delivery, send: Send,
-                  disconnect: asyncio.Future[None]) -> None:  # fmt: skip
+                  disconnect: asyncio.Future[None], exposed: grip.Headers = ()) -> None:  # fmt: skip
     fmt = delivery.format
     assert isinstance(fmt, HttpResponseFormat)
-    await respond(send, fmt.code, fmt.body, fmt.headers)
+    headers = fmt.headers
+    if exposed:  # the origin's named headers, unless the published answer sets them itself
+        published = {k.lower() for k, _ in headers}
+        headers = (*headers, *((k, v) for k, v in exposed if k.lower() not in published))
+    await respond(send, fmt.code, fmt.body, headers)
     conn.bytes_out += len(fmt.body)
     if not disconnect.done():
         ctx.meter.delivered(conn, delivery.item.channel, delivery.item_key, len(fmt.body))

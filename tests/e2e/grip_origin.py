@@ -71,6 +71,9 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
     if path == "/poll":
         timeout = query.get("timeout", "55")
         hold = [("Grip-Hold", "response"), ("Grip-Channel", channel), ("Grip-Timeout", timeout)]
+        if "expose" in query:  # Grip-Expose-Headers naming X-Origin-Kept (and X-Pub, which a publish sets)
+            hold += [("Grip-Expose-Headers", "X-Origin-Kept, x-pub"), ("X-Origin-Kept", "yes"), ("X-Pub", "origin"),
+                     ("X-Not-Named", "no")]  # fmt: skip
         return 200, [("Content-Type", "text/plain"), *hold], b"timed out\n"
     if path == "/instruct":
         instruct = create_hold_response(channel, "instruct timed out\n", timeout=int(query.get("timeout", "55")))

@@ -692,3 +692,16 @@ async def test_grip_keep_alive_mode_interval_is_sent_however_busy_the_stream(tar
     lines = got.decode().splitlines()
     assert [line for line in lines if line.startswith("i")] == [f"i{n}" for n in range(8)]
     assert lines.count("ka") >= 2
+
+
+async def test_grip_expose_headers_keeps_the_named_origin_headers_on_a_published_answer(target: Target) -> None:
+    async with httpx.AsyncClient(timeout=20) as client:
+        request = asyncio.ensure_future(client.get(f"{target.url}/poll?ch=ex1&expose=1"))
+        while not request.done():
+            fmt = HttpResponseFormat(headers={"X-Pub": "published"}, body="published\n")
+            await asyncio.to_thread(target.publish, "ex1", fmt)
+            await asyncio.wait({request}, timeout=0.2)
+        response = request.result()
+    assert (response.status_code, response.text) == (200, "published\n")
+    assert response.headers["x-origin-kept"] == "yes" and response.headers.get_list("x-pub") == ["published"]
+    assert "x-not-named" not in response.headers and no_grip_headers(response)

@@ -219,3 +219,13 @@ def test_unknown_grip_headers_are_named_and_never_an_error():
 def test_grip_keep_alive_mode_interval_is_read():
     assert parse_keep_alive("ka; timeout=5; mode=interval") == KeepAlive(b"ka", 5, True)
     assert parse_keep_alive("ka; timeout=5") == KeepAlive(b"ka", 5)
+
+
+def test_grip_expose_headers_and_grip_set_meta_are_read_and_not_ignored():
+    headers = hold_headers(
+        ("Grip-Channel", "a"), ("Grip-Expose-Headers", "X-A, x-b"), ("Grip-Expose-Headers", "X-C"),
+        ("Grip-Set-Meta", "user=u"),
+    )  # fmt: skip
+    instruction = instruction_from_headers(200, "OK", headers, b"")
+    assert instruction.hold is not None and instruction.hold.expose == {"x-a", "x-b", "x-c"}
+    assert instruction.ignored == ()
