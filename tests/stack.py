@@ -18,8 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -68,19 +70,37 @@ def settings_for(env: dict[str, str]) -> MeteringSettings:
     return MeteringSettings(**{k.removeprefix("FANMETER_").lower(): v for k, v in env.items()})
 
 
-@contextmanager
-def running_worker(env: dict[str, str], concurrency: int = 2) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `fanmeter worker` process (not eager mode), stopped and reaped afterwards."""
-    log = Path(env["FANMETER_DATA_DIR"]) / f"worker-{uuid.uuid4().hex[:6]}.log"
+def start_fanmeter(
+    env: dict[str, str], log: Path, *args: str, start_new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """`fanmeter <args>` as a process with the stack's environment, its output (both streams) in ``log``."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fanmeter", "worker", f"--concurrency={concurrency}", "--no-beat"],
+        return subprocess.Popen(
+            [sys.executable, "-m", "fanmeter", *args],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=start_new_session,
         )
+
+
+def worker_log(env: dict[str, str]) -> Path:
+    """A new log file for a worker, in the stack's data directory."""
+    return Path(env["FANMETER_DATA_DIR"]) / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+
+def worker_args(concurrency: int) -> tuple[str, ...]:
+    """The arguments of a `fanmeter worker` the tests start: ``concurrency`` processes, no beat."""
+    return ("worker", f"--concurrency={concurrency}", "--no-beat")
+
+
+@contextmanager
+def running_worker(env: dict[str, str], concurrency: int = 2) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `fanmeter worker` process (not eager mode), stopped and reaped afterwards."""
+    log = worker_log(env)
+    process = start_fanmeter(env, log, *worker_args(concurrency))
     try:
-        _wait_until_ready(process, log)
+        wait_until_ready(process, log)
         yield process
     finally:
         process.terminate()
@@ -91,7 +111,7 @@ def running_worker(env: dict[str, str], concurrency: int = 2) -> Iterator[subpro
             process.wait()
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+def wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
     """Wait for Celery's "ready" line, so a test never races the worker's start-up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -101,6 +121,44 @@ def _wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: fl
             return
         time.sleep(0.1)
     raise RuntimeError(f"worker not ready after {timeout_s} s:\n{log.read_text()}")
+
+
+@dataclass(frozen=True)
+class RunningAdmin:
+    """A `fanmeter admin` process the tests started, and where it answers."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def running_admin(env: dict[str, str], log: Path) -> Iterator[RunningAdmin]:
+    """`fanmeter admin` (uvicorn) on a free port of the stack ``env``, once /healthz answers 200;
+    terminated and reaped afterwards. Its output goes to ``log``."""
+    port = free_port()
+    process = start_fanmeter(env, log, "admin", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(url, process, log)
+        yield RunningAdmin(url, port, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

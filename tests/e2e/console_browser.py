@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import free_port
+from tests.stack import running_admin
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WIDTHS = (1280, 390)
@@ -43,32 +41,8 @@ def chromium_path() -> str:
 @contextmanager
 def admin_service(env: dict[str, str], log: Path) -> Iterator[str]:
     """`fanmeter admin` on a free port of the stack ``env``; yields its base URL."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_admin(env, log) as admin:
+        yield admin.url
 
 
 def send_events(url: str, ingest_token: str, events: list[dict[str, Any]]) -> None:

@@ -7,11 +7,9 @@ flat). Finding 16: a client that goes away mid-body costs one log line, never a 
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 from fanmeter import migrate
-from tests.stack import free_port, migrated_stack, run_cli, settings_for
+from tests.stack import migrated_stack, run_cli, running_admin, settings_for
 
 MIB = 1024 * 1024
 
@@ -45,35 +43,9 @@ class Admin:
 def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
     data_dir = tmp_path_factory.mktemp("hostile")
     with migrated_stack(data_dir, lambda env: migrate.upgrade(settings_for(env).resolved_database_url)) as env:
-        port = free_port()
         log = data_dir / "admin.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for_health(url, process, log)
-            yield Admin(url, port, process, log, env)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
+        with running_admin(env, log) as running:
+            yield Admin(running.url, running.port, running.process, log, env)
 
 
 def _request(port: int, head: str, body_bytes: int, chunked: bool = False, piece: int = 64 * 1024) -> bytes:

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.stack import free_port, run_cli
+from tests.stack import run_cli, running_admin
 from tests.strategies import close_event, open_event, published_event, utc_micros
 
 
 @pytest.fixture(scope="module")
 def admin_url(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("admin") / "admin.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
-            env={**os.environ, **stack_env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
+    with running_admin(stack_env, tmp_path_factory.mktemp("admin") / "admin.log") as admin:
+        yield admin.url
 
 
 @pytest.fixture(scope="module")

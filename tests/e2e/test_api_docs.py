@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.stack import free_port
+from tests.stack import running_admin
 
 CHROMIUM = "/usr/bin/chromium"
 TITLE = "fanmeter admin"
@@ -26,35 +22,8 @@ TITLE = "fanmeter admin"
 
 @pytest.fixture(scope="module")
 def admin_url(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("docs") / "admin.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
-            env={**os.environ, **stack_env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fanmeter admin exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"fanmeter admin did not answer:\n{log.read_text()}")
+    with running_admin(stack_env, tmp_path_factory.mktemp("docs") / "admin.log") as admin:
+        yield admin.url
 
 
 def _chromium() -> str:
@@ -100,20 +69,21 @@ def _render(url: str, path: str, ready: str) -> tuple[str, list[str], list[str],
     return text, requested, refused, errors
 
 
-def test_swagger_ui_renders_the_api_from_the_service_s_own_assets(admin_url: str) -> None:
-    text, requested, refused, errors = _render(admin_url, "/docs", ".swagger-ui .opblock")
+@pytest.mark.parametrize(
+    ("path", "ready", "script"),
+    [
+        ("/docs", ".swagger-ui .opblock", "swagger-ui/swagger-ui-bundle.js"),
+        ("/redoc", ".api-content h1", "redoc/redoc.standalone.js"),
+    ],
+    ids=["swagger-ui", "redoc"],
+)
+def test_the_page_renders_the_api_from_the_service_s_own_assets(
+    admin_url: str, path: str, ready: str, script: str
+) -> None:
+    text, requested, refused, errors = _render(admin_url, path, ready)
 
     assert refused == [] and errors == []
-    assert f"{admin_url}/docs/assets/swagger-ui/swagger-ui-bundle.js" in requested
-    assert f"{admin_url}/openapi.json" in requested
-    assert TITLE in text and "/v1/accounts" in text
-
-
-def test_redoc_renders_the_api_from_the_service_s_own_assets(admin_url: str) -> None:
-    text, requested, refused, errors = _render(admin_url, "/redoc", ".api-content h1")
-
-    assert refused == [] and errors == []
-    assert f"{admin_url}/docs/assets/redoc/redoc.standalone.js" in requested
+    assert f"{admin_url}/docs/assets/{script}" in requested
     assert f"{admin_url}/openapi.json" in requested
     assert TITLE in text and "/v1/accounts" in text
 

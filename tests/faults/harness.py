@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sqlalchemy.pool import NullPool
 from kernel.instants import Month
 from metering import service
 from tests.integration.independent_usage import monthly_usage
+from tests.stack import start_fanmeter, wait_until_ready, worker_args, worker_log
 
 NEEDS = (
     "the faults tier restarts PostgreSQL and RabbitMQ, so it needs them: set "
@@ -74,22 +74,14 @@ class Worker:
 
 
 def start_worker(env: dict[str, str], concurrency: int = 2) -> Worker:
-    log = Path(env["FANMETER_DATA_DIR"]) / f"worker-{uuid.uuid4().hex[:6]}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fanmeter", "worker", f"--concurrency={concurrency}", "--no-beat"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    log = worker_log(env)
+    process = start_fanmeter(env, log, *worker_args(concurrency), start_new_session=True)
     worker = Worker(process, log)
-    deadline = time.monotonic() + 60
-    while " ready." not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{log.read_text()}")
-        time.sleep(0.1)
+    try:
+        wait_until_ready(process, log)
+    except RuntimeError:
+        worker.stop()
+        raise
     return worker
 
 
