@@ -43,8 +43,10 @@ from fanmeter import migrate
 from kernel.db import make_engine
 from kernel.instants import Month, to_micros
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.process_cpu import cpu_seconds  # noqa: E402
+
 SEEDER = Principal(token_id="bench", kind="user", role="admin", user_id="bench")
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -248,9 +250,9 @@ async def _measure(name: str, client: httpx.AsyncClient, path, args, pid: int, u
             assert answer.status_code == 200, (answer.status_code, answer.text[:300])
             sizes.append(len(answer.content))
 
-    before = _cpu_seconds(pid, url)
+    before = cpu_seconds(pid, url)
     await asyncio.gather(*(one_client() for _ in range(args.clients)))
-    after = _cpu_seconds(pid, url)
+    after = cpu_seconds(pid, url)
     q = statistics.quantiles(latencies, n=100)
     cpu = ", ".join(f"{k} {(after[k] - before[k]) / len(latencies) * 1000:.1f} ms" for k in after)
     print(
@@ -269,36 +271,6 @@ async def _wait(base: str) -> None:
             except httpx.TransportError:
                 await asyncio.sleep(0.2)
     raise RuntimeError("fanmeter admin did not start")
-
-
-def _cpu_seconds(server_pid: int, url: str) -> dict[str, float]:
-    """CPU seconds so far of the server's process tree and of the database's PostgreSQL backends."""
-    database = make_url(url).database or ""
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    postgres: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        used[pid] = (int(fields[11]) + int(fields[12])) / _TICK
-        if cmdline.startswith(b"postgres:") and f" {database} ".encode() in cmdline:
-            postgres.append(pid)
-    tree, todo = {server_pid}, [server_pid]
-    while todo:
-        parent = todo.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                todo.append(pid)
-    return {"server": sum(used[p] for p in tree if p in used), "postgres": sum(used[p] for p in postgres)}
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ from billing.domain.roles import Principal
 from fanmeter import migrate
 from kernel.db import make_engine
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.process_cpu import cpu_seconds  # noqa: E402
+
 FIRST_DAY = date(2025, 1, 1)
 SEEDER = Principal(token_id="bench", kind="user", role="admin", user_id="bench")
 WRK_SCRIPT = """
@@ -154,7 +157,7 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
             ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", "-d2s", "-s", str(script), base],
             capture_output=True,
         )
-        before = _cpu_seconds(server.pid, url)
+        before = cpu_seconds(server.pid, url)
         result = subprocess.run(
             [
                 "wrk",
@@ -169,7 +172,7 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
             text=True,
             check=True,
         )
-        after = _cpu_seconds(server.pid, url)
+        after = cpu_seconds(server.pid, url)
         _report(result.stdout, args, {group: after[group] - before.get(group, 0.0) for group in after})
     finally:
         server.terminate()
@@ -189,42 +192,6 @@ def _wait(base: str) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     raise RuntimeError("fanmeter admin did not start")
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(server_pid: int, url: str) -> dict[str, float]:
-    """CPU seconds used so far by the server's process tree and by the database's backends.
-
-    On a shared machine requests/s moves with other work; CPU per request does not.
-    """
-    database = make_url(url).database or ""
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    postgres: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        used[pid] = (int(fields[11]) + int(fields[12])) / _TICK
-        if cmdline.startswith(b"postgres:") and f" {database} ".encode() in cmdline:
-            postgres.append(pid)
-    tree, todo = {server_pid}, [server_pid]
-    while todo:
-        parent = todo.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                todo.append(pid)
-    return {"server": sum(used[p] for p in tree if p in used), "postgres": sum(used[p] for p in postgres)}
 
 
 def _report(wrk_output: str, args: argparse.Namespace, cpu: dict[str, float]) -> None:
