@@ -314,39 +314,54 @@ def parse_status(value: str) -> tuple[int, str]:
     return code, reason.strip()
 
 
+def _split_grip(headers: Headers) -> tuple[Headers, dict[str, list[str]]]:
+    """One pass: the headers a client may see, and every ``Grip-*`` header's values by lowercased name."""
+    kept: list[tuple[str, str]] = []
+    grip: dict[str, list[str]] = {}
+    for name, value in headers:
+        if name[:5].lower() == "grip-":
+            grip.setdefault(name.lower(), []).append(value)
+        else:
+            kept.append((name, value))
+    return tuple(kept), grip
+
+
 def instruction_from_headers(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:
     """Read GRIP headers; without ``Grip-Hold`` the response is relayed as it is.
 
     ``Grip-Status`` replaces the status of the response the client gets, held or not (as Pushpin).
+    The headers are read in one pass: this runs for every new connection.
     """
-    statuses = header_values(headers, "Grip-Status")
+    kept, grip = _split_grip(headers)
+    if not grip:
+        return Instruction(None, OriginResponse(code, reason, kept, body))
+    statuses = grip.get("grip-status")
     if statuses and statuses[0].strip():
         code, reason = parse_status(statuses[0])
-    relayed = OriginResponse(code, reason, strip_grip_headers(headers), body)
-    link = parse_next_link(header_values(headers, "Grip-Link"))
-    unknown = unknown_grip_headers(headers)
-    holds = header_values(headers, "Grip-Hold")
+    relayed = OriginResponse(code, reason, kept, body)
+    link = parse_next_link(grip.get("grip-link", []))
+    unknown = () if grip.keys() <= KNOWN_GRIP_HEADERS else tuple(sorted(grip.keys() - KNOWN_GRIP_HEADERS))
+    holds = grip.get("grip-hold")
     if not holds:
         return Instruction(None, relayed, link, unknown)
     mode_name = holds[0].strip().lower()
     if mode_name not in (HoldMode.RESPONSE, HoldMode.STREAM):
         raise GripError(f"Grip-Hold must be response or stream, got {holds[0]!r}")
-    channels = parse_channels(header_values(headers, "Grip-Channel"))
+    channels = parse_channels(grip.get("grip-channel", []))
     if not channels:
         raise GripError("Grip-Hold without any Grip-Channel")
-    timeouts = header_values(headers, "Grip-Timeout")
-    keep_alives = header_values(headers, "Grip-Keep-Alive")
-    set_meta = header_values(headers, "Grip-Set-Meta")
-    exposed = frozenset(
-        name.strip().lower() for value in header_values(headers, "Grip-Expose-Headers") for name in value.split(",")
-    )
+    timeouts = grip.get("grip-timeout")
+    keep_alives = grip.get("grip-keep-alive")
+    set_meta = grip.get("grip-set-meta")
+    exposing = grip.get("grip-expose-headers")
+    exposed = frozenset(n.strip().lower() for v in exposing for n in v.split(",")) - {""} if exposing else frozenset()
     hold = Hold(
         HoldMode(mode_name),
         channels,
         parse_timeout(timeouts[0] if timeouts else None),
         parse_keep_alive(keep_alives[0]) if keep_alives else None,
         parse_set_meta(set_meta) if set_meta else (),
-        exposed - {""},
+        exposed,
     )
     return Instruction(hold, relayed, link, unknown)
 
