@@ -8,17 +8,20 @@ same place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from billing import accounts, catalog, products
 from billing.api.routers.services import tls_policy
 from billing.console.web import PREFIX, Page, PageDep, redirect
 from billing.domain import fanout_rules
 from billing.domain.exceptions import BillingError
-from billing.domain.roles import Action
+from billing.domain.roles import Action, Principal
 from billing.orm import Service
 
 router = APIRouter()
@@ -157,29 +160,27 @@ def _attempt(page: Page, account_id: str, key: str, action: object, done: str) -
 
 @router.post("/accounts/{account_id}/products/{product}/purchase")
 def purchase(page: PageDep, account_id: str, product: str) -> Response:
-    products.require_purchaser(page.principal, account_id)
-    if product not in fanout_rules.PRODUCTS:
-        return _render(page, account_id, status_code=404)
-    return _attempt(
-        page,
-        account_id,
-        product,
-        lambda: products.purchase(page.db, page.principal, account_id, product, page.now),
-        "purchased",
-    )
+    return _change_product(page, account_id, product, products.purchase, "purchased")
 
 
 @router.post("/accounts/{account_id}/products/{product}/cancel")
 def cancel(page: PageDep, account_id: str, product: str) -> Response:
+    return _change_product(page, account_id, product, products.cancel, "cancelled")
+
+
+def _change_product(
+    page: Page,
+    account_id: str,
+    product: str,
+    change: Callable[[Session, Principal, str, str, datetime], object],
+    done: str,
+) -> Response:
+    """Purchase or cancel ``product`` (``change`` is products.purchase or products.cancel); 404 for no such product."""
     products.require_purchaser(page.principal, account_id)
     if product not in fanout_rules.PRODUCTS:
         return _render(page, account_id, status_code=404)
     return _attempt(
-        page,
-        account_id,
-        product,
-        lambda: products.cancel(page.db, page.principal, account_id, product, page.now),
-        "cancelled",
+        page, account_id, product, lambda: change(page.db, page.principal, account_id, product, page.now), done
     )
 
 
