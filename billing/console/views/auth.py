@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -21,53 +23,53 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/sign-in")
 def sign_in_page(request: Request, next: str | None = None, error: str | None = None) -> Response:  # noqa: A002
-    token = web.sign_in_token(request)
-    response = web.render(
-        request,
-        "sign_in.html",
-        401 if error else 200,
-        title="Sign in",
-        form_token=token,
-        next=_safe_next(next),
-        error=error,
-    )
-    web.set_sign_in_cookie(request, response, token)
-    return response
+    return _sign_in_form(request, "sign_in.html", 401 if error else 200, next=_safe_next(next), error=error)
 
 
 @router.post("/sign-in")
 def sign_in(request: Request, db: DbDep, form: FormDep) -> Response:
-    expected = request.cookies.get(web.SIGN_IN_COOKIE, "")
-    if not sessions.csrf_matches(expected, form.get(web.CSRF_FIELD)):
-        raise web.CsrfRefused()
+    _check_sign_in_form(request, form)
     token = form.get("token", "")
     signed = sessions.sign_in_with_token(db, token, web.now_of(request)) if token.strip() else None
     if signed is None:
         message = "Enter your API token." if not token.strip() else "That token is unknown, revoked or not a person's."
         return sign_in_page(request, form.get("next"), message)
-    response = web.redirect(_safe_next(form.get("next")))
-    web.set_session_cookie(request, response, signed)
-    return response
+    return _signed_in(request, signed, _safe_next(form.get("next")))
 
 
 @router.get("/sign-in/link")
 def link_page(request: Request, secret: str = "") -> Response:
     """A link only shows a button: following it (a mail scanner prefetching it) does not use it up."""
-    token = web.sign_in_token(request)
-    response = web.render(request, "sign_in_link.html", title="Sign in", form_token=token, secret=secret)
-    web.set_sign_in_cookie(request, response, token)
-    return response
+    return _sign_in_form(request, "sign_in_link.html", secret=secret)
 
 
 @router.post("/sign-in/link")
 def use_link(request: Request, db: DbDep, form: FormDep) -> Response:
-    expected = request.cookies.get(web.SIGN_IN_COOKIE, "")
-    if not sessions.csrf_matches(expected, form.get(web.CSRF_FIELD)):
-        raise web.CsrfRefused()
+    _check_sign_in_form(request, form)
     signed = sessions.redeem_link(db, form.get("secret", ""), web.now_of(request))
     if signed is None:
         return sign_in_page(request, None, "That sign-in link was already used, has expired, or its token was revoked.")
-    response = web.redirect(PREFIX + "/")
+    return _signed_in(request, signed, PREFIX + "/")
+
+
+def _sign_in_form(request: Request, template: str, status_code: int = 200, **values: Any) -> Response:
+    """A page with a sign-in form: a fresh form token, in the page and in the sign-in cookie."""
+    token = web.sign_in_token(request)
+    response = web.render(request, template, status_code, title="Sign in", form_token=token, **values)
+    web.set_sign_in_cookie(request, response, token)
+    return response
+
+
+def _check_sign_in_form(request: Request, form: dict[str, str]) -> None:
+    """Refuse a sign-in form whose token is not the one in the sign-in cookie."""
+    expected = request.cookies.get(web.SIGN_IN_COOKIE, "")
+    if not sessions.csrf_matches(expected, form.get(web.CSRF_FIELD)):
+        raise web.CsrfRefused()
+
+
+def _signed_in(request: Request, signed: sessions.Signed, target: str) -> Response:
+    """Off to ``target`` with the new session's cookie."""
+    response = web.redirect(target)
     web.set_session_cookie(request, response, signed)
     return response
 
