@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
-import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.orm import ApiToken, AuditEntry
-from tests.admin_world import OTHER, OWN, World, build_world
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine)
-    with world.client:
-        yield world
+from tests.admin_world import OTHER, OWN, World
+from tests.integration.admin_setup import served_world  # noqa: F401  (the world fixture)
 
 
 def test_a_request_without_a_token_is_401_and_says_so(world: World) -> None:

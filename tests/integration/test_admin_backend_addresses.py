@@ -19,6 +19,7 @@ from billing import backend_address
 from billing.orm import Backend
 from billing.settings import BillingSettings
 from tests.admin_world import OWN, World, build_world
+from tests.integration.admin_setup import add_backend, new_service
 from tests.tls_origin import self_signed, serving
 
 FANOUT = "/enabled-products/v1/fanout/services"
@@ -29,19 +30,6 @@ def world(engine: Engine) -> Iterator[World]:
     world = build_world(engine, settings=BillingSettings(tls_check_timeout_seconds=2))
     with world.client:
         yield world
-
-
-def new_service(world: World) -> str:
-    body = {"name": "svc", "type": "compute"}
-    response = world.client.post(f"/v1/accounts/{OWN}/services", json=body, headers=world.as_role("engineer"))
-    assert response.status_code == 201, response.text
-    service_id: str = response.json()["id"]
-    return service_id
-
-
-def add_backend(world: World, service_id: str, **body: Any):
-    body = {"name": "origin", "address": "origin.example", **body}
-    return world.client.post(f"/v1/services/{service_id}/backends", json=body, headers=world.as_role("engineer"))
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,9 +14,9 @@ from billing.api.app import create_app
 from billing.settings import BillingSettings
 from metering.client import PipelineClient
 from tests.admin_world import OWN, World, build_world
+from tests.integration.admin_setup import ingest_headers_for as ingest_headers
+from tests.integration.admin_setup import send_and_wait
 from tests.strategies import published_event, utc_micros
-
-BATCH = "application/cloudevents-batch+json"
 
 
 class RecordingPipeline(PipelineClient):
@@ -40,12 +39,6 @@ def world(engine: Engine) -> Iterator[World]:
     world.pipeline = pipeline  # type: ignore[attr-defined]
     with world.client:
         yield world
-
-
-def ingest_headers(world: World, name: str = "broker") -> dict[str, str]:
-    issued = world.client.post("/v1/ingest-tokens", json={"name": name}, headers=world.as_role("admin"))
-    assert issued.status_code == 201
-    return {"Authorization": f"Bearer {issued.json()['token']}", "Content-Type": BATCH}
 
 
 def event(**data: Any) -> dict[str, Any]:
@@ -72,19 +65,6 @@ def test_hostile_json_is_a_400_with_a_reason_and_nothing_is_sent_on(world: World
     assert world.pipeline.sent == []  # type: ignore[attr-defined]
 
 
-def _send_and_wait(world: World, headers: dict[str, str], body: str) -> dict[str, Any]:
-    sent = world.client.post("/v1/events", content=body, headers=headers)
-    assert sent.status_code == 202, sent.text
-    batch_id = sent.json()["batch_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = world.client.get(f"/v1/events/batches/{batch_id}", headers=headers).json()
-        if status["done"]:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} not processed in time")
-
-
 @pytest.mark.usefixtures("worker")
 def test_a_key_given_twice_and_a_nul_in_any_string_are_rejected_with_their_reasons(world: World) -> None:
     duplicated = json.dumps(event(count=1)).replace('"count": 1', '"count": 1, "count": 1000000000')
@@ -92,7 +72,7 @@ def test_a_key_given_twice_and_a_nul_in_any_string_are_rejected_with_their_reaso
     nul_account = json.dumps(event(account_id=OWN + "\x00"))
     body = f"[{duplicated}, {nul_id}, {nul_account}, {json.dumps(event())}]"
 
-    status = _send_and_wait(world, ingest_headers(world), body)
+    status = send_and_wait(world, ingest_headers(world), body)
 
     assert (status["accepted"], status["rejected"]) == (1, 3)
     assert status["rejection_reasons"] == {

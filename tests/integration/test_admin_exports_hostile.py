@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from urllib.parse import quote
@@ -19,17 +18,11 @@ from billing.domain.exceptions import NotFound
 from billing.domain.roles import Principal
 from kernel.instants import Month
 from metering.orm import UsageDaily
-from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
+from tests.admin_world import OTHER, OWN, SEEDER, World
+from tests.integration.admin_setup import served_world  # noqa: F401  (the world fixture)
 
 MARCH = "2026-03"
 FORMULA = '=HYPERLINK("http://evil.example","click")'
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine)
-    with world.client:
-        yield world
 
 
 def add_usage(engine: Engine, account: str, service: str) -> None:

@@ -3,21 +3,13 @@ unknown id, 404 with the same body, on every route that fetches people and token
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.orm import ApiToken
-from tests.admin_world import OTHER, World, build_world
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine)
-    with world.client:
-        yield world
+from tests.admin_world import OTHER, World
+from tests.integration.admin_setup import served_world  # noqa: F401  (the world fixture)
 
 
 def _admin_token_id(world: World) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -14,6 +13,7 @@ from billing.access import principal_for
 from billing.orm import AuditEntry, Backend
 from billing.settings import BillingSettings
 from tests.admin_world import OTHER, OWN, World, build_world
+from tests.integration.admin_setup import add_backend, new_service
 from tests.tls_origin import ca_signed, closed_port, self_signed, serving
 
 FANOUT = "/enabled-products/v1/fanout/services"
@@ -35,19 +35,6 @@ def buy_fanout(world: World) -> None:
     for product in ("compute", "fanout"):
         response = world.client.put(f"/v1/accounts/{OWN}/products/{product}", headers=world.as_role("superuser"))
         assert response.status_code == 200
-
-
-def new_service(world: World, type_: str = "compute", **flags: bool) -> str:
-    body = {"name": f"{type_} service", "type": type_, **flags}
-    response = world.client.post(f"/v1/accounts/{OWN}/services", json=body, headers=world.as_role("engineer"))
-    assert response.status_code == 201, response.text
-    service_id: str = response.json()["id"]
-    return service_id
-
-
-def add_backend(world: World, service_id: str, **body: Any):
-    body = {"name": "origin", "address": "origin.example", **body}
-    return world.client.post(f"/v1/services/{service_id}/backends", json=body, headers=world.as_role("engineer"))
 
 
 def enable(world: World, service_id: str, role: str = "engineer", account: str = OWN):

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
-from tests.admin_world import OTHER, OWN, World, build_world
+from tests.admin_world import OTHER, OWN, World
+from tests.integration.admin_setup import BATCH, ingest_headers_for, send_and_wait, served_world  # noqa: F401  (the world fixture)
 from tests.strategies import close_event, delivered_event, open_event, published_event, utc_micros
-
-BATCH = "application/cloudevents-batch+json"
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine)
-    with world.client:
-        yield world
 
 
 @pytest.fixture
 def ingest_headers(world: World) -> dict[str, str]:
-    issued = world.client.post("/v1/ingest-tokens", json={"name": "broker"}, headers=world.as_role("admin"))
-    assert issued.status_code == 201
-    return {"Authorization": f"Bearer {issued.json()['token']}", "Content-Type": BATCH}
+    return ingest_headers_for(world)
 
 
 def _trace() -> list[dict[str, Any]]:
@@ -55,16 +42,7 @@ def _service(service_id: str, minutes: int, published: int, delivered: int, byte
 
 
 def _send_and_wait(world: World, headers: dict[str, str], events: list[Any]) -> dict[str, Any]:
-    sent = world.client.post("/v1/events", content=json.dumps(events), headers=headers)
-    assert sent.status_code == 202, sent.text
-    batch_id = sent.json()["batch_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = world.client.get(f"/v1/events/batches/{batch_id}", headers=headers).json()
-        if status["done"]:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} not processed in time: {status}")
+    return send_and_wait(world, headers, json.dumps(events))
 
 
 @pytest.mark.usefixtures("worker")

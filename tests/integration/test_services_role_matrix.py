@@ -6,14 +6,13 @@ The expected sets are written out here from DESIGN.md's "What each role may do",
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine
 
 from billing.domain.roles import ACCOUNT_ROLES, ROLES
-from tests.admin_world import OTHER, OWN, World, build_world
+from tests.admin_world import OTHER, OWN, World
+from tests.integration.admin_setup import served_world  # noqa: F401  (the world fixture)
 
 READ_ACCOUNT = frozenset(ROLES)  # everyone reads their account's record and products
 READ_SERVICES = frozenset({"admin", "superuser", "engineer", "billing", "user"})
@@ -48,13 +47,6 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/services/{service}/publish-tokens", MANAGE_SERVICES, 200),
     Endpoint("DELETE", "/v1/services/{service}/publish-tokens/{token}", MANAGE_SERVICES, 200),
 ]
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
-    world = build_world(engine)
-    with world.client:
-        yield world
 
 
 def seed(world: World) -> dict[str, str]:
