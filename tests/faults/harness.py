@@ -138,6 +138,16 @@ def restart_postgresql() -> float:
     return time.monotonic() - started
 
 
+def stop_postgresql() -> None:
+    """``pg_ctlcluster … stop`` (fast shutdown); the caller starts it again with ``ensure_postgresql``."""
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", _cluster_version(), "main", "stop", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 def ensure_postgresql() -> None:
     if not _answers(5432):
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", _cluster_version(), "main", "start"], timeout=60)

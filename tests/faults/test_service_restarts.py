@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.harness import (
+    Outcome,
     batches_recorded,
     compare,
     engine_for,
@@ -25,10 +26,11 @@ from tests.faults.harness import (
     restart_postgresql,
     restart_rabbitmq,
     start_ingest,
+    stop_postgresql,
     wait_until,
     workers,
 )
-from tests.stack import run_cli
+from tests.stack import run_cli, running_admin
 from tests.strategies import generate_trace
 
 EVENTS, BATCH = 6_000, 40  # 150 batches: the fault lands while most of them are still to come
@@ -43,6 +45,13 @@ def _trace(tmp_path: Path, seed: int) -> tuple[list[dict[str, Any]], Path]:
 
 def _waiting_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("waiting for")]
+
+
+def _record_and_check(outcome: Outcome) -> None:
+    """Append the fault's figures, then: every event sent billed once, and no usage cell differs."""
+    outcome.record()
+    assert outcome.events_billed == outcome.events_sent
+    assert outcome.differences == []
 
 
 def _ingest_through(stack: dict[str, str], tmp_path: Path, seed: int, fault: str, inject: Any) -> str:
@@ -61,9 +70,7 @@ def _ingest_through(stack: dict[str, str], tmp_path: Path, seed: int, fault: str
         assert "Traceback" not in err, err[-3000:]
         assert f"events read: {len(trace)}" in out
         outcome = compare(engine, fault, 1, trace)
-    outcome.record()
-    assert outcome.events_billed == outcome.events_sent
-    assert outcome.differences == []
+    _record_and_check(outcome)
     return err
 
 
@@ -114,9 +121,7 @@ def test_an_ingest_started_while_rabbitmq_is_down_waits_says_so_once_and_finishe
         assert "message broker" in waiting[0] and "amqp://guest:**@127.0.0.1:5672" in waiting[0], waiting
         assert f"events read: {len(trace)}" in out
         outcome = compare(engine, "RabbitMQ down as fanmeter ingest starts, back once it waits", 1, trace)
-    outcome.record()
-    assert outcome.events_billed == outcome.events_sent
-    assert outcome.differences == []
+    _record_and_check(outcome)
 
 
 def test_a_database_gone_past_the_limit_ends_with_one_line_and_a_rerun_finishes_without_double_counting(
@@ -124,13 +129,11 @@ def test_a_database_gone_past_the_limit_ends_with_one_line_and_a_rerun_finishes_
 ) -> None:
     trace, path = _trace(tmp_path, 33)
     engine = engine_for(stack)
-    version = sorted(Path("/etc/postgresql").iterdir())[-1].name
     with workers(stack):
         ingest = start_ingest(stack, path, BATCH, FANMETER_WAIT_FOR_SERVICES_SECONDS="2")
         try:
             wait_until(lambda: batches_recorded(engine) >= 40, 60, "the ingest to be under way", poll_s=0.05)
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast"],
-                           check=True, capture_output=True, timeout=60)  # fmt: skip
+            stop_postgresql()
             _, err = ingest.communicate(timeout=60)
         finally:
             ensure_postgresql()
@@ -147,9 +150,7 @@ def test_a_database_gone_past_the_limit_ends_with_one_line_and_a_rerun_finishes_
         assert again.returncode == 0, again.stderr[-3000:]
         assert "Traceback" not in again.stderr
         outcome = compare(engine, "PostgreSQL stopped past the wait limit, then the same ingest re-run", 1, trace)
-    outcome.record()
-    assert outcome.events_billed == outcome.events_sent
-    assert outcome.differences == []
+    _record_and_check(outcome)
 
 
 def test_the_admin_api_answers_503_with_a_reason_while_the_database_is_down_and_recovers(
@@ -157,28 +158,19 @@ def test_the_admin_api_answers_503_with_a_reason_while_the_database_is_down_and_
 ) -> None:
     import httpx
 
-    from tests.stack import free_port
-
     token = run_cli(stack, "token", "create", "--role", "admin", "--email", "ops@example.com").stdout.split()[-1]
-    port = free_port()
-    log = (tmp_path / "admin.log").open("wb")
-    admin = subprocess.Popen(
-        [sys.executable, "-m", "fanmeter", "admin", "--port", str(port)],
-        env={**os.environ, **stack}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url, headers = f"http://127.0.0.1:{port}/v1/accounts", {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}"}
+    with running_admin(stack, tmp_path / "admin.log") as admin:
+        url = f"{admin.url}/v1/accounts"
 
-    def status() -> int:
-        try:
-            return httpx.get(url, headers=headers, timeout=5).status_code
-        except httpx.TransportError:
-            return 0
+        def status() -> int:
+            try:
+                return httpx.get(url, headers=headers, timeout=5).status_code
+            except httpx.TransportError:
+                return 0
 
-    version = sorted(Path("/etc/postgresql").iterdir())[-1].name
-    try:
         wait_until(lambda: status() == 200, 60, "the admin service", poll_s=0.2)
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast"],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        stop_postgresql()
         try:
             down = httpx.get(url, headers=headers, timeout=10)
         finally:
@@ -186,10 +178,6 @@ def test_the_admin_api_answers_503_with_a_reason_while_the_database_is_down_and_
         started = time.monotonic()
         wait_until(lambda: status() == 200, 30, "the admin API to recover", poll_s=0.2)
         recovered_s = time.monotonic() - started
-    finally:
-        admin.terminate()
-        admin.wait(timeout=20)
-        log.close()
     assert down.status_code == 503, down.text
     assert down.json()["detail"].startswith("the database is unavailable"), down.text
     assert down.headers["Retry-After"] == "5"
