@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,7 @@ from kernel.db import make_engine
 from kernel.instants import Month, to_micros
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.process_cpu import cpu_seconds  # noqa: E402
+from bench.admin_server import cpu_seconds, serving_admin  # noqa: E402
 
 SEEDER = Principal(token_id="bench", kind="user", role="admin", user_id="bench")
 
@@ -182,15 +180,6 @@ async def _sign_in(client: httpx.AsyncClient, token: str) -> None:
 async def _serve_and_measure(
     url: str, tokens: dict[str, str], args: argparse.Namespace, data_dir: Path, now: datetime
 ) -> None:
-    port = 18000 + random.randint(0, 999)
-    env = {**os.environ, "FANMETER_DATABASE_URL": url, "FANMETER_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "fanmeter", "admin", "--port", str(port), "--workers", str(args.workers)]
-    if args.source:
-        env["PYTHONPATH"] = str(args.source.resolve())
-    log_path = data_dir / "admin.log"
-    log = log_path.open("wb")
-    cwd = args.source.resolve() if args.source else None
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     this, last = Month.of(to_micros(now)), previous_month(Month.of(to_micros(now)))
     rng = random.Random(3)
     pages = {
@@ -207,9 +196,7 @@ async def _serve_and_measure(
             "finance", lambda: f"/console/accounts/acc-{rng.randint(0, args.accounts - 1):05d}/usage?month={last}"
         ),
     }  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await _wait(base)
+    with serving_admin(url, data_dir, args.workers, args.source) as (base, server):
         clients = {}
         for role, token in tokens.items():
             clients[role] = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=True)
@@ -224,13 +211,6 @@ async def _serve_and_measure(
             await _measure(name, clients[role], path, args, server.pid, url)
         for client in clients.values():
             await client.aclose()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-        problems = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
-        if problems:
-            print(f"server logged {len(problems)} errors, e.g. {problems[0]}")
 
 
 async def _measure(name: str, client: httpx.AsyncClient, path, args, pid: int, url: str) -> None:  # type: ignore[no-untyped-def]
@@ -259,18 +239,6 @@ async def _measure(name: str, client: httpx.AsyncClient, path, args, pid: int, u
         f"  {name:<28} p50 {q[49]:6.1f} ms  p95 {q[94]:6.1f} ms  max {max(latencies):6.1f} ms  "
         f"HTML {max(sizes) / 1000:5.1f} KB  CPU/request: {cpu}"
     )
-
-
-async def _wait(base: str) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{base}/healthz", timeout=1)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                await asyncio.sleep(0.2)
-    raise RuntimeError("fanmeter admin did not start")
 
 
 if __name__ == "__main__":

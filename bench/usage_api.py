@@ -34,7 +34,7 @@ from fanmeter import migrate
 from kernel.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.process_cpu import cpu_seconds  # noqa: E402
+from bench.admin_server import cpu_seconds, serving_admin  # noqa: E402
 
 FIRST_DAY = date(2025, 1, 1)
 SEEDER = Principal(token_id="bench", kind="user", role="admin", user_id="bench")
@@ -138,15 +138,7 @@ def _insert_usage(conn, rows) -> None:  # type: ignore[no-untyped-def]
 
 
 def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir: Path) -> None:
-    port = 18000 + random.randint(0, 999)
-    env = {**os.environ, "FANMETER_DATABASE_URL": url, "FANMETER_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "fanmeter", "admin", "--port", str(port), "--workers", str(args.workers)]
-    log_path = data_dir / "admin.log"
-    log = log_path.open("wb")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait(base)
+    with serving_admin(url, data_dir, args.workers) as (base, server):
         sample = httpx.get(
             f"{base}/v1/accounts/acc-00000/usage?month=2025-06", headers={"Authorization": f"Bearer {token}"}
         )
@@ -174,24 +166,6 @@ def _serve_and_measure(url: str, token: str, args: argparse.Namespace, data_dir:
         )
         after = cpu_seconds(server.pid, url)
         _report(result.stdout, args, {group: after[group] - before.get(group, 0.0) for group in after})
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-        problems = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
-        if problems:
-            print(f"server logged {len(problems)} errors, e.g. {problems[0]}")
-
-
-def _wait(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("fanmeter admin did not start")
 
 
 def _report(wrk_output: str, args: argparse.Namespace, cpu: dict[str, float]) -> None:
