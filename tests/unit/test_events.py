@@ -428,6 +428,11 @@ def test_a_nul_in_a_key_or_an_extension_attribute_is_rejected_too():
     assert both_decoders(json.dumps(valid(comment="a\x00"))) == Rejection("comment contains a NUL character")
 
 
+def test_a_nul_inside_a_list_is_rejected_naming_its_place_and_a_clean_list_is_looked_through():
+    assert both_decoders(json.dumps(valid(tags=["ok", "b\x00"]))) == Rejection("tags[1] contains a NUL character")
+    assert both_decoders(json.dumps(valid(tags=["ok", 1, ["x"]]))) == both_decoders(json.dumps(valid()))
+
+
 @pytest.mark.parametrize("text_of", [lambda e: json.dumps(e), lambda e: json.dumps(e, ensure_ascii=False)])
 def test_a_lone_surrogate_in_a_string_is_rejected(text_of):
     event = with_data(EventType.MESSAGE_PUBLISHED, channel="news\ud800")
