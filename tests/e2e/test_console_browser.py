@@ -168,6 +168,16 @@ def test_finance_finds_an_account_adds_a_credit_finalizes_and_downloads_the_pdf(
     assert total.startswith("$")  # usage in dollars, less the credit
     assert f"{total.removeprefix('$').replace(',', '')} USD" in text.replace(",", "")
 
+    # a correction after finalization is a credit note, with a number of its own
+    page.get_by_label("Credit amount (USD)").fill("1.00")
+    page.get_by_label("Credit reason").fill("Goodwill for the outage")
+    page.get_by_role("button", name="Issue credit note").click()
+    assert page.get_by_text("The credit note was issued.").is_visible()
+    credit = page.get_by_role("row", name=re.compile("Goodwill for the outage")).inner_text()
+    assert re.search(r"CN-\d{4}-\d{6}", credit) and "$1.00" in credit
+    assert page.get_by_text("Remaining").is_visible()
+    check_page(page, "statement-credit-note")
+
 
 def test_a_trial_superuser_sees_why_then_purchases_fanout_once_paid(page: Any, console: Console) -> None:
     superuser = httpx.Client(

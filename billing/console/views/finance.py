@@ -12,17 +12,19 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from billing import csv_safe, statements
+from billing import credit_notes, csv_safe, statements
 from billing.access import require
 from billing.api import downloads
 from billing.console import charts, listing
 from billing.console.web import PREFIX, FormDep, Page, PageDep, redirect
 from billing.domain import numbering as numbering_rules
-from billing.domain.exceptions import BillingError
+from billing.domain.credit_notes import CreditRequest, credit_note_from_json, statement_csv_rows
+from billing.domain.exceptions import BillingError, InvalidAmount, NotFound
 from billing.domain.ledger import adjustment_amount, previous_month
+from billing.domain.money import has_places, to_decimal
 from billing.domain.numbering import Numbering
 from billing.domain.roles import Action
-from billing.pdf import render_pdf
+from billing.pdf import render_credit_note_pdf, render_pdf
 from billing.statements import month_closed
 from kernel.instants import Month, to_micros
 from metering import service as metering_service
@@ -127,7 +129,7 @@ def _statement_page(
     notice: str | None = None,
 ) -> Response:
     require(page.principal, Action.READ_STATEMENTS, account_id)
-    body = statements.statement_body(page.db, account_id, month)
+    body = credit_notes.annotated(page.db, statements.statement_body(page.db, account_id, month))
     rows = metering_service.daily_usage_on(page.db.connection(), account_id, month)
     service_ids = sorted({row.service_id for row in rows})
     service = service if service in service_ids else None
@@ -147,6 +149,10 @@ def _statement_page(
         can_manage=manage,
         can_regenerate=manage and closed,
         can_finalize=manage and closed and body["status"] == "draft",
+        can_credit=page.may(Action.MANAGE_STATEMENTS, account_id)
+        and body["status"] == "finalized"
+        and to_decimal(body["remaining"]) > 0,
+        line_options=[("", "Whole statement"), *_line_options(body)],
         closed=closed,
         errors=errors or {},
         values=values or {},
@@ -172,6 +178,7 @@ def statement(
         "regenerated": "The draft was rebuilt from current usage.",
         "adjusted": "The adjustment was added.",
         "finalized": "The statement is finalized. It will never change.",
+        "credited": "The credit note was issued. The statement itself is unchanged.",
     }
     return _statement_page(page, account_id, _parse(month), service, notice=notices.get(done or ""))
 
@@ -248,30 +255,85 @@ def add_adjustment(page: PageDep, form: FormDep, account_id: str, month: str) ->
     return redirect(f"{PREFIX}/accounts/{account_id}/statements/{month}?done=adjusted")
 
 
-def _download(page: Page, account_id: str, month: str, media: str, make: Callable[[Any], bytes | str]) -> Response:
+def _line_options(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The statement lines a credit may name: those with something to credit, by position from 1."""
+    lines = enumerate(body["lines"], start=1)
+    return [(str(n), f"Line {n}: {line['description']}") for n, line in lines if to_decimal(line["amount"]) > 0]
+
+
+@router.post("/accounts/{account_id}/statements/{month}/credit-notes")
+def issue_credit_note(page: PageDep, form: FormDep, account_id: str, month: str) -> Response:
+    """Issue a credit note against the finalized statement; a refused amount or no reason is shown beside its field."""
+    require(page.principal, Action.MANAGE_STATEMENTS, account_id)
+    parsed = _parse(month)
+    line, text, reason = form.get("line", ""), form.get("credit_amount", "").strip(), form.get("credit_reason", "")
+    errors: dict[str, str] = {}
+    amount = None
+    try:
+        amount = to_decimal(text)
+        if not has_places(amount, 2) or amount <= 0:
+            raise InvalidAmount(text)
+    except BillingError:
+        errors["credit_amount"] = "Enter a positive amount in dollars and cents, like 25.00."
+    if not reason.strip():
+        errors["credit_reason"] = "Say why: the reason is printed on the credit note and kept in the audit log."
+    if not errors and amount is not None:
+        lines = ((int(line), amount),) if line.isdigit() else ()
+        request = CreditRequest(reason.strip(), lines, None if lines else amount)
+        try:
+            credit_notes.issue(page.db, page.principal, account_id, parsed, request, page.now, _numbering(page))
+            return redirect(f"{PREFIX}/accounts/{account_id}/statements/{month}?done=credited")
+        except BillingError as error:
+            errors["credit_amount"] = str(error)
+    return _statement_page(page, account_id, parsed, errors=errors, values=form, status_code=400)
+
+
+def _download(page: Page, account_id: str, month: str, media: str, make: Callable[[Any, Any], bytes | str]) -> Response:
     require(page.principal, Action.READ_STATEMENTS, account_id)
     statement_value = statements.statement_of(page.db, account_id, _parse(month))
+    notes = credit_notes.notes_of(page.db, account_id, _parse(month))
     extension = media.split("/")[-1]
     headers = downloads.attachment(f"statement-{account_id}-{month}.{extension}")
-    return Response(make(statement_value), media_type=media, headers=headers)
+    return Response(make(statement_value, notes), media_type=media, headers=headers)
 
 
-def _csv(statement_value: Any) -> str:
+def _csv(rows: list[list[str]]) -> str:
     buffer = io.StringIO()
-    csv_safe.writer(buffer).writerows(statement_value.to_csv_rows())
+    csv_safe.writer(buffer).writerows(rows)
     return buffer.getvalue()
 
 
 @router.get("/accounts/{account_id}/statements/{month}/download.json")
 def download_json(page: PageDep, account_id: str, month: str) -> Response:
-    return _download(page, account_id, month, "application/json", lambda s: json.dumps(s.to_json(), indent=2))
+    require(page.principal, Action.READ_STATEMENTS, account_id)
+    body = credit_notes.statement_view(page.db, account_id, _parse(month))
+    headers = downloads.attachment(f"statement-{account_id}-{month}.json")
+    return Response(json.dumps(body, indent=2), media_type="application/json", headers=headers)
 
 
 @router.get("/accounts/{account_id}/statements/{month}/download.csv")
 def download_csv(page: PageDep, account_id: str, month: str) -> Response:
-    return _download(page, account_id, month, "text/csv", _csv)
+    return _download(page, account_id, month, "text/csv", lambda s, notes: _csv(statement_csv_rows(s, notes)))
 
 
 @router.get("/accounts/{account_id}/statements/{month}/download.pdf")
 def download_pdf(page: PageDep, account_id: str, month: str) -> Response:
     return _download(page, account_id, month, "application/pdf", render_pdf)
+
+
+@router.get("/accounts/{account_id}/statements/{month}/credit-notes/{number}/download.{extension}")
+def download_credit_note(page: PageDep, account_id: str, month: str, number: str, extension: str) -> Response:
+    """A credit note as PDF, CSV or JSON, as the API gives it."""
+    require(page.principal, Action.READ_STATEMENTS, account_id)
+    body = credit_notes.note_body(page.db, account_id, _parse(month), number)
+    note = credit_note_from_json(body)
+    content: bytes | str
+    if extension == "pdf":
+        media, content = "application/pdf", render_credit_note_pdf(note)
+    elif extension == "csv":
+        media, content = "text/csv", _csv(note.to_csv_rows())
+    elif extension == "json":
+        media, content = "application/json", json.dumps(body, indent=2)
+    else:
+        raise NotFound("no such download")
+    return Response(content, media_type=media, headers=downloads.attachment(f"credit-note-{number}.{extension}"))
