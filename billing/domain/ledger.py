@@ -8,8 +8,7 @@ Lifecycle (DESIGN.md "Billing rules"): ``open`` (computed on read, an estimate) 
   period. ``due_month(now, grace)`` is the latest month whose draft is due.
 - **Number.** From the statement sequence of ``billing.domain.numbering`` (``FM-2026-000123``:
   gapless, never reset within the year of finalization). Statements finalized before that rule
-  keep their ``FM-YYYY-MM-NNNNNN``; ``statement_number`` and ``next_sequence`` still read and
-  write that old form.
+  keep their ``FM-YYYY-MM-NNNNNN``.
 - **Content hash.** SHA-256 (hex) of the canonical JSON of the finalized body (status
   ``finalized``, its number, ``content_hash`` null): keys sorted, no spaces, UTF-8. The credit
   notes shown beside it (``NOT_HASHED``) are not part of it.
@@ -47,7 +46,6 @@ from kernel.instants import MICROS_PER_SECOND, Month
 from metering.domain.usage import ServiceUsage, UsageReport
 
 FINALIZED = "finalized"
-NUMBER_PREFIX = "FM"
 NOT_HASHED = ("credit_notes", "credited", "remaining")  # shown beside a finalized body, not part of it
 _USAGE_FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
 
@@ -69,20 +67,6 @@ def due_month(now_us: int, grace_hours: int) -> Month:
     2026-04-03T23:59Z the latest due month is still February.
     """
     return previous_month(Month.of(now_us - grace_hours * 3600 * MICROS_PER_SECOND))
-
-
-def statement_number(month: Month, sequence: int) -> str:
-    """The old (monthly) number of the ``sequence``-th statement of ``month``: ``FM-2026-03-000001``."""
-    if sequence < 1:
-        raise ValueError(f"statement sequences start at 1, got {sequence}")
-    return f"{NUMBER_PREFIX}-{month}-{sequence:06d}"
-
-
-def next_sequence(numbers: Iterable[str], month: Month) -> int:
-    """The next sequence for ``month`` given the numbers already given out (of any month)."""
-    prefix = f"{NUMBER_PREFIX}-{month}-"
-    used = [int(number.removeprefix(prefix)) for number in numbers if number.startswith(prefix)]
-    return max(used, default=0) + 1
 
 
 def content_hash(body: Mapping[str, Any]) -> str:

@@ -80,7 +80,7 @@ def test_no_late_event_changes_a_finalized_statement_and_each_lands_exactly_once
             target = MONTHS[max(0, index - offset)]
             usage[target][service] = [a + b for a, b in zip(usage[target][service], amounts, strict=True)]
         statement, billed = statement_for(month, usage, finalized, card_of, "draft")
-        body = ledger.finalized_body(statement.to_json(), ledger.statement_number(month, 1))
+        body = ledger.finalized_body(statement.to_json(), f"FM-2026-{index + 1:06d}")
         finalized[month] = (body, ledger.snapshot_from_json("acc", billed))
         kept[month] = copy.deepcopy(body)
 

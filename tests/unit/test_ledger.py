@@ -38,14 +38,6 @@ def test_a_draft_is_due_when_the_month_has_closed_and_the_grace_period_has_passe
     assert ledger.due_month(at(2026, 4, 1), 0) == MAR
 
 
-def test_numbers_count_the_statements_finalized_for_the_month_from_one() -> None:
-    assert ledger.statement_number(MAR, 1) == "FM-2026-03-000001"
-    assert ledger.next_sequence([], MAR) == 1
-    assert ledger.next_sequence(["FM-2026-03-000001", "FM-2026-03-000002", "FM-2026-02-000009"], MAR) == 3
-    with pytest.raises(ValueError, match="start at 1"):
-        ledger.statement_number(MAR, 0)
-
-
 def test_the_content_hash_is_the_sha256_of_the_canonical_json_with_its_own_hash_null() -> None:
     body = {"b": "é", "a": [1, 2], "content_hash": "ignored"}
 
