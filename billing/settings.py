@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from billing.domain.numbering import Numbering
-from kernel.network_policy import IPNetwork, parse_allowed_networks
+from kernel.settings import BackendNetworkSettings
 
 
-class BillingSettings(BaseSettings):
+class BillingSettings(BackendNetworkSettings):
     model_config = SettingsConfigDict(env_prefix="FANMETER_", extra="ignore")
 
     admin_host: str = "127.0.0.1"
@@ -20,9 +20,6 @@ class BillingSettings(BaseSettings):
     tls_check_timeout_seconds: float = Field(default=3.0, gt=0)
     # The CA bundle backends' certificates must chain to; None is certifi's public bundle.
     tls_ca_file: str | None = None
-    # Networks an account's backends may point at although not public (kernel.network_policy refuses
-    # loopback, private, link-local, metadata... addresses): comma-separated CIDRs, e.g. "10.20.0.0/16".
-    backend_allowed_networks: str = ""
     # Request bodies over this many bytes are refused with 413 before authentication or parsing,
     # by declared Content-Length and while streaming; POST /v1/events has a limit of its own.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -37,16 +34,6 @@ class BillingSettings(BaseSettings):
     def _valid_numbering(self) -> BillingSettings:
         self.numbering  # noqa: B018  (a bad prefix stops the service at start-up, with the reason)
         return self
-
-    @field_validator("backend_allowed_networks")
-    @classmethod
-    def _valid_networks(cls, value: str) -> str:
-        parse_allowed_networks(value)  # a bad CIDR stops the service at start-up, with its name
-        return value
-
-    @property
-    def allowed_networks(self) -> tuple[IPNetwork, ...]:
-        return parse_allowed_networks(self.backend_allowed_networks)
 
     @property
     def numbering(self) -> Numbering:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from broker.exceptions import ConfigError
-from kernel.network_policy import IPNetwork, parse_allowed_networks
-from kernel.settings import FanmeterSettings
+from kernel.settings import BackendNetworkSettings, FanmeterSettings
 
 # Values that look like documentation, not a secret: refused as FANMETER_GRIP_SECRET.
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "change_me", "secret", "placeholder", "example", "test"})
 MIN_GRIP_SECRET_CHARS = 16
 
 
-class BrokerSettings(FanmeterSettings):
+class BrokerSettings(FanmeterSettings, BackendNetworkSettings):
+    # Services from the database have their origin's addresses judged by kernel/network_policy.py
+    # at every connection, with BackendNetworkSettings' allowed networks.
     # With Redis, a publish to any node reaches clients on every node (Redis pub/sub).
     redis_url: str | None = None
     # The services file (TOML or JSON, see broker/services/file.py); `fanmeter broker --config` overrides it.
@@ -45,10 +46,6 @@ class BrokerSettings(FanmeterSettings):
     # same channel within this many seconds is a duplicate and dropped (0: no duplicate check).
     broker_message_wait_ms: int = Field(default=5000, ge=0)
     broker_id_cache_ttl_seconds: float = Field(default=60.0, ge=0)
-    # Networks an account's backend may point at although they are not public (comma-separated CIDRs,
-    # the admin service's FANMETER_BACKEND_ALLOWED_NETWORKS too): services from the database have
-    # their origin's addresses judged by kernel/network_policy.py at every connection to it.
-    backend_allowed_networks: str = ""
     # What a client may send (docs/security.md): a request's head (request line and headers) and
     # its number of headers (431 beyond), the time its head and its body may take to arrive (408),
     # and a WebSocket message (closed with 1009 beyond, in line with the publish API's 1 MB).
@@ -57,16 +54,6 @@ class BrokerSettings(FanmeterSettings):
     broker_header_timeout_seconds: float = Field(default=10.0, gt=0)
     broker_body_timeout_seconds: float = Field(default=30.0, gt=0)
     broker_max_ws_message_bytes: int = Field(default=1_000_000, ge=1024)
-
-    @field_validator("backend_allowed_networks")
-    @classmethod
-    def _networks(cls, value: str) -> str:
-        parse_allowed_networks(value)  # a bad CIDR stops the broker at start-up, with its name
-        return value
-
-    @property
-    def allowed_networks(self) -> tuple[IPNetwork, ...]:
-        return parse_allowed_networks(self.backend_allowed_networks)
 
     def required_grip_secret(self) -> str:
         """``FANMETER_GRIP_SECRET``, refused when unset, short, or a placeholder."""

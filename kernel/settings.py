@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kernel.network_policy import IPNetwork, parse_allowed_networks
 
 
 class FanmeterSettings(BaseSettings):
@@ -44,3 +46,24 @@ class FanmeterSettings(BaseSettings):
     def ensure_data_dir(self) -> None:
         """Create the data directory the embedded default writes its SQLite files to."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+class BackendNetworkSettings(BaseSettings):
+    """The operator's exceptions to the backend address policy, read alike by the admin service
+    (at configuration) and the broker (at every connection to an origin)."""
+
+    model_config = SettingsConfigDict(env_prefix="FANMETER_", extra="ignore")
+
+    # Networks an account's backends may point at although not public (kernel.network_policy refuses
+    # loopback, private, link-local, metadata... addresses): comma-separated CIDRs, e.g. "10.20.0.0/16".
+    backend_allowed_networks: str = ""
+
+    @field_validator("backend_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_allowed_networks(value)  # a bad CIDR stops the process at start-up, with its name
+        return value
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_allowed_networks(self.backend_allowed_networks)
