@@ -6,6 +6,7 @@ from alembic import context
 
 import billing.console.orm  # noqa: F401  (the console's sign-in table)
 import billing.orm  # noqa: F401  (registers the admin service's tables on the shared metadata)
+import billing.webhooks.orm  # noqa: F401  (webhook endpoints, outbox, deliveries)
 import metering.orm  # noqa: F401  (registers every table on the shared metadata)
 from kernel.db import make_engine, metadata
 from metering.settings import MeteringSettings
