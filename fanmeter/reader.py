@@ -7,6 +7,7 @@ original JSON text so that the worker, not the reader, decides what is malformed
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import IO
@@ -41,14 +42,17 @@ def _peek_non_space(stream: IO[str]) -> str:
 
 
 def _split_array_line(text: str) -> Iterator[str]:
-    """A line holding a whole batch array: each element's text, or the line itself if it is malformed."""
+    """A line holding a whole batch array: each element's text as written, or the line itself if it is malformed.
+
+    As written, not decoded and dumped again: a re-dump would take the last of a key named twice and
+    hide it from the pipeline, which rejects such an event (DESIGN.md "Event contract").
+    """
     try:
-        elements = json.loads(text)
-    except ValueError:
+        json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
         yield text
         return
-    for element in elements:
-        yield json.dumps(element)
+    yield from _iter_array(io.StringIO(text))
 
 
 def _iter_array(stream: IO[str]) -> Iterator[str]:
@@ -66,6 +70,16 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
             return
         try:
             _, end = _decoder.raw_decode(buffer, position)
+        except RecursionError:  # an element nested too deeply to parse: pass it on whole, then go on
+            nested_end = _nested_end(buffer, position)
+            if nested_end is None and (more := stream.read(CHUNK)):
+                buffer, position = buffer[position:] + more, 0
+                continue
+            yield buffer[position : nested_end or len(buffer)]
+            if nested_end is None:
+                return
+            position = nested_end
+            continue
         except ValueError:
             more = stream.read(CHUNK)
             if more:
@@ -76,6 +90,30 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
             return
         yield buffer[position:end]
         position = end
+
+
+def _nested_end(buffer: str, position: int) -> int | None:
+    """Where the array or object starting at ``position`` ends (brackets counted outside strings), or
+    None if ``buffer`` ends first: for elements the parser cannot descend into."""
+    depth, in_string, escaped = 0, False, False
+    for index in range(position, len(buffer)):
+        char = buffer[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
 
 
 def _refill(stream: IO[str], buffer: str, position: int) -> tuple[str, int]:

@@ -56,3 +56,14 @@ def test_a_large_batch_array_is_read_chunk_by_chunk_not_whole():
     assert first == event
     assert stream.characters_read <= 2 * CHUNK < len(stream.getvalue())
     assert sum(1 for _ in events) == 49_999
+
+
+def test_an_element_nested_too_deeply_to_parse_is_passed_on_whole_and_the_rest_still_read():
+    deep = "[" * 5000 + '"]\\"]"' + "]" * 5000  # a string holding brackets and an escaped quote inside
+    assert texts('[{"a": 1},' + deep + ',{"b": 2}]') == ['{"a": 1}', deep, '{"b": 2}']
+    assert texts('{"a": 1}\n' + "[" * 100_000 + "\n" + '{"b": 2}\n') == ['{"a": 1}', "[" * 100_000, '{"b": 2}']
+    assert texts("[" * 100_000) == ["[" * 99_999]  # unterminated: the rest, for the pipeline to reject
+
+
+def test_a_line_holding_a_batch_array_keeps_each_event_as_written_so_a_key_named_twice_reaches_the_pipeline():
+    assert texts('[{"count": 1, "count": 1000000000}, {"b": 2}]\n') == ['{"count": 1, "count": 1000000000}', '{"b": 2}']
