@@ -27,6 +27,8 @@ from billing.domain.exceptions import Conflict, NotFound
 from billing.domain.numbering import Numbering
 from billing.domain.roles import Principal
 from billing.orm import Account, CreditNoteRecord, StatementRecord
+from billing.webhooks import events as webhook_events
+from billing.webhooks import outbox, payloads
 from kernel.instants import Month
 
 
@@ -100,6 +102,10 @@ def _insert(session: Session, record: StatementRecord, note: CreditNote, princip
         before=None,
         after={key: body[key] for key in ("number", "statement_number", "total", "reason", "content_hash")},
         now=note.issued_at,
+    )
+    issued = payloads.credit_note_data(body)
+    outbox.record_event(
+        session.connection(), webhook_events.CREDIT_NOTE_ISSUED, note.account_id, issued, now=note.issued_at
     )
 
 

@@ -27,6 +27,8 @@ from billing.domain.rate_card_json import CardVersion, card_in_force
 from billing.domain.roles import Principal
 from billing.domain.statements import Statement
 from billing.orm import Account, Adjustment, Service, StatementRecord
+from billing.webhooks import events as webhook_events
+from billing.webhooks import outbox, payloads
 from kernel.instants import Month, to_micros
 from metering import service as metering_service
 from metering.domain.usage import UsageReport
@@ -107,7 +109,7 @@ def build_drafts(
         # many but not all: load everyone (no huge IN list) and skip the stored ones below.
         only = missing if len(missing) <= 1000 and len(missing) < len(accounts) else only
     inputs = load_inputs(conn, month, only)
-    new_rows, changed, entries = [], [], []
+    new_rows, changed, entries, notices = [], [], [], []
     counts = {"unchanged": 0, "finalized": 0}
     for account, account_inputs in inputs.items():
         existing = stored.get(account)
@@ -119,6 +121,7 @@ def build_drafts(
         if existing is None:
             new_rows.append(_draft_row(account, month, body, billed, now))
             entries.append(_audit_entry(actor, account, month, "statement.draft", None, body, now))
+            notices.append(_drafted(account, body, regenerated=False))
         elif existing.status == ledger.FINALIZED:
             counts["finalized"] += 1
         elif existing.body == body and existing.billed_usage == billed:
@@ -126,9 +129,11 @@ def build_drafts(
         else:
             changed.append({"id": existing.id, "body": body, "billed_usage": billed})
             entries.append(_audit_entry(actor, account, month, "statement.regenerate", existing.body, body, now))
+            notices.append(_drafted(account, body, regenerated=True))
     store.insert_statements(conn, new_rows)
     store.update_drafts(conn, changed, now)
     store.insert_audit(conn, entries)
+    outbox.record_events(conn, notices, now=now)  # the webhooks of these drafts commit with them
     return DraftRun(month, len(new_rows), len(changed), counts["unchanged"], counts["finalized"])
 
 
@@ -137,6 +142,11 @@ def build_due_drafts(engine: Engine, now: datetime, grace_hours: int) -> DraftRu
     month = ledger.due_month(to_micros(now), grace_hours)
     with engine.begin() as conn:
         return build_drafts(conn, month, now, refresh=False)
+
+
+def _drafted(account: str, body: dict[str, Any], *, regenerated: bool) -> outbox.NewEvent:
+    data = payloads.statement_data(body, regenerated=regenerated)
+    return outbox.NewEvent(webhook_events.STATEMENT_DRAFTED, account, data)
 
 
 def _draft_row(account: str, month: Month, body: Any, billed: Any, now: datetime) -> dict[str, Any]:
@@ -282,6 +292,8 @@ def finalize(
     record.finalized_at, record.finalized_by = now, principal.actor
     entry = _audit_entry(principal.actor, account_id, month, "statement.finalize", before, record.body, now)
     store.insert_audit(session.connection(), [entry])
+    finalized = payloads.statement_data(record.body)
+    outbox.record_event(session.connection(), webhook_events.STATEMENT_FINALIZED, account_id, finalized, now=now)
     session.commit()
     return dict(record.body)
 
