@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import billing.alerts.orm  # noqa: F401  (usage thresholds, their crossings, the checker's memory)
 import billing.console.orm  # noqa: F401  (the console's sign-in table)
 import billing.orm  # noqa: F401  (registers the admin service's tables on the shared metadata)
 import billing.webhooks.orm  # noqa: F401  (webhook endpoints, outbox, deliveries)

@@ -18,6 +18,9 @@ from billing.settings import BillingSettings
 OWN, OTHER = "acc_own", "acc_other"
 SEEDER = Principal(token_id="test-seed", kind="user", role="admin", user_id="test-seed")
 ADMIN_TABLES = (
+    "threshold_crossing",
+    "usage_threshold",
+    "alert_check",
     "event_submission",
     "credit_note",
     "number_sequence",

@@ -1,0 +1,1 @@
+"""Usage alerts: an account's thresholds, the checker that finds crossings, and what a crossing writes."""
