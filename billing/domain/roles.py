@@ -52,6 +52,9 @@ class Action(Enum):
     MANAGE_PEOPLE = "manage the account's users and tokens"
     READ_AUDIT = "read the audit log"
     READ_ACCOUNT = "read the account record"
+    # Not a row of DESIGN.md's table: usage alerts belong to whoever manages the account
+    # (docs/decisions.md, "After finalization: usage alerts").
+    MANAGE_ALERTS = "set and remove the account's usage alert thresholds"
 
 
 _ALL, _OWN = Scope.ALL, Scope.OWN
@@ -67,6 +70,7 @@ PERMISSIONS: dict[Action, dict[str, Scope]] = {
     Action.MANAGE_STATEMENTS: {FINANCE: _ALL},
     Action.MANAGE_PEOPLE: {ADMIN: _ALL, SUPERUSER: _OWN},
     Action.READ_AUDIT: {ADMIN: _ALL, FINANCE: _ALL, SUPERUSER: _OWN},
+    Action.MANAGE_ALERTS: {ADMIN: _ALL, SUPERUSER: _OWN},
     Action.READ_ACCOUNT: {
         ADMIN: _ALL,
         FINANCE: _ALL,
