@@ -24,6 +24,8 @@ from billing.domain.fanout_rules import BackendFacts, ServiceFacts
 from billing.domain.roles import Action, Principal, Verdict, decide
 from billing.orm import ApiToken, Backend, Service
 from billing.tls_check import DEFAULT_TLS_PORT, TlsCheck, check_tls
+from billing.webhooks import events as webhook_events
+from billing.webhooks import outbox, payloads
 from kernel.network_policy import IPNetwork
 
 FLAGS = ("directors", "shielding", "ngwaf")
@@ -290,6 +292,9 @@ def _set_fanout(session: Session, principal: Principal, service: Service, on: bo
         after={"fanout_enabled": on},
         now=now,
     )
+    event_type = webhook_events.FANOUT_ENABLED if on else webhook_events.FANOUT_DISABLED
+    data = payloads.fanout_data(service.account_id, service.id)
+    outbox.record_event(session.connection(), event_type, service.account_id, data, now=now)
     session.commit()
 
 

@@ -20,6 +20,10 @@ from billing.domain import fanout_rules
 from billing.domain.exceptions import NotFound, PermissionDenied, RuleViolation
 from billing.domain.roles import Action, Principal, Verdict, decide
 from billing.orm import AccountProduct, Service
+from billing.webhooks import events as webhook_events
+from billing.webhooks import outbox, payloads
+
+CANCELLED = "Fanout cancelled for the account"
 
 
 def require_purchaser(principal: Principal, account_id: str) -> None:
@@ -68,6 +72,8 @@ def purchase(session: Session, principal: Principal, account_id: str, product: s
         after=product_json(account_id, product, row),
         now=now,
     )
+    if product == fanout_rules.FANOUT:
+        _notify(session, webhook_events.FANOUT_ENABLED, account_id, None, now)
     try:
         session.commit()
     except IntegrityError:  # a concurrent purchase of the same product won: the outcome is the same
@@ -100,6 +106,8 @@ def cancel(session: Session, principal: Principal, account_id: str, product: str
         after=product_json(account_id, product, None),
         now=now,
     )
+    if product == fanout_rules.FANOUT:
+        _notify(session, webhook_events.FANOUT_DISABLED, account_id, None, now)
     session.delete(row)
     session.commit()
 
@@ -115,6 +123,15 @@ def _turn_fanout_off_everywhere(session: Session, principal: Principal, account_
             action="fanout.disable",
             target=f"service/{service.id}",
             before={"fanout_enabled": True},
-            after={"fanout_enabled": False, "reason": "Fanout cancelled for the account"},
+            after={"fanout_enabled": False, "reason": CANCELLED},
             now=now,
         )
+        _notify(session, webhook_events.FANOUT_DISABLED, account_id, service.id, now, CANCELLED)
+
+
+def _notify(
+    session: Session, event_type: str, account_id: str, service_id: str | None, now: datetime, reason: str | None = None
+) -> None:
+    """Write Fanout's webhook event in the transaction that turned it on or off."""
+    data = payloads.fanout_data(account_id, service_id, reason)
+    outbox.record_event(session.connection(), event_type, account_id, data, now=now)
