@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -173,3 +174,26 @@ class OutboxWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+
+class Backlog(NamedTuple):
+    """What an outbox holds that the pipeline has not acknowledged: how many events, and the oldest one's time."""
+
+    events: int
+    oldest_at: datetime | None
+
+
+def read_backlog(path: Path) -> Backlog:
+    """The outbox file's backlog, read on a connection of its own, read-only (the broker's metrics scrape).
+
+    Events are stored in the order they were written, so the lowest ``seq`` is the oldest.
+    """
+    if not path.exists():
+        return Backlog(0, None)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        (events,) = db.execute("SELECT count(*) FROM outbox_event").fetchone()
+        row = db.execute("SELECT json_extract(payload, '$.time') FROM outbox_event ORDER BY seq LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return Backlog(int(events), datetime.fromisoformat(row[0]) if row and row[0] else None)
