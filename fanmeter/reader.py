@@ -70,17 +70,7 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
             return
         try:
             _, end = _decoder.raw_decode(buffer, position)
-        except RecursionError:  # an element nested too deeply to parse: pass it on whole, then go on
-            nested_end = _nested_end(buffer, position)
-            if nested_end is None and (more := stream.read(CHUNK)):
-                buffer, position = buffer[position:] + more, 0
-                continue
-            yield buffer[position : nested_end or len(buffer)]
-            if nested_end is None:
-                return
-            position = nested_end
-            continue
-        except ValueError:
+        except json.JSONDecodeError:
             more = stream.read(CHUNK)
             if more:
                 buffer = buffer[position:] + more
@@ -88,13 +78,26 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
                 continue
             yield buffer[position:]
             return
+        except (RecursionError, ValueError):  # nested too deeply, or an integer over Python's digit limit
+            found = _element_end(buffer, position)  # well-formed, yet unparseable: pass it on whole, go on
+            if found is None and (more := stream.read(CHUNK)):
+                buffer, position = buffer[position:] + more, 0
+                continue
+            yield buffer[position : found or len(buffer)]
+            if found is None:
+                return
+            position = found
+            continue
         yield buffer[position:end]
         position = end
 
 
-def _nested_end(buffer: str, position: int) -> int | None:
-    """Where the array or object starting at ``position`` ends (brackets counted outside strings), or
-    None if ``buffer`` ends first: for elements the parser cannot descend into."""
+def _element_end(buffer: str, position: int) -> int | None:
+    """Where the element starting at ``position`` ends (brackets counted outside strings, a scalar at the next
+    separator), or None if ``buffer`` ends first: for elements the parser cannot take in."""
+    if buffer[position] not in "[{":
+        ends = [i for i in (buffer.find(c, position) for c in ",]" + _WHITESPACE) if i >= 0]
+        return min(ends) if ends else None
     depth, in_string, escaped = 0, False, False
     for index in range(position, len(buffer)):
         char = buffer[index]

@@ -65,5 +65,10 @@ def test_an_element_nested_too_deeply_to_parse_is_passed_on_whole_and_the_rest_s
     assert texts("[" * 100_000) == ["[" * 99_999]  # unterminated: the rest, for the pipeline to reject
 
 
+def test_an_element_with_an_integer_over_the_digit_limit_is_passed_on_whole_and_the_rest_still_read():
+    digits = "9" * 5000  # over Python's 4,300-digit limit: the parser refuses it, though it is JSON
+    assert texts(f'[{{"count": {digits}}}, {digits} ,{{"b": 2}}]') == [f'{{"count": {digits}}}', digits, '{"b": 2}']
+
+
 def test_a_line_holding_a_batch_array_keeps_each_event_as_written_so_a_key_named_twice_reaches_the_pipeline():
     assert texts('[{"count": 1, "count": 1000000000}, {"b": 2}]\n') == ['{"count": 1, "count": 1000000000}', '{"b": 2}']
