@@ -55,6 +55,11 @@ class Action(Enum):
     # Not a row of DESIGN.md's table: usage alerts belong to whoever manages the account
     # (docs/decisions.md, "After finalization: usage alerts").
     MANAGE_ALERTS = "set and remove the account's usage alert thresholds"
+    # Not rows of DESIGN.md's table either: its "After finalization" section gives an account's
+    # webhook endpoints to its superuser and the platform-wide ones to admin and finance
+    # (docs/decisions.md, "After finalization: webhooks").
+    MANAGE_WEBHOOKS = "register and manage the account's webhook endpoints"
+    MANAGE_PLATFORM_WEBHOOKS = "register and manage platform-wide webhook endpoints"
 
 
 _ALL, _OWN = Scope.ALL, Scope.OWN
@@ -71,6 +76,8 @@ PERMISSIONS: dict[Action, dict[str, Scope]] = {
     Action.MANAGE_PEOPLE: {ADMIN: _ALL, SUPERUSER: _OWN},
     Action.READ_AUDIT: {ADMIN: _ALL, FINANCE: _ALL, SUPERUSER: _OWN},
     Action.MANAGE_ALERTS: {ADMIN: _ALL, SUPERUSER: _OWN},
+    Action.MANAGE_WEBHOOKS: {SUPERUSER: _OWN},
+    Action.MANAGE_PLATFORM_WEBHOOKS: {ADMIN: _ALL, FINANCE: _ALL},
     Action.READ_ACCOUNT: {
         ADMIN: _ALL,
         FINANCE: _ALL,
