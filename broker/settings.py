@@ -54,6 +54,10 @@ class BrokerSettings(FanmeterSettings, BackendNetworkSettings):
     broker_header_timeout_seconds: float = Field(default=10.0, gt=0)
     broker_body_timeout_seconds: float = Field(default=30.0, gt=0)
     broker_max_ws_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # The metrics listener (GET /metrics, Prometheus text format): a port of its own, as Pushpin's
+    # prometheus_port, never the client port (operators' figures are not for the internet). Unset: none.
+    broker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    broker_metrics_host: str = "127.0.0.1"
 
     def required_grip_secret(self) -> str:
         """``FANMETER_GRIP_SECRET``, refused when unset, short, or a placeholder."""
