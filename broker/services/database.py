@@ -31,8 +31,8 @@ BACKEND = table(
     column("tls_status", String),
 )  # fmt: skip
 API_TOKEN = table(
-    "api_token", column("service_id", String), column("kind", String), column("token_hash", String),
-    column("revoked_at", UtcDateTime),
+    "api_token", column("id", String), column("service_id", String), column("kind", String),
+    column("token_hash", String), column("revoked_at", UtcDateTime),
 )  # fmt: skip
 READ_MODEL: tuple[TableClause, ...] = (SERVICE, BACKEND, API_TOKEN)
 
@@ -51,9 +51,9 @@ def read_rows(conn: Connection) -> AdminRows:
         for r in conn.execute(select(BACKEND).where(BACKEND.c.service_id.in_(compute)))
     ]
     tokens = [
-        TokenRow(r.service_id, r.token_hash)
+        TokenRow(r.service_id, r.token_hash, r.id)
         for r in conn.execute(
-            select(API_TOKEN.c.service_id, API_TOKEN.c.token_hash).where(
+            select(API_TOKEN.c.service_id, API_TOKEN.c.token_hash, API_TOKEN.c.id).where(
                 API_TOKEN.c.kind == "publish", API_TOKEN.c.revoked_at.is_(None), API_TOKEN.c.service_id.in_(compute)
             )
         )

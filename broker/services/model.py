@@ -20,6 +20,9 @@ class ServiceConfig:
     hosts: tuple[str, ...] = ()
     # Hex SHA-256 of publish tokens, as the admin service stores them (the database source).
     publish_token_hashes: tuple[str, ...] = ()
+    # The admin service's id of each token in ``publish_token_hashes``, in the same order: per-token
+    # rate limits are keyed on it, never on the secret (docs/decisions.md, "Limits").
+    publish_token_ids: tuple[str, ...] = ()
     # The Host (and TLS server name) the origin is asked for, when not the origin URL's host.
     origin_host: str | None = None
     # The origin's addresses are judged by kernel/network_policy.py at every connection (after the

@@ -43,6 +43,7 @@ class TokenRow:
 
     service_id: str
     token_hash: str
+    token_id: str = ""  # the api_token row's id (per-token rate limits are keyed on it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +89,9 @@ def service_configs(
     first_backend: dict[str, BackendRow] = {}
     for candidate in sorted(backends, key=lambda b: (b.service_id, b.name)):
         first_backend.setdefault(candidate.service_id, candidate)
-    hashes: dict[str, list[str]] = {}
+    hashes: dict[str, list[tuple[str, str]]] = {}
     for token in tokens:
-        hashes.setdefault(token.service_id, []).append(token.token_hash)
+        hashes.setdefault(token.service_id, []).append((token.token_hash, token.token_id))
     configs: dict[str, ServiceConfig] = {}
     problems: list[str] = []
     for row in sorted(services, key=lambda s: s.id):
@@ -106,7 +107,8 @@ def service_configs(
             publish_tokens=(),
             grip_key=grip_key(secret, row.id),
             fanout_enabled=row.fanout_enabled,
-            publish_token_hashes=tuple(sorted(hashes.get(row.id, ()))),
+            publish_token_hashes=tuple(h for h, _ in sorted(hashes.get(row.id, ()))),
+            publish_token_ids=tuple(i for _, i in sorted(hashes.get(row.id, ()))),
             origin_host=(backend.override_host or None) if backend else None,
             guarded=True,
         )

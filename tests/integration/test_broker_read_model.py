@@ -95,5 +95,5 @@ def test_the_read_models_query_finds_a_service_made_through_billings_tables_on_t
     assert rows == AdminRows(
         services=[ServiceRow("svc_rm", "acc_rm", True)],
         backends=[BackendRow("svc_rm", "origin", "origin.example", True, "app.example", {"port": 8443}, "verified")],
-        tokens=[TokenRow("svc_rm", token_hash("fm_live"))],
+        tokens=[TokenRow("svc_rm", token_hash("fm_live"), "tok_fm_live")],
     )

@@ -50,7 +50,7 @@ def test_a_fanout_service_goes_to_its_first_backend_by_name_with_its_tokens_and_
     config, problems = service_configs(
         [ServiceRow("svc_1", "acc_1", True)],
         [backend("z-second", settings={"port": 2}), backend("a-first", override_host="app.example", use_tls=True)],
-        [TokenRow("svc_1", "h2"), TokenRow("svc_1", "h1"), TokenRow("svc_other", "h3")],
+        [TokenRow("svc_1", "h2", "tok_2"), TokenRow("svc_1", "h1", "tok_1"), TokenRow("svc_other", "h3", "tok_3")],
         SECRET,
     )
     assert problems == []
@@ -63,6 +63,7 @@ def test_a_fanout_service_goes_to_its_first_backend_by_name_with_its_tokens_and_
             grip_key=grip_key(SECRET, "svc_1"),
             fanout_enabled=True,
             publish_token_hashes=("h1", "h2"),
+            publish_token_ids=("tok_1", "tok_2"),  # each hash's token id, in the same order
             origin_host="app.example",
             guarded=True,  # an account's backend: its addresses are judged at connect time
         )

@@ -105,8 +105,8 @@ BROKER_PURE = ("grip", "services/model", "services/rows", "usage/events", "excep
 RULES = (
     Rule("the kernel imports none of the packages built on it", "kernel",
          PACKAGES - {"kernel"}, "from metering import service"),
-    Rule("the kernel's time values are pure", "kernel",
-         FRAMEWORKS | IO_LIBRARIES | KERNEL_IMPURE, "import sqlalchemy", only=("instants",)),
+    Rule("the kernel's time values and rate limits are pure", "kernel",
+         FRAMEWORKS | IO_LIBRARIES | KERNEL_IMPURE, "import sqlalchemy", only=("instants", "rate_limit")),
     Rule("metering imports neither billing, broker, migrations nor fanmeter", "metering",
          frozenset({"billing", "broker", "migrations", "fanmeter"}), "from billing import tasks"),
     Rule("metering names no other package's Celery task by string", "metering",
