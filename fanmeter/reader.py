@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import IO
 
 CHUNK = 1 << 20
@@ -18,17 +18,29 @@ _WHITESPACE = " \t\r\n"
 
 
 def iter_event_texts(stream: IO[str]) -> Iterator[str]:
-    """Yield the JSON text of each event in a JSON-lines or batch-array stream."""
-    first = _peek_non_space(stream)
-    if first == "[":
-        yield from _iter_array(stream)
-    else:
-        for line in stream:
-            text = line.strip()
-            if text.startswith("["):
-                yield from _split_array_line(text)
-            elif text:
-                yield text
+    """Yield the JSON text of each event in a JSON-lines or batch-array stream.
+
+    Whatever follows a batch array's closing ``]`` is read as JSON lines: a JSON-lines file whose
+    first line holds a batch array lost every line after it.
+    """
+    lines: Iterable[str] = stream
+    if _peek_non_space(stream) == "[":
+        after = yield from _iter_array(stream)
+        lines = _lines(after, stream)
+    for line in lines:
+        text = line.strip()
+        if text.startswith("["):
+            yield from _split_array_line(text)
+        elif text:
+            yield text
+
+
+def _lines(head: str, stream: IO[str]) -> Iterator[str]:
+    """The lines of ``head`` followed by the rest of ``stream`` (``head`` may end mid-line)."""
+    *complete, partial = head.split("\n")
+    yield from complete
+    yield partial + next(stream, "")
+    yield from stream
 
 
 def _peek_non_space(stream: IO[str]) -> str:
@@ -55,19 +67,24 @@ def _split_array_line(text: str) -> Iterator[str]:
     yield from _iter_array(io.StringIO(text))
 
 
-def _iter_array(stream: IO[str]) -> Iterator[str]:
-    """Yield each element of one top-level JSON array, reading the stream in chunks."""
+def _iter_array(stream: IO[str]) -> Generator[str, None, str]:
+    """Yield each element of one top-level JSON array, reading the stream in chunks; return what was read
+    past its closing ``]``.
+
+    Text that is not JSON is yielded through the end of its line, and reading goes on from the next
+    line, so one broken element does not take the good ones after it along.
+    """
     buffer = stream.read(CHUNK).lstrip()[1:]  # drop "["
     position = 0
     while True:
         buffer, position = _refill(stream, buffer, position)
         position = _skip(buffer, position, _WHITESPACE + ",")
         if position < len(buffer) and buffer[position] == "]":
-            return
+            return buffer[position + 1 :]
         if position >= len(buffer):
             if buffer:
                 yield buffer  # unterminated array: the rest is reported malformed
-            return
+            return ""
         try:
             _, end = _decoder.raw_decode(buffer, position)
         except json.JSONDecodeError:
@@ -76,8 +93,12 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
                 buffer = buffer[position:] + more
                 position = 0
                 continue
-            yield buffer[position:]
-            return
+            line_end = buffer.find("\n", position)
+            yield buffer[position:] if line_end < 0 else buffer[position:line_end].rstrip()
+            if line_end < 0:
+                return ""
+            position = line_end + 1
+            continue
         except (RecursionError, ValueError):  # nested too deeply, or an integer over Python's digit limit
             found = _element_end(buffer, position)  # well-formed, yet unparseable: pass it on whole, go on
             if found is None and (more := stream.read(CHUNK)):
@@ -85,7 +106,7 @@ def _iter_array(stream: IO[str]) -> Iterator[str]:
                 continue
             yield buffer[position : found or len(buffer)]
             if found is None:
-                return
+                return ""
             position = found
             continue
         yield buffer[position:end]

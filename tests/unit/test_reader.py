@@ -72,3 +72,12 @@ def test_an_element_with_an_integer_over_the_digit_limit_is_passed_on_whole_and_
 
 def test_a_line_holding_a_batch_array_keeps_each_event_as_written_so_a_key_named_twice_reaches_the_pipeline():
     assert texts('[{"count": 1, "count": 1000000000}, {"b": 2}]\n') == ['{"count": 1, "count": 1000000000}', '{"b": 2}']
+
+
+def test_json_lines_whose_first_line_holds_a_batch_array_yield_every_line_after_it():
+    assert texts('[{"a": 1}]\n{"b": 2}\n[{"c": 3}] \n') == ['{"a": 1}', '{"b": 2}', '{"c": 3}']
+    assert texts('[{"a": 1}] junk\n{"b": 2}') == ['{"a": 1}', "junk", '{"b": 2}']  # junk: rejected, not dropped
+
+
+def test_text_that_is_not_json_in_a_batch_array_is_passed_on_to_its_line_end_and_reading_goes_on():
+    assert texts('[{"a": 1},\n{broken},\n{"b": 2}]') == ['{"a": 1}', "{broken},", '{"b": 2}']
