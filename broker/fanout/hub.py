@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from broker.grip import filters
 from broker.grip.publish import TRANSPORT_FORMAT, Item
@@ -41,6 +41,8 @@ class Hub:
         # a channel without filtered subscribers costs one dict lookup per item, nothing per delivery.
         self._filters: dict[ChannelKey, dict[Connection, tuple[str, ...]]] = {}
         self._meta: dict[Connection, dict[str, str]] = {}
+        # The channels' prev-ids of HTTP holds whose subscriptions carry build-id (its variables).
+        self._prev_ids: dict[Connection, Mapping[str, str | None]] = {}
         self._keys = itertools.count()
         self.sequencer = sequencer or Sequencer(LastIds())
         self.last_ids = self.sequencer.last_ids
@@ -79,6 +81,11 @@ class Hub:
         else:
             self._meta.pop(conn, None)
 
+    def set_prev_ids(self, conn: Connection, prev_ids: Mapping[str, str | None]) -> None:
+        """The hold's channels and the prev-ids it expects, for build-id (the mapping is kept, not copied:
+        the stream updates it as it delivers)."""
+        self._prev_ids[conn] = prev_ids
+
     def _unfilter(self, key: ChannelKey, conn: Connection) -> None:
         filtered = self._filters.get(key)
         if filtered is not None and filtered.pop(conn, None) is not None and not filtered:
@@ -113,6 +120,8 @@ class Hub:
             self.unsubscribe(conn, channel)
         if self._meta:
             self._meta.pop(conn, None)
+        if self._prev_ids:
+            self._prev_ids.pop(conn, None)
 
     def channels(self) -> list[ChannelKey]:
         return list(self._subs)
@@ -167,14 +176,16 @@ class Hub:
                            deliveries: dict[str, Delivery]) -> int:  # fmt: skip
         """``_dispatch`` for a channel some subscribers of which carry filters: a delivery a filter drops is
         never queued (so neither sent nor metered); one ``var-subst`` rewrote is this subscriber's own."""
-        queued, to_wake, meta = 0, self._to_wake, self._meta
+        queued, to_wake, meta, prev_ids = 0, self._to_wake, self._meta, self._prev_ids
         for conn in subs:
             delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
             if delivery is None:
                 continue
             names = filtered.get(conn)
             if names is not None:
-                fmt = filters.apply(names, delivery.format, item.meta, meta.get(conn), conn.channels)
+                ids = prev_ids.get(conn)
+                at_item = filters.ids_at_item(ids, item.channel, item.id) if ids else filters.NO_IDS
+                fmt = filters.apply(names, delivery.format, item.meta, meta.get(conn), conn.channels, at_item)
                 if fmt is None:
                     continue
                 if fmt is not delivery.format:

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from broker.asgi import Send, encode_headers, first_of
 from broker.exceptions import GripError
+from broker.grip import filters
 from broker.grip import instructions as grip
 from broker.grip.instructions import Hold, Instruction, NextLink
 from broker.grip.publish import HttpStreamFormat
 from broker.grip.reliability import follows, grip_last, resolve_link, stale_channels
 from broker.origin.client import OriginError, OriginReply, relayable
 from broker.transports.connection import Connection, Delivery
-from broker.transports.held_request import ClientRequest, HoldContext, open_connection, release, subscribe
+from broker.transports.held_request import (
+    ClientRequest,
+    HoldContext,
+    builds_ids,
+    open_connection,
+    release,
+    subscribe,
+)
 
 # Pushpin retries a next link that failed 5 times, after 1 s, 2 s, 4 s ... plus up to 1 s at random.
 RETRY_MAX = 5
@@ -91,6 +100,8 @@ class _Stream:
         self.link: _Link | None = None
         self.link_due: float | None = None
         self.active: set[str] = set()  # channels with an item since the link's timer started
+        self.filters: frozenset[str] = frozenset()  # the hold's subscription filters (build-id: origin bodies too)
+        self.meta: Mapping[str, str] = filters.NO_META  # the hold's Grip-Set-Meta, for those rewrites
 
     async def run(self, instruction: Instruction) -> str:
         """Write the stream until it ends; the close reason."""
@@ -98,8 +109,9 @@ class _Stream:
         assert hold is not None
         await self.send({"type": "http.response.start", "status": first.code,
                          "headers": encode_headers(relayable(first.headers))})  # fmt: skip
-        await self._write(first.body)
         try:
+            self._take_filters(hold)
+            await self._write(self._origin_body(first.body))
             await self._adopt(hold, instruction.link)
             backlog = await self._first_check(hold)
             while True:
@@ -220,7 +232,7 @@ class _Stream:
                 raise StreamEnd("origin error: no next link to recover from")
             path = self.link.path
             reply = await self._fetch(path)
-            await self._write(reply.body)
+            await self._write(self._origin_body(reply.body))
             try:
                 instruction = grip.instruction_from_headers(reply.code, reply.reason, reply.headers, reply.body)
             except GripError as error:
@@ -258,11 +270,14 @@ class _Stream:
             self.ctx.hub.unsubscribe(self.conn, name)
         if hold.meta:
             self.ctx.hub.set_meta(self.conn, dict(hold.meta))
+        if builds_ids(hold.channels):
+            self.ctx.hub.set_prev_ids(self.conn, wanted)  # the live prev-ids, as this stream moves them on
         for channel in hold.channels:
             if channel.name not in self.channels:
                 subscribe(self.ctx, self.conn, channel)
         await self.ctx.hub.settled()
         self.channels, self.keep_alive = wanted, hold.keep_alive
+        self._take_filters(hold)
         ka = hold.keep_alive
         self.keep_alive_due = asyncio.get_running_loop().time() + ka.timeout_s if ka and ka.interval else None
         self.link = _Link(self._resolve(link), max(MIN_LINK_TIMEOUT_S, link.timeout_s)) if link else None
@@ -270,6 +285,19 @@ class _Stream:
         named = [name for name, prev_id in wanted.items() if prev_id is not None]
         if named and self.link is None:
             raise StreamEnd(f"origin error: channel {named[0]!r} specifies prev-id, but no next link found")
+
+    def _take_filters(self, hold: Hold) -> None:
+        self.filters = frozenset(name for channel in hold.channels for name in channel.filters)
+        if hold.meta:
+            self.meta = dict(hold.meta)
+
+    def _origin_body(self, body: bytes) -> bytes:
+        """The origin's own body as the hold's filters make it (build-id); one it cannot render ends the
+        stream, as Pushpin ends it."""
+        rendered = filters.proxy_content(self.filters, body, self.meta)
+        if rendered is None:
+            raise StreamEnd("origin error: filter error (build-id)")
+        return rendered
 
     def _resolve(self, link: NextLink) -> str:
         try:

@@ -36,8 +36,8 @@ def publish_round(broker: BrokerNode, channel: str, count: int, tag: str) -> Non
 class StreamClient:
     """An httpx streaming client that counts the published lines it receives."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self._client, self._url = client, url
+    def __init__(self, client: httpx.AsyncClient, url: str, first: bytes = b"stream open\n") -> None:
+        self._client, self._url, self._first = client, url, first
         self.lines: list[str] = []
         self.bytes = 0
 
@@ -45,7 +45,7 @@ class StreamClient:
         response = await stack.enter_async_context(self._client.stream("GET", self._url))
         self._chunks = response.aiter_raw()
         first = await anext(self._chunks)
-        assert first == b"stream open\n"
+        assert first == self._first
         self.bytes += len(first)
         self._buffer = b""
 

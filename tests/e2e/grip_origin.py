@@ -5,7 +5,7 @@ TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-
 /rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), /raw/...
 (answers the request target as it arrived) and /headers (answers the request's headers as JSON
 pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same), /status
-(answers with ``Grip-Status: <status>``, held a second with ``hold``).
+(answers with ``Grip-Status: <status>``, held a second with ``hold``), /fstream and /bstream (filtered streams).
 """
 
 from __future__ import annotations
@@ -96,11 +96,23 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
         if "user" in query:
             grip.append(("Grip-Set-Meta", f"user={query['user']}"))
         return 200, [("Content-Type", "text/plain"), *grip], b"stream open\n"
+    if path == "/bstream":  # build-id: a stream on ``ch`` with prev-id ``prev``, its id_format the channel's prev-id
+        return build_id_stream(query, channel)
     if path == "/rpoll":
         return reliable_poll(query, headers, channel)
     if path == "/rstream":
         return reliable_stream(query, headers, channel)
     return 404, [("Content-Type", "text/plain")], b"no such path\n"
+
+
+def build_id_stream(query: dict[str, str], channel: str):
+    """A stream filtered by build-id (``enc=hex`` hex-encodes), ``id_format`` naming the channel's prev-id,
+    and itself as the next link (a prev-id needs one); its first body renders a literal id, ``%(first)I``."""
+    meta = f'id_format="%({channel})s"' + (", id_encoding=hex" if query.get("enc") == "hex" else "")
+    link = f"</bstream?{_query(query)}>; rel=next"
+    grip = [("Grip-Hold", "stream"), ("Grip-Channel", f"{channel}; prev-id={query['prev']}; filter=build-id"),
+            ("Grip-Link", link), ("Grip-Set-Meta", meta)]  # fmt: skip
+    return 200, [("Content-Type", "text/plain"), *grip], b"stream open %(first)I\n"
 
 
 def reliable_poll(query: dict[str, str], headers: dict[str, str], channel: str):

@@ -572,6 +572,24 @@ async def test_a_grip_channel_filter_and_grip_set_meta_filter_an_http_stream(tar
         assert await read_until(chunks, b"bob\n") == b"bob\n"
 
 
+@pytest.mark.parametrize(
+    ("encoding", "first", "ids"), [("", b"first", (b"2", b"3")), ("hex", b"6669727374", (b"32", b"33"))]
+)
+async def test_build_id_renders_the_streams_prev_id_into_its_content(target: Target, encoding: str, first: bytes,
+                                                                      ids: tuple[bytes, bytes]) -> None:  # fmt: skip
+    """``%I`` is the id rendered from the hold's ``id_format`` meta with the channels' prev-ids (its own channel
+    at the item's id); the origin's first body is rendered too (no prev-ids there: a literal ``%(first)I``)."""
+    channel = f"bi-{encoding or 'plain'}"
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, channel)  # the channel is not new: no refresh fetches the next link
+        opened = b"stream open " + first + b"\n"
+        chunks = await held_stream(stack, target, f"/bstream?ch={channel}&prev=1&enc={encoding}", opened)
+        items = [stream_item(channel, "id %I\n", "2", "1"), stream_item(channel, "then %I, 100%%\n", "3", "2")]
+        await asyncio.to_thread(publish_raw, target, *items)
+        expected = b"id " + ids[0] + b"\nthen " + ids[1] + b", 100%\n"
+        assert await read_until(chunks, expected) == expected
+
+
 # Publish actions (hint, refresh, close with a code and reason) and ws-message types.
 
 

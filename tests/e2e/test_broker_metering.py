@@ -233,6 +233,35 @@ async def test_deliveries_a_subscription_filter_skips_are_neither_delivered_nor_
     assert wait_for_usage(broker_stack_env, account, expected) == expected
 
 
+async def test_a_delivery_build_id_cannot_render_is_neither_delivered_nor_billed(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """A build-id stream (prev-id 1) gets item 2 with its id rendered and not item 3, which names a variable
+    build-id has no value for; a plain stream on the channel gets both as published. Billed: 3 deliveries
+    and the bytes each client received (the rendered ones for the build-id stream)."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    with broker_node(broker_stack_env, config, f"build-id-{account}") as node:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            plain = StreamClient(client, f"{node.url}/s/svc-a/stream?ch=mb")
+            await plain.open(stack)
+            await asyncio.sleep(1.5)  # the channel is not new any more: no refresh fetches the next link
+            built = StreamClient(client, f"{node.url}/s/svc-a/bstream?ch=mb&prev=1", b"stream open first\n")
+            await built.open(stack)
+            items = [{"channel": "mb", "id": i, "prev-id": p, "http-stream": {"content": c}}
+                     for i, p, c in (("2", "1", "id %I\n"), ("3", "2", "bad %(x)s\n"))]  # fmt: skip
+            response = await client.post(f"{node.url}/service/svc-a/publish/", json={"items": items},
+                                         headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert response.status_code == 200
+            await asyncio.wait_for(asyncio.gather(plain.receive(2), built.receive(1)), 30)
+            await built.receive_until_idle(1.0)  # nothing more comes
+    assert (built.lines, plain.lines) == (["id 2"], ["id %I", "bad %(x)s"])
+    expected = {"messages_published": 2, "messages_delivered": 3, "connection_minutes": 2,
+                "bytes_out": plain.bytes + built.bytes}  # fmt: skip
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+
+
 async def test_publish_actions_and_ws_message_types_bill_only_what_clients_received(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:

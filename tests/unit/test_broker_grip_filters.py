@@ -5,7 +5,7 @@ import json
 import pytest
 
 from broker.fanout.hub import Hub
-from broker.grip.filters import apply, substitute
+from broker.grip.filters import apply, build_id, ids_at_item, proxy_content, substitute
 from broker.grip.instructions import Channel, instruction_from_body, instruction_from_headers, parse_channels
 from broker.grip.publish import HttpResponseFormat, HttpStreamFormat, WsMessageFormat, parse_publish_body
 from broker.grip.wsevents import Control, parse_control
@@ -95,3 +95,58 @@ def test_the_hub_queues_nothing_a_filter_drops_and_forgets_filters_and_meta_on_l
     for conn in (alice, bob, plain):
         hub.leave(conn)
     assert hub._filters == {} and hub._meta == {}
+
+
+@pytest.mark.parametrize(
+    ("content", "meta", "ids", "out"),
+    [
+        (b"id=%I", {"id_format": "%(c)s"}, {"c": "7"}, b"id=7"),
+        (b"id=%I", {"id_format": "v%(c)s.%(d)s%%"}, {"c": "7", "d": "8"}, b"id=v7.8%"),
+        (b"id=%I", {"id_format": "%(c)s", "id_encoding": "hex"}, {"c": "7"}, b"id=37"),
+        (b"x=%(lit)I", {"id_format": "%(c)s"}, {}, b"x=lit"),  # a literal id needs no channel
+        (b"plain", {"id_format": "%(c)s"}, {"c": "7"}, b"plain"),
+        (b"id=%I", {"id_format": "%(c)s"}, {}, None),  # no channels: no id to put there (a WebSocket in 1.36)
+        (b"id=%I", {"id_format": "%(c)s"}, {"c": None}, None),  # a channel without a prev-id
+        (b"id=%I", {"id_format": "%(other)s"}, {"c": "7"}, None),
+        (b"plain", {}, {"c": "7"}, None),  # no id_format: build-id renders nothing, even plain content
+        (b"id=%I", {"id_format": "%(c)s", "id_encoding": "base64"}, {"c": "7"}, None),
+        (b"%(c)s", {"id_format": "%(c)s"}, {"c": "7"}, None),  # only I directives
+        (b"100%%", {"id_format": "%(c)s"}, {"c": "7"}, b"100%"),
+    ],
+)
+def test_build_id_renders_the_id_as_pushpins_build_id_filter(content, meta, ids, out):
+    assert build_id(content, meta, ids) == out
+
+
+def test_build_id_sees_the_items_own_channel_at_the_items_id_and_drops_what_it_cannot_render():
+    meta = {"id_format": "%(c)s/%(d)s"}
+    ids = ids_at_item({"c": "1", "d": "5", "e": None}, "c", "2")
+    assert ids == {"c": "2", "d": "5", "e": None} and ids_at_item({"c": None}, "c", "2") == {"c": None}
+    sent = apply(("build-id",), HttpStreamFormat(b"at %I\n"), None, meta, {"c", "d"}, {"c": "2", "d": "5"})
+    assert sent == HttpStreamFormat(b"at 2/5\n")
+    assert apply(("build-id",), HttpStreamFormat(b"at %I\n"), None, meta, {"c"}) is None
+    assert apply(("skip-self", "build-id"), TEXT, {"sender": "bob"}, {"user": "bob"}, set()) is None
+
+
+def test_proxy_content_applies_build_id_to_the_origins_own_body_without_prev_ids():
+    meta = {"id_format": "%(c)s"}
+    assert proxy_content(frozenset({"build-id"}), b"first %(x)I", meta) == b"first x"
+    assert proxy_content(frozenset({"build-id"}), b"first %I", meta) is None
+    assert proxy_content(frozenset({"build-id"}), b"", {}) == b""  # nothing to render
+    assert proxy_content(frozenset({"var-subst"}), b"%I", {}) == b"%I"  # var-subst rewrites published content only
+
+
+def test_the_hub_renders_build_id_with_each_holds_prev_ids_and_forgets_them_on_leave():
+    hub = Hub()
+    one, two = (Connection(n, SVC, "http-stream", 10) for n in ("one", "two"))
+    for conn, prev in ((one, "1"), (two, None)):
+        hub.set_meta(conn, {"id_format": "%(c)s"})
+        hub.set_prev_ids(conn, {"c": prev})
+        hub.subscribe(conn, "c", ("build-id",))
+    items = parse_publish_body(json.dumps({"items": [
+        {"channel": "c", "id": "2", "prev-id": "1", "http-stream": {"content": "id %I"}}]}).encode())  # fmt: skip
+    assert hub.deliver("s1", items) == 1  # ``two`` tracks no prev-id: nothing to render, not queued
+    assert [d.format.content for d in one.drain()] == [b"id 2"] and two.drain() == []  # type: ignore[union-attr]
+    for conn in (one, two):
+        hub.leave(conn)
+    assert hub._prev_ids == {}
