@@ -12,7 +12,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Dialect, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -108,6 +120,8 @@ class Service(Base):
     shielding: Mapped[bool] = mapped_column(Boolean, default=False)
     ngwaf: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Pushpin's auto_cross_origin for the service's clients (the broker's CORS headers); migration 0012.
+    cross_origin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Backend(Base):
