@@ -93,6 +93,7 @@ def service_json(service: Service) -> dict[str, Any]:
         "directors": service.directors,
         "shielding": service.shielding,
         "ngwaf": service.ngwaf,
+        "cross_origin": bool(service.cross_origin),  # None until a new row is flushed: its default, off
     }
 
 

@@ -38,6 +38,14 @@ class ServiceIn(Strict):
     directors: bool = False
     shielding: bool = False
     ngwaf: bool = Field(default=False, description="The Next-Gen WAF.")
+    cross_origin: bool = Field(
+        default=False,
+        description=(
+            "Automatic CORS for the service's clients, as Pushpin's auto_cross_origin: the broker adds "
+            "Access-Control-* headers to every HTTP answer, so a page on another origin can hold an SSE "
+            "stream or a long-poll."
+        ),
+    )
 
 
 class ServicePatch(Strict):
@@ -47,6 +55,7 @@ class ServicePatch(Strict):
     directors: bool | None = None
     shielding: bool | None = None
     ngwaf: bool | None = None
+    cross_origin: bool | None = Field(default=None, description="Automatic CORS (see ServiceIn).")
 
 
 class ServiceOut(BaseModel):
@@ -58,6 +67,7 @@ class ServiceOut(BaseModel):
     directors: bool
     shielding: bool
     ngwaf: bool
+    cross_origin: bool
 
 
 FANOUT_FIELDS = ("name", "address", "use_tls", "override_host")

@@ -72,6 +72,7 @@ def test_an_engineer_creates_a_compute_service_with_fanout_off_and_it_is_audited
         "directors": False,
         "shielding": False,
         "ngwaf": False,
+        "cross_origin": False,
     }
     [entry] = audit_entries(world, "service.create")
     assert (entry.actor, entry.target, entry.after) == (world.user_ids["engineer"], f"service/{body['id']}", body)
@@ -118,6 +119,23 @@ def test_setting_service_flags_is_audited_with_before_and_after(world: World) ->
     assert response.json()["shielding"] is True
     [entry] = audit_entries(world, "service.update")
     assert (entry.before["shielding"], entry.after["shielding"]) == (False, True)
+
+
+def test_an_engineer_turns_automatic_cors_on_for_a_fanout_service_and_it_is_audited(world: World) -> None:
+    service_id = new_service(world)
+
+    response = world.client.patch(
+        f"/v1/services/{service_id}", json={"cross_origin": True}, headers=world.as_role("engineer")
+    )
+
+    assert (response.status_code, response.json()["cross_origin"]) == (200, True)
+    assert world.client.get(f"/v1/services/{service_id}", headers=world.as_role("user")).json()["cross_origin"]
+    [entry] = audit_entries(world, "service.update")
+    assert (entry.before["cross_origin"], entry.after["cross_origin"]) == (False, True)
+    refused = world.client.patch(
+        f"/v1/services/{service_id}", json={"cross_origin": True}, headers=world.as_role("billing")
+    )
+    assert refused.status_code == 403
 
 
 def test_a_service_type_cannot_be_changed(world: World) -> None:

@@ -30,7 +30,8 @@ def create_service(account_id: str, body: ServiceIn, session: SessionDep, caller
     """Create a Compute or Delivery service; Fanout starts off."""
     require(caller, Action.MANAGE_SERVICES, account_id)
     accounts.get_account(session, account_id)
-    flags = {"directors": body.directors, "shielding": body.shielding, "ngwaf": body.ngwaf}
+    flags = {"directors": body.directors, "shielding": body.shielding, "ngwaf": body.ngwaf,
+             "cross_origin": body.cross_origin}  # fmt: skip
     service = catalog.create_service(session, caller, account_id, name=body.name, type_=body.type, flags=flags, now=now)
     return _service_out(service)
 
@@ -53,7 +54,8 @@ def get_service(service_id: str, session: SessionDep, caller: CallerDep) -> Serv
 def update_service(
     service_id: str, body: ServicePatch, session: SessionDep, caller: CallerDep, now: NowDep
 ) -> ServiceOut:
-    """Rename a service or set its directors, shielding and Next-Gen WAF flags (refused with Fanout on)."""
+    """Rename a service, set its directors, shielding and Next-Gen WAF flags (refused with Fanout on), or its
+    automatic CORS (``cross_origin``)."""
     service = catalog.service_for(session, caller, service_id, Action.MANAGE_SERVICES)
     changes = body.model_dump(exclude_none=True)
     return _service_out(catalog.update_service(session, caller, service, changes, now))
