@@ -13,6 +13,7 @@ from billing import console
 from billing.api import api_docs, errors
 from billing.api.routers import (
     accounts,
+    alerts,
     audit,
     credit_notes,
     events,
@@ -79,7 +80,7 @@ def create_app(
     api_docs.install(app)
     # The usage router first: routes are matched in order, and usage is the busiest read.
     routers = [usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements]
-    routers += [credit_notes, audit]
+    routers += [credit_notes, alerts, audit]
     for router in (module.router for module in routers):
         app.include_router(router)
     console.install(app)  # the people's pages, on the same services and role table
