@@ -4,6 +4,9 @@ Routes, in order:
 - ``POST /service/{service_id}/publish/``: the publish API;
 - ``/s/{service_id}/...``: the embedded default's path-prefix routing (prefix stripped);
 - any other path: the service whose ``hosts`` names the request's Host.
+
+With a metrics listener (``FANMETER_BROKER_METRICS_PORT``), requests that arrive on it are answered
+``GET /metrics`` only (``broker.metrics``), never routed to a service: the client port never shows them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from broker.asgi import (
     header,
     read_body,
     request_headers,
+    respond,
     respond_closing,
     respond_text,
 )
@@ -37,6 +41,8 @@ from broker.fanout.nodes import Fanout
 from broker.grip import instructions as grip
 from broker.grip import wsevents
 from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
+from broker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from broker.metrics import BrokerMetrics
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
@@ -91,6 +97,9 @@ class Broker:
     reload_interval_s: float = 5.0
     # How long a request body may take to arrive once it started (408 after).
     body_timeout_s: float = 30.0
+    # The metrics listener's port, and what it serves (None: no metrics listener).
+    metrics_port: int | None = None
+    metrics: BrokerMetrics | None = None
     _meter_task: asyncio.Task[None] | None = None
     _reload_task: asyncio.Task[None] | None = None
     _tick_task: asyncio.Task[None] | None = None
@@ -175,7 +184,14 @@ class Broker:
             return Route(None, target, f"Fanout is not enabled for service {service.service_id}")
         return Route(service, target, None)
 
+    def _on_metrics_listener(self, scope: Scope) -> bool:
+        server = scope.get("server")
+        return self.metrics_port is not None and server is not None and server[1] == self.metrics_port
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._on_metrics_listener(scope):
+            await self._metrics(scope, send)
+            return
         match = PUBLISH_PATH.match(scope["path"])
         if match:
             await self._publish(match.group(1), scope, receive, send)
@@ -186,8 +202,17 @@ class Broker:
             return
         await self._proxy(service, path, scope, receive, send)
 
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        if scope["path"] != "/metrics" or self.metrics is None:
+            await respond_text(send, 404, "Not found: this listener serves GET /metrics only\n")
+        elif scope["method"] not in ("GET", "HEAD"):
+            await respond_text(send, 405, "Method not allowed: GET /metrics\n")
+        else:
+            await respond(send, 200, await self.metrics.exposition(), (("Content-Type", METRICS_CONTENT_TYPE),))
+
     async def _publish(self, service_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         status, text = await self._handle_publish(service_id, scope, receive)
+        self.meter.tally.publish_answered(status)
         if status in (408, 413):  # the rest of the body is not read: the connection cannot carry another request
             await respond_closing(send, status, text)
         else:
@@ -246,7 +271,7 @@ class Broker:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         service, path, _refusal = self.route(scope)
-        if service is None:
+        if service is None or self._on_metrics_listener(scope):
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return

@@ -12,6 +12,7 @@ from broker.exceptions import ConfigError
 from broker.fanout.hub import Hub
 from broker.fanout.nodes import Fanout, LocalFanout, RedisFanout
 from broker.grip.reliability import LastIds, Sequencer
+from broker.metrics import BrokerMetrics, Tally
 from broker.origin.client import Origins
 from broker.services.database import DatabaseServices
 from broker.services.file import load_config
@@ -36,12 +37,14 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
     hub = Hub(Sequencer(LastIds(), settings.broker_message_wait_ms / 1000, settings.broker_id_cache_ttl_seconds))
     writer = OutboxWriter(OutboxStore(settings.outbox_path))
     fanout: Fanout = RedisFanout(hub, settings.redis_url) if settings.redis_url else LocalFanout(hub)
+    tally = Tally()
+    meter = Meter(writer, settings.broker_node, tally=tally)
     return Broker(
         config=config,
         hub=hub,
-        meter=Meter(writer, settings.broker_node),
+        meter=meter,
         writer=writer,
-        origins=Origins(allowed_networks=settings.allowed_networks),
+        origins=Origins(allowed_networks=settings.allowed_networks, tally=tally),
         fanout=fanout,
         shipper=_shipper(settings) if ship and settings.broker_ship else None,
         queue_size=settings.broker_queue_size,
@@ -50,7 +53,26 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         reload=reload,
         reload_interval_s=settings.broker_reload_seconds,
         body_timeout_s=settings.broker_body_timeout_seconds,
+        metrics_port=settings.broker_metrics_port,
+        metrics=BrokerMetrics(tally, meter, settings.outbox_path),
     )
+
+
+def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
+    """Serve ``app`` on the client port and, with ``FANMETER_BROKER_METRICS_PORT``, on the metrics listener
+    too: one uvicorn server on both sockets, so both share the event loop, the head limits and the shutdown."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, **server_options(settings))
+    sockets = None
+    if settings.broker_metrics_port is not None:
+        metrics = uvicorn.Config(app, host=settings.broker_metrics_host, port=settings.broker_metrics_port,
+                                 log_level=config.log_level)  # fmt: skip
+        sockets = [config.bind_socket(), metrics.bind_socket()]
+    try:
+        uvicorn.Server(config).run(sockets=sockets)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises it once the server has stopped (uvicorn.run hides it too)
+        pass
 
 
 def server_options(settings: BrokerSettings) -> dict[str, Any]:

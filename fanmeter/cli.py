@@ -212,16 +212,18 @@ def up(once: bool, events: int) -> None:
 @click.option(
     "--node", help="This node's name (events' source broker/<node>); default: FANMETER_BROKER_NODE or the host name."
 )
-def broker(host: str, port: int, config_path: Path | None, node: str | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve GET /metrics (Prometheus) on this port of FANMETER_BROKER_METRICS_HOST (127.0.0.1); "
+                   "default: FANMETER_BROKER_METRICS_PORT, else none.")  # fmt: skip
+def broker(host: str, port: int, config_path: Path | None, node: str | None, metrics_port: int | None) -> None:
     """Serve the GRIP broker: client transports, the publish API, metering to the pipeline.
 
     Clients reach a service at /s/<service_id>/... or by a Host the service lists; publishers
-    POST to /service/<service_id>/publish/. Services come from --config, else from the admin
+    POST to /service/<service_id>/publish/; with --metrics-port, Prometheus scrapes GET /metrics on
+    that port (never on the client port). Services come from --config, else from the admin
     service's database (FANMETER_GRIP_SECRET needed). Needs a running worker to ship metering events
     (`fanmeter worker`); events wait in the node's outbox until it runs.
     """
-    import uvicorn
-
     from broker import bootstrap as broker_bootstrap
     from broker.exceptions import ConfigError
     from broker.settings import BrokerSettings
@@ -231,10 +233,14 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
         overrides["broker_config"] = config_path
     if node:
         overrides["broker_node"] = node
+    if metrics_port is not None:
+        overrides["broker_metrics_port"] = metrics_port
     try:
         settings = BrokerSettings().model_copy(update=overrides)
     except ValueError as error:  # pydantic's ValidationError: a setting that is not one (a bad CIDR...)
         raise click.ClickException(f"invalid broker setting: {error}") from None
+    if settings.broker_metrics_port == port:
+        raise click.ClickException(f"the metrics port cannot be the client port ({port}): clients would see it")
     try:
         app = broker_bootstrap.build(settings)
     except ConfigError as error:
@@ -242,7 +248,9 @@ def broker(host: str, port: int, config_path: Path | None, node: str | None) -> 
     source = settings.broker_config or f"the database, read every {settings.broker_reload_seconds:g} s"
     click.echo(f"broker {settings.broker_node} on http://{host}:{port} serving {len(app.config.services)} services"
                f" from {source}")  # fmt: skip
-    uvicorn.run(app, host=host, port=port, **broker_bootstrap.server_options(settings))
+    if settings.broker_metrics_port is not None:
+        click.echo(f"metrics on http://{settings.broker_metrics_host}:{settings.broker_metrics_port}/metrics")
+    broker_bootstrap.run(app, settings, host, port)
 
 
 @main.command("pushpin-stats")

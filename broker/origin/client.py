@@ -21,6 +21,7 @@ import certifi
 import jwt
 
 from broker.grip.instructions import Headers
+from broker.metrics import Tally
 from broker.origin.http11 import Endpoint, OriginClient
 from broker.services.model import ServiceConfig
 from kernel.network_policy import IPNetwork
@@ -114,8 +115,11 @@ def public_ca_context() -> ssl.SSLContext:
 class Origins:
     """Signed requests to services' origins (``broker.origin.http11`` does the HTTP)."""
 
-    def __init__(self, timeout_s: float = 30.0, allowed_networks: tuple[IPNetwork, ...] = ()) -> None:
+    def __init__(
+        self, timeout_s: float = 30.0, allowed_networks: tuple[IPNetwork, ...] = (), tally: Tally | None = None
+    ) -> None:
         self._client = OriginClient(public_ca_context(), timeout_s)
+        self._tally = tally or Tally()  # each request's duration, for the broker's metrics
         self._allowed = allowed_networks  # for guarded services' origins (kernel/network_policy.py)
         self._endpoints: dict[tuple[str, str | None, bool], OriginAddress] = {}
         self._logged: dict[str, float] = {}  # service id -> when its origin's last failure was logged
@@ -129,6 +133,7 @@ class Origins:
         self, service: ServiceConfig, method: str, path: str, headers: list[tuple[str, str]], body: bytes
     ) -> OriginReply:
         """Send one request to the service's origin, signed; transport and TLS failures raise ``OriginError``."""
+        started = time.monotonic()
         try:
             endpoint, base_path = self._endpoint(service)
             signed = [*headers, ("Grip-Sig", self._signature(service.grip_key, time.time()))]
@@ -141,6 +146,8 @@ class Origins:
         except (OSError, ValueError, OriginError) as error:  # TimeoutError and ConnectFailed are OSErrors
             self._log(service, error)
             raise OriginError(UNREACHABLE) from None
+        finally:
+            self._tally.origin_answered(service.service_id, time.monotonic() - started)
         return OriginReply(reply.code, reply.reason, reply.headers, reply.body)
 
     def _log(self, service: ServiceConfig, error: Exception) -> None:

@@ -38,6 +38,7 @@ class Connection:
     bytes_out: int = 0
     bytes_in: int = 0
     dropped: int = 0
+    opened_at: float = 0.0  # monotonic time of the metered open (connection minutes in broker/metrics.py)
     channels: set[str] = field(default_factory=set)
     who: Subject = field(init=False)
     # The queue is a deque and one future its hold waits on, resolved by ``wake``: a publish to

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.grip.publish import Item
+from broker.metrics import Tally
 from broker.transports.connection import Connection
 from broker.usage import events
 from broker.usage.events import Subject
@@ -42,7 +43,7 @@ class _Delivered:
 
 
 class Meter:
-    def __init__(self, writer: OutboxWriter, node: str, clock: Clock = utc_now) -> None:
+    def __init__(self, writer: OutboxWriter, node: str, clock: Clock = utc_now, tally: Tally | None = None) -> None:
         self._writer = writer
         self._node = node
         self._clock = clock
@@ -50,12 +51,13 @@ class Meter:
         # item key -> its deliveries since the last flush. The hub gives each published item its own
         # key, so the key alone names the item's account, service and channel (and hashes cheaply).
         self._delivered: dict[str, _Delivered] = {}
-        self.delivered_total = 0
-        self.dropped_total = 0
+        # The broker's metrics count what is metered here, per connection and per item (never per delivery).
+        self.tally = tally or Tally()
 
     async def opened(self, conn: Connection) -> None:
         """Record the open durably, before the client sees the response start."""
         self.open[conn.id] = conn
+        self.tally.connection_opened(conn)
         event = events.connection_open(self._node, new_id(), self._clock(), conn.who, conn.id, conn.transport)
         await self._writer.write([event])
 
@@ -63,7 +65,7 @@ class Meter:
         """Queue the close (safe in a cancelled task's finally; the writer commits it shortly)."""
         if self.open.pop(conn.id, None) is None:
             return
-        self.dropped_total += conn.dropped
+        self.tally.connection_closed(conn)
         if conn.dropped:  # operators see slow consumers in the close events they already have
             reason = f"{reason}; {conn.dropped} deliveries dropped (slow consumer)"
         event = events.connection_report(
@@ -76,6 +78,7 @@ class Meter:
         at = self._clock()
         batch = [events.message_event("published", self._node, new_id(), at, who, i.channel, 1, i.size) for i in items]
         await self._writer.write(batch)
+        self.tally.items_received(who.service_id, len(items))
 
     def delivered(self, conn: Connection, channel: str, item_key: str, size: int) -> None:
         """Count one delivery the client write accepted."""
@@ -85,13 +88,18 @@ class Meter:
         else:
             totals.count += 1
             totals.bytes += size
-        self.delivered_total += 1
+
+    def pending_delivered(self) -> list[tuple[str, int]]:
+        """(service id, deliveries) counted since the last flush, one pair per item."""
+        return [(d.who.service_id, d.count) for d in self._delivered.values()]
 
     def flush_delivered(self) -> None:
         if not self._delivered:
             return
         at, pending = self._clock(), self._delivered
         self._delivered = {}
+        for d in pending.values():
+            self.tally.deliveries_flushed(d.who.service_id, d.count)
         self._writer.enqueue(
             [
                 events.message_event("delivered", self._node, new_id(), at, d.who, d.channel, d.count, d.bytes)
