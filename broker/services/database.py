@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE = table(
     "service", column("id", String), column("account_id", String), column("type", String),
-    column("fanout_enabled", Boolean),
+    column("fanout_enabled", Boolean), column("cross_origin", Boolean),
 )  # fmt: skip
 BACKEND = table(
     "backend", column("service_id", String), column("name", String), column("address", String),
@@ -41,9 +41,11 @@ def read_rows(conn: Connection) -> AdminRows:
     """Read the rows the broker's services are made of: Compute services, their backends, live publish tokens."""
     compute = select(SERVICE.c.id).where(SERVICE.c.type == "compute")
     services = [
-        ServiceRow(r.id, r.account_id, bool(r.fanout_enabled))
+        ServiceRow(r.id, r.account_id, bool(r.fanout_enabled), bool(r.cross_origin))
         for r in conn.execute(
-            select(SERVICE.c.id, SERVICE.c.account_id, SERVICE.c.fanout_enabled).where(SERVICE.c.type == "compute")
+            select(SERVICE.c.id, SERVICE.c.account_id, SERVICE.c.fanout_enabled, SERVICE.c.cross_origin).where(
+                SERVICE.c.type == "compute"
+            )
         )
     ]
     backends = [

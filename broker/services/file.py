@@ -11,6 +11,7 @@ The file is one source of ``ServiceConfig`` values; the other is the admin servi
     grip_key = "a-shared-signing-key"        # signs Grip-Sig (JWT HS256)
     fanout_enabled = true
     hosts = ["svc-1.example.com"]            # optional: route by Host as well as /s/svc-1/
+    cross_origin = false                     # optional: automatic CORS, as Pushpin's auto_cross_origin
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def _service(raw: Any, where: str) -> ServiceConfig:
     enabled = raw.get("fanout_enabled", False)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.fanout_enabled must be true or false")
+    cross_origin = raw.get("cross_origin", False)
+    if not isinstance(cross_origin, bool):
+        raise ConfigError(f"{where}.cross_origin must be true or false")
     hosts = raw.get("hosts", [])
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError(f"{where}.hosts must be a list of host names")
@@ -73,6 +77,7 @@ def _service(raw: Any, where: str) -> ServiceConfig:
         grip_key=text["grip_key"],
         fanout_enabled=enabled,
         hosts=tuple(h.lower() for h in hosts),
+        cross_origin=cross_origin,
     )
 
 

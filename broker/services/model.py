@@ -29,6 +29,8 @@ class ServiceConfig:
     # broker's own resolution): services an account configured (the database). A services file is
     # the operator's own and is not judged (docs/decisions.md, "Broker security").
     guarded: bool = False
+    # Pushpin's auto_cross_origin: CORS headers on every HTTP answer (broker/transports/cors.py).
+    cross_origin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

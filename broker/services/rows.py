@@ -24,6 +24,7 @@ class ServiceRow:
     id: str
     account_id: str
     fanout_enabled: bool
+    cross_origin: bool = False  # automatic CORS (service.cross_origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ def service_configs(
             publish_token_ids=tuple(i for _, i in sorted(hashes.get(row.id, ()))),
             origin_host=(backend.override_host or None) if backend else None,
             guarded=True,
+            cross_origin=row.cross_origin,
         )
     return BrokerConfig(configs), problems
 

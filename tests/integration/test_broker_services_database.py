@@ -67,6 +67,16 @@ def test_fanout_services_are_read_with_port_tls_override_host_and_only_live_publ
     assert live.grip_key == grip_key(SECRET, "svc_live")
 
 
+def test_a_services_automatic_cors_option_is_read_and_off_by_default(engine: Engine) -> None:
+    cors = service("svc_cors")
+    cors.cross_origin = True
+    seed(engine, cors, backend("svc_cors"), service("svc_plain"), backend("svc_plain"))
+
+    config = DatabaseServices(read_only(engine), SECRET)()
+
+    assert (config.services["svc_cors"].cross_origin, config.services["svc_plain"].cross_origin) == (True, False)
+
+
 def test_delivery_services_are_left_out_and_compute_ones_with_fanout_off_are_known_as_off(engine: Engine) -> None:
     seed(engine, service("svc_cdn", "delivery"), service("svc_off", fanout=False), backend("svc_off"))
 

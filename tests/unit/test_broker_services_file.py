@@ -26,6 +26,9 @@ def test_a_json_file_gives_the_same_and_hosts_route_case_insensitively_without_p
     assert config.services["s1"].origin == "https://o.example"
     assert config.by_host("s1.example:8080") is config.services["s1"]
     assert config.by_host("other.example") is None
+    assert config.services["s1"].cross_origin is False  # automatic CORS is off unless asked for
+    cors = parse_config({"services": [{**SERVICE, "cross_origin": True}]})
+    assert cors.services["s1"].cross_origin is True
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,7 @@ def test_a_json_file_gives_the_same_and_hosts_route_case_insensitively_without_p
         ({"services": [{**SERVICE, "publish_tokens": "t"}]}, "publish_tokens must be a list"),
         ({"services": [{**SERVICE, "fanout_enabled": "yes"}]}, "true or false"),
         ({"services": [{**SERVICE, "hosts": [1]}]}, "list of host names"),
+        ({"services": [{**SERVICE, "cross_origin": "on"}]}, "cross_origin must be true or false"),
         ({"services": [SERVICE, SERVICE]}, "configured twice"),
     ],
 )
