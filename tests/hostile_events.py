@@ -138,6 +138,17 @@ def hostile_lines() -> st.SearchStrategy[str]:
     return st.one_of(hostile_json_texts(), st.text(max_size=60)).map(lambda t: t.replace("\n", " ").replace("\r", " "))
 
 
+def well_formed(text: str) -> bool:
+    """JSON syntax, even where Python's parser refuses it (nested too deeply, an integer too long)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    except (RecursionError, ValueError):
+        return True
+    return True
+
+
 def rejected_by_contract(text: str) -> bool:
     """Whether the public decoder refuses ``text`` (so the pipeline must store a rejected-event row)."""
     return not isinstance(decode_event(text), MeteringEvent)

@@ -10,19 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanmeter.reader import iter_event_texts
-from tests.hostile_events import hostile_json_texts, hostile_lines
+from tests.hostile_events import hostile_json_texts, hostile_lines, well_formed
 from tests.strategies import event_sets
-
-
-def well_formed(text: str) -> bool:
-    """JSON syntax, even where Python's parser refuses it (nested too deeply, an integer too long)."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    except (RecursionError, ValueError):
-        return True
-    return True
 
 
 @settings(max_examples=100, deadline=None, database=None)
