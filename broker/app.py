@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
@@ -27,7 +27,7 @@ from broker.asgi import (
     Receive,
     Scope,
     Send,
-    declares_body,
+    encode_headers,
     header,
     read_body,
     request_headers,
@@ -41,12 +41,14 @@ from broker.fanout.nodes import Fanout
 from broker.grip import instructions as grip
 from broker.grip import wsevents
 from broker.grip.publish import MAX_BODY_BYTES, parse_publish_body
+from broker.limits import HELD_RETRY_AFTER_S, BrokerLimits, PublishLimited
 from broker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from broker.metrics import BrokerMetrics
 from broker.origin.client import OriginError, Origins, forwardable
 from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
 from broker.transports.connection import Ending
+from broker.transports.cors import with_cors
 from broker.transports.dispatch import serve
 from broker.transports.held_request import ClientRequest, HoldContext, bad_gateway
 from broker.transports.websocket import websocket_session
@@ -54,6 +56,7 @@ from broker.usage.events import Subject
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxWriter
 from broker.usage.shipper import Shipper
+from kernel.http_limits import declares_body
 
 # Container allocations between two young-generation collections (CPython's default is 700). With
 # hundreds of requests in flight, collecting every 700 allocations promotes their short-lived objects
@@ -68,6 +71,7 @@ PATH_SAFE = "/:@!$&'()*+,;=~"
 # Only the broker speaks WebSocket-over-HTTP to an origin; Pushpin answers a client that tries the same.
 WS_EVENTS_REFUSAL = "Client not allowed to send WebSocket events directly.\n"
 WS_EVENTS_TYPE = wsevents.CONTENT_TYPE.encode()
+HELD_REFUSAL_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", str(HELD_RETRY_AFTER_S)))
 
 
 class Route(NamedTuple):
@@ -100,6 +104,8 @@ class Broker:
     # The metrics listener's port, and what it serves (None: no metrics listener).
     metrics_port: int | None = None
     metrics: BrokerMetrics | None = None
+    # Publishes per token and connections held per service on this node (broker.limits).
+    limits: BrokerLimits = field(default_factory=BrokerLimits)
     _meter_task: asyncio.Task[None] | None = None
     _reload_task: asyncio.Task[None] | None = None
     _tick_task: asyncio.Task[None] | None = None
@@ -211,7 +217,15 @@ class Broker:
             await respond(send, 200, await self.metrics.exposition(), (("Content-Type", METRICS_CONTENT_TYPE),))
 
     async def _publish(self, service_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-        status, text = await self._handle_publish(service_id, scope, receive)
+        try:
+            status, text = await self._handle_publish(service_id, scope, receive)
+        except PublishLimited as limited:
+            self.meter.tally.publish_answered(429)
+            body = self.limits.publish_refusal(limited.token_id, limited.retry_after_s)
+            await respond(
+                send, 429, body, (("Content-Type", "application/json"), ("Retry-After", str(limited.retry_after_s)))
+            )
+            return
         self.meter.tally.publish_answered(status)
         if status in (408, 413):  # the rest of the body is not read: the connection cannot carry another request
             await respond_closing(send, status, text)
@@ -225,11 +239,14 @@ class Broker:
         if service is None:
             return 404, f"Unknown service {service_id}\n"
         headers = request_headers(scope)
-        refusal = check_publish_token(service, headers)
-        if refusal is not None:
-            return refusal
+        token_id = publish_token_id(service, headers)
+        if isinstance(token_id, tuple):
+            return token_id
         if not service.fanout_enabled:
             return 403, f"Fanout is not enabled for service {service_id}\n"
+        retry_after_s = self.limits.publish_wait(service_id, token_id)
+        if retry_after_s:
+            raise PublishLimited(token_id, retry_after_s)  # before the body is read: nothing published or metered
         try:
             body = await read_body(receive, MAX_BODY_BYTES, self.body_timeout_s)
         except BodyTooLarge:
@@ -245,6 +262,8 @@ class Broker:
         return 200, "Published\n"
 
     async def _proxy(self, service: ServiceConfig, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if service.cross_origin:  # every answer from here on, the broker's own errors too, as Pushpin's
+            send = with_cors(send, scope["headers"])
         if is_ws_events(scope["headers"]):
             await respond_text(send, 403, WS_EVENTS_REFUSAL)
             return
@@ -267,7 +286,17 @@ class Broker:
         except (OriginError, GripError) as error:
             await respond_text(send, 502, bad_gateway(error))
             return
-        await serve(holds, request, instruction, receive, send, self.queue_size)
+        if instruction.hold is None:
+            await serve(holds, request, instruction, receive, send, self.queue_size)
+            return
+        held = self.limits.held
+        if not held.enter(service.service_id):  # refused before the meter opens it: never billed
+            await respond(send, 503, held.refusal(service.service_id).encode(), HELD_REFUSAL_HEADERS)
+            return
+        try:
+            await serve(holds, request, instruction, receive, send, self.queue_size)
+        finally:
+            held.leave(service.service_id)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         service, path, _refusal = self.route(scope)
@@ -275,7 +304,15 @@ class Broker:
             await receive()
             await send({"type": "websocket.close", "code": 1008})
             return
-        await websocket_session(self.holds, self.origins, service, path, scope, receive, send, self.queue_size)
+        held = self.limits.held
+        if not held.enter(service.service_id):  # before the origin's OPEN and the meter: never billed
+            await receive()
+            await _deny_websocket(scope, send, held.refusal(service.service_id))
+            return
+        try:
+            await websocket_session(self.holds, self.origins, service, path, scope, receive, send, self.queue_size)
+        finally:
+            held.leave(service.service_id)
 
 
 async def _tick(hub: Hub, interval_s: float = 0.25) -> None:
@@ -298,11 +335,29 @@ def no_longer_served(config: BrokerConfig, service_id: str) -> Ending | None:
     return None
 
 
-def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[int, str] | None:
-    """401 without a token, 403 with a token that is not one of the service's publish tokens.
+async def _deny_websocket(scope: Scope, send: Send, text: str) -> None:
+    """Refuse a WebSocket handshake with a 503 and its reason (ASGI's denial response), else close it (1013)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1013})  # try again later
+        return
+    headers = encode_headers(HELD_REFUSAL_HEADERS)
+    await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": text.encode()})
 
-    A token is the service's when it equals one of its ``publish_tokens`` or its hex SHA-256 is one
-    of its ``publish_token_hashes`` (compared in constant time either way).
+
+def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[int, str] | None:
+    """401 without a token, 403 with a token that is not one of the service's publish tokens."""
+    found = publish_token_id(service, headers)
+    return found if isinstance(found, tuple) else None
+
+
+def publish_token_id(service: ServiceConfig, headers: grip.Headers) -> str | tuple[int, str]:
+    """The id of the request's publish token (what its rate limit is keyed on), or the refusal: 401
+    without a token, 403 with a token that is not one of the service's publish tokens.
+
+    A token is the service's when it equals one of its ``publish_tokens`` (its id: its place in the
+    services file, ``#1`` for the first) or its hex SHA-256 is one of its ``publish_token_hashes``
+    (its id: the admin service's, ``publish_token_ids``), compared in constant time either way.
     """
     token = header(headers, "fastly-key")
     authorization = header(headers, "authorization")
@@ -311,11 +366,15 @@ def check_publish_token(service: ServiceConfig, headers: grip.Headers) -> tuple[
         token = value.strip() if scheme.lower() == "bearer" else None
     if not token:
         return 401, "Unauthorized: send a publish token in Fastly-Key or Authorization: Bearer\n"
+    for place, known in enumerate(service.publish_tokens, 1):
+        if hmac.compare_digest(token.encode(), known.encode()):
+            return f"#{place}"
     digest = hashlib.sha256(token.encode()).hexdigest().encode()
-    known = any(hmac.compare_digest(token.encode(), t.encode()) for t in service.publish_tokens)
-    if not (known or any(hmac.compare_digest(digest, h.encode()) for h in service.publish_token_hashes)):
-        return 403, f"Forbidden: the token is not a publish token of service {service.service_id}\n"
-    return None
+    for place, known in enumerate(service.publish_token_hashes):
+        if hmac.compare_digest(digest, known.encode()):
+            ids = service.publish_token_ids
+            return ids[place] if place < len(ids) else f"sha256:{known[:12]}"
+    return 403, f"Forbidden: the token is not a publish token of service {service.service_id}\n"
 
 
 def is_ws_events(raw_headers: list[tuple[bytes, bytes]]) -> bool:

@@ -47,17 +47,6 @@ async def read_body(receive: Receive, limit: int, timeout_s: float | None = None
         raise BodySlow from None
 
 
-def declares_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether a request says a body follows (``Content-Length`` above 0, or ``Transfer-Encoding``).
-
-    ``raw_headers`` are the scope's: uvicorn gives the names in lowercase.
-    """
-    for name, value in raw_headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
-            return True
-    return False
-
-
 async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:

@@ -12,17 +12,19 @@ from broker.exceptions import ConfigError
 from broker.fanout.hub import Hub
 from broker.fanout.nodes import Fanout, LocalFanout, RedisFanout
 from broker.grip.reliability import LastIds, Sequencer
+from broker.limits import BrokerLimits, HeldConnections
 from broker.metrics import BrokerMetrics, Tally
 from broker.origin.client import Origins
 from broker.services.database import DatabaseServices
 from broker.services.file import load_config
 from broker.services.model import BrokerConfig
-from broker.serving import HeadLimits, limited_protocol
 from broker.settings import BrokerSettings
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxStore, OutboxWriter
 from broker.usage.shipper import Shipper
 from kernel.db import make_engine, read_only
+from kernel.http_limits import HttpLimits, limited_protocol
+from kernel.rate_limit import Rate, RateLimiter
 
 
 def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bool = True) -> Broker:
@@ -55,7 +57,15 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         body_timeout_s=settings.broker_body_timeout_seconds,
         metrics_port=settings.broker_metrics_port,
         metrics=BrokerMetrics(tally, meter, settings.outbox_path),
+        limits=limits(settings),
     )
+
+
+def limits(settings: BrokerSettings) -> BrokerLimits:
+    """The node's per-token publish rate and per-service held connections, from the settings."""
+    rate = Rate(settings.broker_publish_rate_per_second, settings.broker_publish_burst)
+    held = HeldConnections(settings.broker_max_held_per_service, settings.broker_max_held_overrides)
+    return BrokerLimits(RateLimiter(rate), held)
 
 
 def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
@@ -76,14 +86,20 @@ def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
 
 
 def server_options(settings: BrokerSettings) -> dict[str, Any]:
-    """Uvicorn's options for a broker: httptools with the head limits (``broker.serving``), WebSocket
-    messages up to ``FANMETER_BROKER_MAX_WS_MESSAGE_BYTES`` (closed with 1009 beyond)."""
-    limits = HeadLimits(
-        settings.broker_max_header_bytes, settings.broker_max_headers, settings.broker_header_timeout_seconds
+    """Uvicorn's options for a broker: httptools with the limits on heads, bodies and connections per
+    client address (``kernel.http_limits``), WebSocket messages up to ``FANMETER_BROKER_MAX_WS_MESSAGE_BYTES``
+    (closed with 1009 beyond)."""
+    http_limits = HttpLimits(
+        max_head_bytes=settings.broker_max_header_bytes,
+        max_headers=settings.broker_max_headers,
+        head_timeout_s=settings.broker_header_timeout_seconds,
+        body_timeout_s=settings.broker_body_timeout_seconds,
+        max_connections_per_address=settings.broker_max_connections_per_address,
+        exempt_networks=settings.connection_limit_exempt,
     )
     return {
         "loop": "uvloop",
-        "http": limited_protocol(limits),
+        "http": limited_protocol(http_limits),
         "ws": "websockets-sansio",
         "ws_max_size": settings.broker_max_ws_message_bytes,
         "lifespan": "on",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from broker.exceptions import ConfigError
+from kernel.network_policy import IPNetwork, parse_allowed_networks
 from kernel.settings import BackendNetworkSettings, FanmeterSettings
 
 # Values that look like documentation, not a secret: refused as FANMETER_GRIP_SECRET.
@@ -54,6 +55,29 @@ class BrokerSettings(FanmeterSettings, BackendNetworkSettings):
     broker_header_timeout_seconds: float = Field(default=10.0, gt=0)
     broker_body_timeout_seconds: float = Field(default=30.0, gt=0)
     broker_max_ws_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # What one party may take of this node (docs/security.md, "Limits"): publishes per publish token
+    # (a token bucket per token id: this many a second sustained, bursts of broker_publish_burst;
+    # 429 with Retry-After beyond; 0: no limit); connections held per service (503 beyond; 0: no
+    # limit), with per-service exceptions as JSON ({"svc_big": 200000}); connections per client
+    # address, an IPv6 client's /64 (429 beyond; 0: no limit), except from the networks named
+    # (comma-separated CIDRs: a proxy in front, loopback).
+    broker_publish_rate_per_second: float = Field(default=500.0, ge=0)
+    broker_publish_burst: int = Field(default=1000, ge=1)
+    broker_max_held_per_service: int = Field(default=50_000, ge=0)
+    broker_max_held_overrides: dict[str, int] = Field(default_factory=dict)
+    broker_max_connections_per_address: int = Field(default=1000, ge=0)
+    broker_connection_limit_exempt: str = "127.0.0.0/8,::1/128"
+
+    @field_validator("broker_connection_limit_exempt")
+    @classmethod
+    def _valid_exempt_networks(cls, value: str) -> str:
+        parse_allowed_networks(value)  # a bad CIDR stops the broker at start-up, with its name
+        return value
+
+    @property
+    def connection_limit_exempt(self) -> tuple[IPNetwork, ...]:
+        return parse_allowed_networks(self.broker_connection_limit_exempt)
+
     # The metrics listener (GET /metrics, Prometheus text format): a port of its own, as Pushpin's
     # prometheus_port, never the client port (operators' figures are not for the internet). Unset: none.
     broker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -50,6 +50,7 @@ def admin(host: str | None, port: int | None, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="warning",
+        http="billing.api.server:limited_http",  # heads and bodies limited and timed (kernel.http_limits)
     )
 
 

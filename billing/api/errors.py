@@ -111,4 +111,9 @@ def install(app: FastAPI) -> None:
     app.add_middleware(RefuseNul)
     settings = app.state.settings
     events_limit = {("POST", "/v1/events"): settings.max_events_body_bytes}
-    app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes, limits=events_limit)  # outermost
+    app.add_middleware(
+        BodyLimit,
+        default_limit=settings.max_body_bytes,
+        limits=events_limit,
+        body_timeout_s=settings.admin_body_timeout_seconds,
+    )  # outermost

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from billing import events
 from billing.access import require
 from billing.api.deps import CallerDep, NowDep, SessionDep
+from billing.api.rate_limits import admit_events
 from billing.api.schemas_usage import BatchStatusOut, EventsAccepted
 from billing.domain.exceptions import PermissionDenied
 from billing.domain.roles import Action, Principal
@@ -39,6 +40,11 @@ def _require_ingest(caller: Principal) -> None:
     responses={
         413: {"description": "The body is over FANMETER_MAX_EVENTS_BODY_BYTES (10 MiB)."},
         415: {"description": "Not a CloudEvents JSON body."},
+        429: {
+            "description": "The token is over its rate (FANMETER_EVENTS_RATE_PER_SECOND, _BURST): nothing was "
+            "accepted; send again after Retry-After seconds.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+        },
     },
 )
 async def post_events(
@@ -50,6 +56,7 @@ async def post_events(
 ) -> EventsAccepted:
     """Accept a CloudEvents batch (or one structured event) and hand it to the metering pipeline."""
     _require_ingest(caller)
+    admit_events(request, caller.token_id)  # before the body is read: a refused request sends nothing on
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in EVENT_TYPES:
         raise HTTPException(415, f"content type must be one of {', '.join(EVENT_TYPES)}, got {media or 'none'!r}")
