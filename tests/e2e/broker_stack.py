@@ -80,11 +80,13 @@ def grip_origin(tmp: Path, tls: bool = False, key: str = GRIP_KEY) -> Iterator[s
 
 
 def services_file(path: Path, origin: str, tls_origin: str | None = None, account: str = "acct-a") -> Path:
-    """Services: ``svc-a`` (Fanout on), ``svc-off`` (Fanout off), ``svc-tls`` (self-signed origin)."""
+    """Services: ``svc-a`` (Fanout on), ``svc-off`` (Fanout off), ``svc-cors`` (automatic CORS on),
+    ``svc-tls`` (self-signed origin)."""
     base = {"account_id": account, "origin": origin, "publish_tokens": [TOKEN], "grip_key": GRIP_KEY}
     services = [
         {**base, "service_id": "svc-a", "fanout_enabled": True, "hosts": ["svc-a.test"]},
         {**base, "service_id": "svc-off", "fanout_enabled": False},
+        {**base, "service_id": "svc-cors", "fanout_enabled": True, "cross_origin": True},
     ]
     if tls_origin:
         services.append({**base, "service_id": "svc-tls", "fanout_enabled": True, "origin": tls_origin})

@@ -723,3 +723,70 @@ async def test_grip_expose_headers_keeps_the_named_origin_headers_on_a_published
     assert (response.status_code, response.text) == (200, "published\n")
     assert response.headers["x-origin-kept"] == "yes" and response.headers.get_list("x-pub") == ["published"]
     assert "x-not-named" not in response.headers and no_grip_headers(response)
+
+
+# Cross-origin clients: Pushpin's automatic CORS (a route's ``aco``), fanmeter's per-service ``cross_origin``.
+
+
+@pytest.fixture(scope="module")
+def pushpin_cors_target(origin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with pushpin(tmp_path_factory.mktemp("pushpin-aco"), origin_url, routes=("*,aco",)) as node:
+        yield Target("pushpin", node.url, {"control_uri": node.control_uri})
+
+
+@pytest.fixture(params=["fanmeter", "pushpin"])
+def cors_target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "pushpin":
+        return request.getfixturevalue("pushpin_cors_target")  # type: ignore[no-any-return]
+    broker: BrokerNode = request.getfixturevalue("broker")
+    return Target(
+        "fanmeter", f"{broker.url}/s/svc-cors", {"control_uri": f"{broker.url}/service/svc-cors", "key": TOKEN}
+    )
+
+
+def cors_of(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
+
+
+PAGE = "http://page.test:8000"
+EVERY_METHOD = "OPTIONS, HEAD, GET, POST, PUT, DELETE"
+
+
+def test_a_relayed_answer_gets_the_cors_headers(cors_target: Target) -> None:
+    response = httpx.get(f"{cors_target.url}/plain", headers={"Origin": PAGE})
+    assert (response.status_code, response.text) == (200, "plain answer\n")
+    assert cors_of(response) == {
+        "access-control-allow-methods": EVERY_METHOD, "access-control-expose-headers": "date, server, x-origin",
+        "access-control-allow-credentials": "true", "access-control-allow-origin": PAGE,
+        "access-control-max-age": "3600",
+    }  # fmt: skip
+    assert cors_of(httpx.get(f"{cors_target.url}/plain"))["access-control-allow-origin"] == "*"
+
+
+def test_a_preflight_goes_to_the_origin_and_is_allowed_what_it_asked_for(cors_target: Target) -> None:
+    asked = {"Origin": PAGE, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "x-a, X-B"}
+    response = httpx.options(f"{cors_target.url}/plain", headers=asked)
+    assert (response.status_code, response.text) == (200, "plain answer\n")  # the origin's answer to OPTIONS
+    got = cors_of(response)
+    assert (got["access-control-allow-methods"], got["access-control-allow-headers"]) == ("PUT", "x-a, X-B")
+    assert got["access-control-allow-origin"] == PAGE
+
+
+async def test_held_answers_get_the_cors_headers(cors_target: Target) -> None:
+    timed_out = httpx.get(f"{cors_target.url}/poll?ch=co1&timeout=1", headers={"Origin": PAGE}, timeout=30)
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{cors_target.url}/sse?ch=co2", headers={"Origin": PAGE}) as stream,
+    ):
+        assert await anext(stream.aiter_raw()) == b"event: open\ndata: ready\n\n"
+    for response in (timed_out, stream):
+        assert cors_of(response) == {
+            "access-control-allow-methods": EVERY_METHOD, "access-control-expose-headers": "date, server",
+            "access-control-allow-credentials": "true", "access-control-allow-origin": PAGE,
+            "access-control-max-age": "3600",
+        }  # fmt: skip
+
+
+def test_without_automatic_cors_no_cors_header_is_added(target: Target) -> None:
+    response = httpx.get(f"{target.url}/plain", headers={"Origin": PAGE})
+    assert response.status_code == 200 and cors_of(response) == {}
