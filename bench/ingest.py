@@ -626,12 +626,14 @@ def run_e2e(
     database: str | None = None,
     polling_interval: float | None = None,
     worker_options: tuple[str, ...] = (),
+    prepare: Any = None,
 ) -> E2EResult:
     n = meta["events"]
     env = _clean_env(env_extra)
     data_dir = Path(env_extra["FANMETER_DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
     print(_run(env, "db", "upgrade").strip())
+    finish = prepare(env) if prepare else None  # part d: seed the database, start its beat; stopped below
     sampler = ProcessSampler(database=database)
     worker_log = data_dir / "worker.log"
     worker_args = ["worker", "--concurrency=2", "--no-beat", "--loglevel=INFO", *worker_options]
@@ -709,6 +711,8 @@ def run_e2e(
             if sampler.is_alive():
                 sampler.stop()
         _stop(worker)
+        if finish:
+            finish()
     tasks: dict[str, Counter[str]] = {}
     for name, outcome in _TASK_LINE.findall(worker_log.read_text(errors="replace")):
         tasks.setdefault(name, Counter())[outcome] += 1
@@ -937,6 +941,13 @@ def main() -> None:
         help="an extra `fanmeter worker` option, e.g. --worker-option=--pool=prefork, --worker-option=--concurrency=3 "
         "(repeatable; a later --concurrency wins over the default 2)",
     )  # fmt: skip
+    parser.add_argument(
+        "--alert-thresholds", action="store_true",
+        help="part d instead of b and c (bench/alert_thresholds.py): alternating runs without and with 10,000 accounts "
+        "x 3 usage alert thresholds, the checker sent every --alert-interval s",
+    )  # fmt: skip
+    parser.add_argument("--alert-rounds", type=int, default=2, help="part d: pairs of runs (default 2)")
+    parser.add_argument("--alert-interval", type=float, default=2.0, help="part d: seconds between checker passes")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
@@ -974,6 +985,11 @@ def main() -> None:
             summary.append(
                 ("a. raw COPY+INSERT (PG)", f"{raw['rows_per_s']:,.0f} rows/s", f"{raw['seconds']:.1f} s", "")
             )
+        if args.alert_thresholds:  # part d replaces b and c
+            import alert_thresholds  # bench/alert_thresholds.py, beside this script
+
+            summary += alert_thresholds.run_all(sys.modules[__name__], args, path, meta, run_id, work)
+            args.skip_postgres = args.skip_embedded = True
         if not args.skip_postgres:
             print("\n== b. end to end: PostgreSQL + RabbitMQ")
             queue = f"bench-{run_id}"
