@@ -88,15 +88,17 @@ def start_beat(env: dict[str, str], interval: float, repo: Path) -> Callable[[],
     return stop
 
 
-def checker_passes(worker_log: Path) -> tuple[int, int, float]:
-    """(passes, crossings fired, mean seconds per pass) from the worker's log."""
-    passes = fired = 0
+def checker_passes(worker_log: Path) -> tuple[int, int, int, float]:
+    """(passes, accounts checked, crossings fired, mean seconds per pass) from the worker's log."""
+    passes = checked = fired = 0
     seconds: list[float] = []
     for took, result in _CHECK_LINE.findall(worker_log.read_text(errors="replace")):
         passes += 1
-        fired += int(ast.literal_eval(result)["fired"])
+        outcome = ast.literal_eval(result)
+        checked += int(outcome["checked"])
+        fired += int(outcome["fired"])
         seconds.append(float(took))
-    return passes, fired, statistics.mean(seconds) if seconds else 0.0
+    return passes, checked, fired, statistics.mean(seconds) if seconds else 0.0
 
 
 def compare(
@@ -124,11 +126,12 @@ def compare(
             return start_beat(env, interval, Path(__file__).resolve().parents[1])
 
         result = one_run(name, prepare)
-        passes, fired, mean_s = checker_passes(logs[0])
+        passes, checked, fired, mean_s = checker_passes(logs[0])
         used = sum(sum(v) for role, v in result.cpu.items() if role != "this benchmark")
         per_event = 1e6 * used / result.events
         print(
-            f"  checker: {passes} passes (every {interval:g} s), {fired} crossings fired, {mean_s * 1000:.0f} ms "
+            f"  checker: {passes} passes (every {interval:g} s), {checked} accounts checked, {fired} crossings fired, "
+            f"{mean_s * 1000:.0f} ms "
             f"a pass; CPU {per_event:.0f} us per event (worker, CLI, database and broker processes)"
         )
         rates[with_thresholds].append(result.rate)
