@@ -23,7 +23,10 @@ from pathlib import Path
 
 import httpx
 
+from fanmeter.demo_origin import KEY_VARIABLE
+
 ACCOUNT, SERVICE, TOKEN = "live-demo", "live-news", "live-demo-token"
+GRIP_KEY = "live-demo-grip-key-32-bytes-or-more"  # the broker signs Grip-Sig with it; the demo origin verifies it
 CLIENTS, MESSAGES = 5, 4
 LOG = "live-demo.log"  # in the data directory: the broker's and the origin's output
 
@@ -73,11 +76,12 @@ def running(data_dir: Path) -> Iterator[LiveDemo]:
     origin_port, broker_port = _port(7998), _port(7999)
     config = data_dir / "live-demo-services.json"
     service = {"service_id": SERVICE, "account_id": ACCOUNT, "origin": f"http://127.0.0.1:{origin_port}",
-               "publish_tokens": [TOKEN], "grip_key": "live-demo-grip-key", "fanout_enabled": True}  # fmt: skip
+               "publish_tokens": [TOKEN], "grip_key": GRIP_KEY, "fanout_enabled": True}  # fmt: skip
     config.write_text(json.dumps({"services": [service]}))
     log = (data_dir / LOG).open("ab")
     origin = subprocess.Popen([sys.executable, "-m", "uvicorn", "fanmeter.demo_origin:app", "--port", str(origin_port),
-                               "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                               "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, KEY_VARIABLE: GRIP_KEY})  # fmt: skip
     args = ["--port", str(broker_port), "--config", str(config), "--node", "up"]
     broker = subprocess.Popen([sys.executable, "-m", "fanmeter", "broker", *args], stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "FANMETER_BROKER_SHIP_INTERVAL_MS": "100"})  # fmt: skip

@@ -27,6 +27,14 @@ from gripcontrol import (
 )
 
 GRIP_KEY = os.environ.get("GRIP_ORIGIN_KEY", "origin-secret")
+# Who may sign: fanmeter's broker, and Pushpin in the conformance tests (its sig_iss).
+ISSUERS = tuple(os.environ.get("GRIP_ORIGIN_ISSUERS", "fanmeter,pushpin").split(","))
+REFUSED = b"Grip-Sig refused: this origin answers only its GRIP proxy\n"
+
+
+def signed_by_proxy(token: str) -> bool:
+    """Pushpin's advice to origins: validate ``Grip-Sig`` (signature with the key, ``exp``, ``iss``)."""
+    return any(validate_sig(token, GRIP_KEY, iss=issuer) for issuer in ISSUERS)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -41,7 +49,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-    if scope["path"].startswith("/raw/"):  # the request target exactly as it arrived
+    if not signed_by_proxy(headers.get("grip-sig", "")):
+        status, out_headers, out_body = 403, [("Content-Type", "text/plain")], REFUSED
+    elif scope["path"].startswith("/raw/"):  # the request target exactly as it arrived
         raw = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
         status, out_headers, out_body = 200, [("Content-Type", "text/plain")], raw
     elif scope["path"] == "/headers":
