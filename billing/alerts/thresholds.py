@@ -197,6 +197,6 @@ def crossings_of(session: Session, principal: Principal, account_id: str, month:
     )
     views = [
         CrossingView(c.threshold_id, name, month, Measure(c.measure), c.limit_value, c.value, c.currency, c.crossed_at)
-        for c, name in rows.tuples()
+        for c, name in rows
     ]
     return [view for view in views if money or not view.measure.is_money]

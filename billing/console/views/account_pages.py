@@ -9,12 +9,14 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from billing import accounts, catalog, csv_safe
+from billing.alerts import thresholds as alert_thresholds
 from billing.access import require
 from billing.api import downloads
 from billing.console import charts
 from billing.console.views.finance import _parse, recent_months
-from billing.console.web import PageDep
+from billing.console.web import Page, PageDep
 from billing.domain.roles import Action
+from billing.orm import Account
 from kernel.instants import Month, to_micros
 from metering import service as metering_service
 
@@ -71,7 +73,22 @@ def usage(page: PageDep, account_id: str, month: str | None = None, service: str
         service_ids=service_ids,
         service=service,
         per_service=per_service,
+        **_alerts(page, account_id, chosen),
     )
+
+
+def _alerts(page: Page, account_id: str, month: Month) -> dict[str, object]:
+    """The month's crossings (the banners) and the account's thresholds, as the API shows them to this person."""
+    crossed = alert_thresholds.crossings_of(page.db, page.principal, account_id, month)
+    watched = alert_thresholds.list_thresholds(page.db, page.principal, account_id)
+    fired = {c.threshold_id for c in crossed}
+    labels = {m.value: label for m, label in alert_thresholds.MEASURE_LABELS.items()}
+    account = page.db.get(Account, account_id)
+    return {
+        "currency": account.currency if account else "USD",
+        "crossings": [c.to_json() | {"label": labels[c.measure.value]} for c in crossed],
+        "thresholds": [t.to_json() | {"label": labels[t.measure.value], "crossed": t.id in fired} for t in watched],
+    }
 
 
 @router.get("/accounts/{account_id}/usage.csv")
