@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from billing import accounts, catalog, csv_safe
-from billing.alerts import thresholds as alert_thresholds
 from billing.access import require
+from billing.alerts import thresholds as alert_thresholds
 from billing.api import downloads
 from billing.console import charts
 from billing.console.views.finance import _parse, recent_months
