@@ -75,6 +75,7 @@ class WebhookDelivery(Base):
     event_seq: Mapped[int] = mapped_column(ForeignKey("webhook_event.seq"))
     status: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive, of the current series
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -76,7 +76,14 @@ def record_events(conn: Connection, events: Sequence[NewEvent], *, now: datetime
     ).scalars()
     endpoints = _enabled_endpoints(conn)
     deliveries = [
-        {"endpoint_id": endpoint.id, "event_seq": seq, "status": PENDING, "attempts": 0, "next_attempt_at": at}
+        {
+            "endpoint_id": endpoint.id,
+            "event_seq": seq,
+            "status": PENDING,
+            "attempts": 0,
+            "failures": 0,
+            "next_attempt_at": at,
+        }
         for event, seq in zip(events, seqs, strict=True)
         for endpoint in endpoints
         if endpoint.wants(event.event_type, event.account_id)

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("event_seq", BIG_ID, nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", kernel.db.UtcDateTime(), nullable=True),
         sa.Column("failing_since", kernel.db.UtcDateTime(), nullable=True),
         sa.Column("last_attempt_at", kernel.db.UtcDateTime(), nullable=True),
