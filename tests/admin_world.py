@@ -18,6 +18,10 @@ from billing.settings import BillingSettings
 OWN, OTHER = "acc_own", "acc_other"
 SEEDER = Principal(token_id="test-seed", kind="user", role="admin", user_id="test-seed")
 ADMIN_TABLES = (
+    "webhook_attempt",
+    "webhook_delivery",
+    "webhook_event",
+    "webhook_endpoint",
     "threshold_crossing",
     "usage_threshold",
     "alert_check",
