@@ -2,6 +2,7 @@
 
 Served by uvicorn in a subprocess (plain HTTP, or HTTPS with a self-signed certificate for the
 TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-over-HTTP),
+/hostile (answers the status, headers and body its ``a`` parameter asks for: a hostile origin),
 /rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), /raw/...
 (answers the request target as it arrived) and /headers (answers the request's headers as JSON
 pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same), /status
@@ -10,6 +11,7 @@ pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from typing import Any
@@ -51,6 +53,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
     if not signed_by_proxy(headers.get("grip-sig", "")):
         status, out_headers, out_body = 403, [("Content-Type", "text/plain")], REFUSED
+    elif scope["path"] == "/hostile":  # whatever answer the test asks for: ``a`` is base64url JSON
+        status, out_headers, out_body = hostile_answer(query["a"])
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": out_body})
+        return
     elif scope["path"].startswith("/raw/"):  # the request target exactly as it arrived
         raw = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
         status, out_headers, out_body = 200, [("Content-Type", "text/plain")], raw
@@ -63,6 +70,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.encode(), v.encode()) for k, v in out_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": out_body})
+
+
+def hostile_answer(encoded: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A hostile origin's answer: ``{"status", "headers": [[name, value]...], "body"}`` (body base64), as asked."""
+    answer = json.loads(base64.urlsafe_b64decode(encoded))
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
+    return answer["status"], headers, base64.b64decode(answer["body"])
 
 
 def route(path: str, query: dict[str, str], headers: dict[str, str]):
