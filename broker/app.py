@@ -49,9 +49,10 @@ from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
 from broker.transports.connection import Ending
 from broker.transports.cors import with_cors
-from broker.transports.dispatch import serve
+from broker.transports.dispatch import REFUSED_HEADERS, serve
 from broker.transports.held_request import ClientRequest, HoldContext, bad_gateway
 from broker.transports.websocket import websocket_session
+from broker.usage.admission import MeteringRefused
 from broker.usage.events import Subject
 from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxWriter
@@ -229,6 +230,8 @@ class Broker:
         self.meter.tally.publish_answered(status)
         if status in (408, 413):  # the rest of the body is not read: the connection cannot carry another request
             await respond_closing(send, status, text)
+        elif status == 503:  # the outbox cannot meter it (broker/usage/admission.py): come back later
+            await respond(send, 503, text.encode(), REFUSED_HEADERS)
         else:
             await respond_text(send, status, text)
 
@@ -257,7 +260,10 @@ class Broker:
             items = parse_publish_body(body)
         except PublishError as error:
             return 400, f"Invalid format: {error}\n"
-        await self.meter.published(Subject(service.account_id, service.service_id), items)
+        try:
+            await self.meter.published(Subject(service.account_id, service.service_id), items)
+        except MeteringRefused as refused:  # nothing was published: the publisher tries again later
+            return 503, f"{refused}\n"
         await self.fanout.publish(service.service_id, items)
         return 200, "Published\n"
 

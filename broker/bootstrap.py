@@ -37,7 +37,7 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         config = _first_load(reload, settings)
     settings.ensure_data_dir()
     hub = Hub(Sequencer(LastIds(), settings.broker_message_wait_ms / 1000, settings.broker_id_cache_ttl_seconds))
-    writer = OutboxWriter(OutboxStore(settings.outbox_path))
+    writer = OutboxWriter(OutboxStore(settings.outbox_path), settings.broker_outbox_max_events)
     fanout: Fanout = RedisFanout(hub, settings.redis_url) if settings.redis_url else LocalFanout(hub)
     tally = Tally()
     meter = Meter(writer, settings.broker_node, tally=tally)

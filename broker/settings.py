@@ -40,6 +40,10 @@ class BrokerSettings(FanmeterSettings, BackendNetworkSettings):
     broker_ship_interval_ms: int = Field(default=250, gt=0)
     # A batch not recorded by the pipeline this long after sending is sent again (dedup makes it safe).
     broker_resend_seconds: float = Field(default=15.0, gt=0)
+    # The outbox's cap: with this many events not acknowledged by the pipeline, new held connections
+    # and publishes are refused with 503 until it drains (broker/usage/admission.py; docs/decisions.md,
+    # "Outbox cap and refusals"). A million events is about 400 MB of SQLite file.
+    broker_outbox_max_events: int = Field(default=1_000_000, gt=0)
     # Delivery counts are summed per published item and written this often.
     broker_delivery_flush_ms: int = Field(default=200, gt=0)
     # Pushpin's message_wait: how long an item whose prev-id is not the last id seen waits for the

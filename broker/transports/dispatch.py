@@ -17,6 +17,10 @@ from broker.origin.client import relayable
 from broker.transports.held_request import ClientRequest, HoldContext, new_connection
 from broker.transports.long_poll import hold_response
 from broker.transports.stream import hold_stream, stream_transport
+from broker.usage.admission import RETRY_AFTER_S, MeteringRefused
+
+# A hold the outbox cannot meter (broker/usage/admission.py) is answered this way instead.
+REFUSED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", str(RETRY_AFTER_S)))
 
 
 async def serve(ctx: HoldContext, request: ClientRequest, instruction: Instruction, receive: Receive, send: Send,
@@ -41,5 +45,7 @@ async def serve(ctx: HoldContext, request: ClientRequest, instruction: Instructi
         else:
             conn = new_connection(request, stream_transport(response), queue_size)
         await hold_stream(ctx, conn, request, instruction, disconnect, send)
+    except MeteringRefused as refused:  # raised before the client got a byte: it is told to come back
+        await respond(send, 503, f"{refused}\n".encode(), REFUSED_HEADERS)
     finally:
         disconnect.cancel()

@@ -17,6 +17,7 @@ from broker.services.model import ServiceConfig
 from broker.transports.connection import Connection, Delivery
 from broker.transports.held_request import HoldContext
 from broker.transports.ignored import ignored, known_filters
+from broker.usage.admission import RETRY_AFTER_S, MeteringRefused
 
 # The client's handshake headers stay with the handshake, and Content-Type is the broker's to set
 # (application/websocket-events); Connection-Id and Meta-* never pass (``forwardable``).
@@ -84,7 +85,11 @@ async def websocket_session(ctx: HoldContext, origins: Origins, service: Service
     except (OriginError, OriginRefused, WsEventsError):
         await send({"type": "websocket.close", "code": 1011})
         return
-    await ctx.meter.opened(conn)  # durable before the client learns it is connected
+    try:
+        await ctx.meter.opened(conn)  # durable before the client learns it is connected
+    except MeteringRefused as refused:  # the handshake is answered 503, as a held HTTP request is
+        await _refuse_handshake(send, str(refused))
+        return
     await send({"type": "websocket.accept"})
     reason = "client disconnected"
     try:
@@ -99,6 +104,13 @@ async def websocket_session(ctx: HoldContext, origins: Origins, service: Service
     finally:
         ctx.hub.leave(conn)
         ctx.meter.closed(conn, reason)
+
+
+async def _refuse_handshake(send: Send, text: str) -> None:
+    """Answer the handshake with 503 and ``Retry-After`` (ASGI's websocket.http.response, which uvicorn has)."""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", str(RETRY_AFTER_S).encode())]
+    await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": f"{text}\n".encode()})
 
 
 async def _run(ctx: HoldContext, session: WsSession, receive: Receive, send: Send) -> str:

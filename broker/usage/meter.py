@@ -55,11 +55,23 @@ class Meter:
         self.tally = tally or Tally()
 
     async def opened(self, conn: Connection) -> None:
-        """Record the open durably, before the client sees the response start."""
+        """Record the open durably, before the client sees the response start.
+
+        Raises ``MeteringRefused`` when the outbox is at its cap or cannot be written: the
+        connection must then be refused (503), never held unmetered.
+        """
+        self._writer.admission.check()
         self.open[conn.id] = conn
-        self.tally.connection_opened(conn)
         event = events.connection_open(self._node, new_id(), self._clock(), conn.who, conn.id, conn.transport)
-        await self._writer.write([event])
+        try:
+            await self._writer.write([event])
+        except asyncio.CancelledError:  # the write goes on (shielded), so the close is written too
+            self.tally.connection_opened(conn)
+            raise
+        except Exception:  # the writer logged why
+            self.open.pop(conn.id, None)
+            raise self._writer.admission.write_failed() from None
+        self.tally.connection_opened(conn)
 
     def closed(self, conn: Connection, reason: str) -> None:
         """Queue the close (safe in a cancelled task's finally; the writer commits it shortly)."""
@@ -74,10 +86,17 @@ class Meter:
         self._writer.enqueue([event])
 
     async def published(self, who: Subject, items: tuple[Item, ...]) -> None:
-        """One ``message.published`` per item, durable before the publisher gets its 200."""
+        """One ``message.published`` per item, durable before the publisher gets its 200.
+
+        Raises ``MeteringRefused`` as ``opened`` does: the publish must then be refused (503).
+        """
+        self._writer.admission.check()
         at = self._clock()
         batch = [events.message_event("published", self._node, new_id(), at, who, i.channel, 1, i.size) for i in items]
-        await self._writer.write(batch)
+        try:
+            await self._writer.write(batch)
+        except Exception:  # the writer logged why
+            raise self._writer.admission.write_failed() from None
         self.tally.items_received(who.service_id, len(items))
 
     def delivered(self, conn: Connection, channel: str, item_key: str, size: int) -> None:

@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from broker.usage.admission import OutboxAdmission
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox_event (
@@ -49,6 +55,7 @@ class OutboxStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         # WAL survives a killed process with synchronous=NORMAL: a committed transaction is in the
         # log before commit returns; only an OS crash or power loss could lose the last ones.
@@ -118,62 +125,109 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *_: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+            self._db.execute("ROLLBACK")
 
 
 class OutboxWriter:
     """Group commit for the event loop: every event waiting when a commit starts goes in it.
 
-    ``write`` returns once the events are durable (use it before acknowledging work);
-    ``enqueue`` only queues them (for a finally-block that may be cancelled; ``flush`` waits).
+    ``write`` returns once the events are durable (use it before acknowledging work); when they
+    cannot be written it raises, and the work must be refused. ``enqueue`` only queues them (for
+    a finally-block that may be cancelled; ``flush`` waits): those events are about work already
+    done (closes, deliveries, alive reports), so a failed commit keeps them and tries again every
+    ``retry_s`` until they are durable. ``admission`` is the cap on the outbox's depth
+    (broker/usage/admission.py), which the writer keeps counted.
     """
 
-    def __init__(self, store: OutboxStore) -> None:
+    def __init__(self, store: OutboxStore, max_events: int = 1_000_000, recount_s: float = 0.5,
+                 retry_s: float = 0.5) -> None:  # fmt: skip
         self._store = store
-        self._pending: list[str] = []
+        self.admission = OutboxAdmission(max_events)
+        self._recount_s, self._retry_s = recount_s, retry_s
+        self._acked: list[str] = []  # events of work that waits for them (write)
         self._waiters: list[asyncio.Future[None]] = []
+        self._kept: list[str] = []  # events of work already done (enqueue): written whatever it takes
+        self._kept_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None  # the failing write's error, until a write succeeds
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def enqueue(self, events: list[dict[str, Any]]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(json.dumps(e, separators=(",", ":")) for e in events)
-        self._waiters.append(future)
+        future = _quiet_future()
+        self._kept.extend(json.dumps(e, separators=(",", ":")) for e in events)
+        self._kept_waiters.append(future)
         self._wake.set()
         return future
 
     async def write(self, events: list[dict[str, Any]]) -> None:
-        await asyncio.shield(self.enqueue(events))
+        future = _quiet_future()
+        self._acked.extend(json.dumps(e, separators=(",", ":")) for e in events)
+        self._waiters.append(future)
+        self._wake.set()
+        await asyncio.shield(future)
 
     async def flush(self) -> None:
-        if self._pending or self._waiters:
-            await self.write([])
+        if self._kept or self._kept_waiters or self._acked or self._waiters:
+            await asyncio.shield(self.enqueue([]))
 
-    async def stop(self) -> None:
-        await self.flush()
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), timeout_s)
+        except TimeoutError:  # the disk is still full: say what is lost, in one line
+            logger.error("outbox: %d events could not be written before shutdown: %s", len(self._kept), self.last_error)
         if self._task is not None:
             self._task.cancel()
 
     async def _run(self) -> None:
+        self.admission.depth = await asyncio.to_thread(self._store.backlog)
+        counted = time.monotonic()
         while True:
-            await self._wake.wait()
+            if time.monotonic() - counted >= self._recount_s:  # the shipper deletes what the pipeline recorded
+                self.admission.depth = await asyncio.to_thread(self._store.backlog)
+                counted = time.monotonic()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._recount_s)
+            except TimeoutError:
+                continue
             self._wake.clear()
-            payloads, waiters = self._pending, self._waiters
-            self._pending, self._waiters = [], []
+            kept, kept_waiters, acked, waiters = self._kept, self._kept_waiters, self._acked, self._waiters
+            self._kept, self._kept_waiters, self._acked, self._waiters = [], [], [], []
+            payloads = kept + acked
             try:
                 if payloads:
                     await asyncio.to_thread(self._store.append, payloads)
-            except Exception as error:  # the waiters must learn it: their work is not acknowledged
+            except Exception as error:  # a full disk, a read-only file: refuse new work, keep what was done
+                if self.last_error is None:
+                    logger.error("outbox: cannot write %s: %s (refusing new work until a write succeeds)",
+                                 self._store.path, error)  # fmt: skip
+                self.last_error = f"{type(error).__name__}: {error}"
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(error)
+                self._kept[:0], self._kept_waiters[:0] = kept, kept_waiters
+                await asyncio.sleep(self._retry_s)
+                self._wake.set()
                 continue
-            for waiter in waiters:
+            if self.last_error is not None:
+                logger.warning("outbox: writing again after: %s", self.last_error)
+                self.last_error = None
+            self.admission.depth += len(payloads)
+            for waiter in (*kept_waiters, *waiters):
                 if not waiter.done():
                     waiter.set_result(None)
+
+
+def _quiet_future() -> asyncio.Future[None]:
+    """A future whose exception counts as seen even when its waiter was cancelled (the shield outlives it)."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
 
 
 class Backlog(NamedTuple):
