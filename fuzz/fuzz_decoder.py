@@ -10,10 +10,11 @@ behind those two functions is what is fuzzed.
     python fuzz/fuzz_decoder.py -max_total_time=600 my-corpus/
 
 Any other libFuzzer flag passes through (``-help=1`` lists them). The seed corpus (one valid event
-of each type) is written to a temporary directory unless a corpus directory is given; the
-dictionary ``fuzz/event.dict`` holds the contract's names. libFuzzer ends with ``Done N runs``
-on stderr when nothing crashed (exit 0); a crash exits non-zero and writes ``crash-<sha1>``
-under ``-artifact_prefix`` (this script's default: the temporary directory).
+of each type) is written to a temporary directory unless a corpus directory is given;
+``fuzz/regressions/`` (the inputs of crashes found before, each kept under a name saying what it
+broke) is always run too; the dictionary ``fuzz/event.dict`` holds the contract's names.
+libFuzzer ends with ``Done N runs`` on stderr when nothing crashed (exit 0); a crash exits non-zero
+and writes ``crash-<sha1>`` under ``-artifact_prefix`` (this script's default: the temporary directory).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ with atheris.instrument_imports():
     from metering.domain.events import MeteringEvent, Rejection, decode_event
 
 DICTIONARY = Path(__file__).with_name("event.dict")
+REGRESSIONS = Path(__file__).with_name("regressions")  # every crash found so far, run first on every run
 _CONNECTION = {"account_id": "acct-1", "service_id": "svc-1", "connection_id": "c-1"}
 SEEDS = {
     "fanout.connection.open": {**_CONNECTION, "transport": "sse"},
@@ -65,11 +67,12 @@ def main(argv: list[str]) -> None:
     flags = [arg for arg in argv[1:] if arg.startswith("-")]
     corpora = [arg for arg in argv[1:] if not arg.startswith("-")]
     scratch = Path(tempfile.mkdtemp(prefix="fanmeter-fuzz-"))
-    if not corpora:
+    if not corpora:  # libFuzzer adds what it finds to the first directory: a fresh one, seeded
         corpus = scratch / "corpus"
         corpus.mkdir()
         write_seeds(corpus)
         corpora = [str(corpus)]
+    corpora.append(str(REGRESSIONS))
     if not any(flag.startswith("-artifact_prefix=") for flag in flags):
         flags.append(f"-artifact_prefix={scratch}/")
     if not any(flag.startswith("-dict=") for flag in flags):
