@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from broker.usage.admission import OutboxAdmission
 from broker.usage.outbox import Backlog, read_backlog
 
 if TYPE_CHECKING:
@@ -240,9 +241,11 @@ class OutboxCollector:
     reports what it read. Counters of the outbox writer itself (events it refused or dropped) go here too.
     """
 
-    def __init__(self, path: Path, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, path: Path, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 admission: OutboxAdmission | None = None) -> None:  # fmt: skip
         self._path, self._now = path, now
         self._backlog: Backlog | None = Backlog(0, None)
+        self._admission = admission
 
     async def refresh(self) -> None:
         try:
@@ -252,6 +255,20 @@ class OutboxCollector:
             self._backlog = None
 
     def collect(self) -> Iterator[Metric]:
+        if self._admission is not None:  # the cap and what it refused (broker/usage/admission.py)
+            yield GaugeMetricFamily(
+                PREFIX + "outbox_max_events",
+                "Unacknowledged events at which new held connections and publishes are refused with 503",
+                self._admission.max_events,
+            )
+            refusals = CounterMetricFamily(
+                PREFIX + "outbox_refusals",
+                "New held connections and publishes refused with 503 because the outbox could not meter them",
+                labels=["reason"],
+            )
+            for reason, count in sorted(self._admission.refused.items()):
+                refusals.add_metric([reason], count)
+            yield refusals
         if self._backlog is None:
             return
         events, oldest = self._backlog
@@ -270,7 +287,7 @@ class BrokerMetrics:
     """The registry ``GET /metrics`` renders: one per broker (tests run several in one process)."""
 
     def __init__(self, tally: Tally, meter: Meter, outbox_path: Path) -> None:
-        self.outbox = OutboxCollector(outbox_path)
+        self.outbox = OutboxCollector(outbox_path, admission=meter.admission)
         self.registry = CollectorRegistry(auto_describe=False)
         collectors: tuple[Collector, ...] = (ConnectionsCollector(tally, meter), RequestsCollector(tally), self.outbox)
         for collector in collectors:

@@ -18,6 +18,7 @@ from broker.grip.publish import Item
 from broker.metrics import Tally
 from broker.transports.connection import Connection
 from broker.usage import events
+from broker.usage.admission import OutboxAdmission
 from broker.usage.events import Subject
 from broker.usage.outbox import OutboxWriter
 
@@ -53,6 +54,11 @@ class Meter:
         self._delivered: dict[str, _Delivered] = {}
         # The broker's metrics count what is metered here, per connection and per item (never per delivery).
         self.tally = tally or Tally()
+
+    @property
+    def admission(self) -> OutboxAdmission:
+        """The outbox's cap and the refusals so far (for the broker's metrics)."""
+        return self._writer.admission
 
     async def opened(self, conn: Connection) -> None:
         """Record the open durably, before the client sees the response start.
