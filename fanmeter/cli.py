@@ -313,10 +313,11 @@ def grip_key(service_id: str) -> None:
 
 
 def _register_admin_commands() -> None:
-    from fanmeter import admin_cli
+    from fanmeter import admin_cli, alerts_cli
 
     main.add_command(admin_cli.admin)
     main.add_command(admin_cli.token)
+    main.add_command(alerts_cli.alerts)
 
 
 _register_admin_commands()

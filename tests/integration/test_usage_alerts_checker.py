@@ -3,6 +3,7 @@ webhook event and an audit entry, however often it runs, whatever rollups do, an
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -17,8 +18,10 @@ from billing.alerts.orm import AlertCheck, ThresholdCrossing, UsageThreshold
 from billing.orm import AuditEntry
 from billing.webhooks.events import USAGE_THRESHOLD_CROSSED
 from billing.webhooks.orm import WebhookEvent
+from kernel.instants import Month
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, World, build_world
+from tests.stack import run_cli
 
 MARCH_12 = datetime(2026, 3, 12, 12, tzinfo=UTC)
 CARD = {
@@ -132,7 +135,7 @@ def test_each_month_fires_its_own_crossing_and_the_previous_month_is_checked_thr
     set_usage(world.engine, OWN, date(2026, 4, 1), messages_published=20)
     april = run(world, datetime(2026, 4, 1, 6, tzinfo=UTC))
 
-    assert april.months == (checker.Month(2026, 4), checker.Month(2026, 3))
+    assert april.months == (Month(2026, 4), Month(2026, 3))
     assert sorted(fired(world.engine)) == [(messages, "2026-03", "15"), (messages, "2026-04", "20")]
 
 
@@ -204,3 +207,27 @@ def test_alert_check_memory_is_per_account_and_month(world: World) -> None:
         conn.execute(update(AlertCheck).values(messages=4))  # as if the last pass saw less
 
     assert run(world).changed == 1
+
+
+def test_the_cli_sets_lists_checks_and_removes_thresholds(world: World, stack_env: dict[str, str]) -> None:
+    made = run_cli(stack_env, "alerts", "set", OWN, "messages", "100", "--name", "cli hundred")
+    assert made.returncode == 0, made.stderr
+    threshold_id = made.stdout.split()[1].rstrip(":")
+    set_usage(world.engine, OWN, date(2026, 3, 2), messages_published=150)
+
+    checked = run_cli(stack_env, "alerts", "check", "--now", MARCH_12.isoformat())
+    listed = run_cli(stack_env, "alerts", "list", OWN, "--format", "json")
+    removed = run_cli(stack_env, "alerts", "remove", OWN, threshold_id)
+
+    assert "1 with thresholds, 1 fired" in checked.stdout, checked.stdout + checked.stderr
+    [shown] = json.loads(listed.stdout)
+    assert (shown["id"], shown["limit"], shown["name"]) == (threshold_id, "100", "cli hundred")
+    assert removed.returncode == 0, removed.stderr
+    assert world.client.get(f"/v1/accounts/{OWN}/usage-alerts", headers=world.as_role("admin")).json() == []
+    crossings = world.client.get(
+        f"/v1/accounts/{OWN}/usage-alerts/crossings?month=2026-03", headers=world.as_role("billing")
+    )
+    assert [(c["threshold_id"], c["value"]) for c in crossings.json()] == [(threshold_id, "150")]
+    with Session(world.engine) as session:
+        actors = set(session.scalars(select(AuditEntry.actor).where(AuditEntry.target == f"threshold {threshold_id}")))
+    assert actors == {"cli"}

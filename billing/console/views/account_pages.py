@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -77,7 +78,7 @@ def usage(page: PageDep, account_id: str, month: str | None = None, service: str
     )
 
 
-def _alerts(page: Page, account_id: str, month: Month) -> dict[str, object]:
+def _alerts(page: Page, account_id: str, month: Month) -> dict[str, Any]:
     """The month's crossings (the banners) and the account's thresholds, as the API shows them to this person."""
     crossed = alert_thresholds.crossings_of(page.db, page.principal, account_id, month)
     watched = alert_thresholds.list_thresholds(page.db, page.principal, account_id)
