@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from billing import backend_address
@@ -190,8 +191,8 @@ def _due_head(engine: Engine, endpoint_id: str, now: datetime) -> _Head | None:
         .order_by(WebhookDelivery.event_seq)
         .limit(1)
     )
-    with engine.connect() as conn:
-        row = conn.execute(query).one_or_none()
+    with Session(engine) as session:
+        row = session.execute(query).one_or_none()
     if row is None:
         return None
     delivery, event = row

@@ -263,7 +263,7 @@ def _last_errors(session: Session, delivery_ids: list[int]) -> dict[int, str | N
         .where(WebhookAttempt.delivery_id.in_(delivery_ids))
         .order_by(WebhookAttempt.id)
     )
-    return dict(session.execute(query).tuples().all())  # the last attempt of each wins
+    return {delivery_id: error for delivery_id, error in session.execute(query)}  # the last attempt of each wins
 
 
 def redeliver(session: Session, principal: Principal, row: WebhookEndpoint, delivery_id: int, now: datetime) -> None:

@@ -1,0 +1,217 @@
+"""Webhook delivery against real HTTP receivers on loopback, on the configured database.
+
+The delivery service (``billing.webhooks.delivery.deliver_due``, what the beat task runs) is
+called directly with a clock the test moves, as the statement-draft sweep's tests call theirs:
+retries a day apart take no real time. Loopback is allowed by the run's address rule
+(``UrlPolicy(allowed_networks=127.0.0.0/8)``), as an operator would list it in
+FANMETER_BACKEND_ALLOWED_NETWORKS; the last test shows delivery refused without it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from billing.domain.roles import Principal
+from billing.orm import Account, AuditEntry
+from billing.webhooks import endpoints, events, outbox
+from billing.webhooks.delivery import DeliveryConfig, deliver_due
+from billing.webhooks.orm import WebhookDelivery, WebhookEndpoint
+from kernel.network_policy import parse_allowed_networks
+from tests.admin_world import Clock
+from tests.webhook_receiver import Receiver
+
+ACCOUNT = "acc_hooks"
+SUPERUSER = Principal(token_id="tok", kind="user", role="superuser", account_id=ACCOUNT, user_id="usr_super")
+LOOPBACK = endpoints.UrlPolicy(parse_allowed_networks("127.0.0.0/8"))
+CONFIG = DeliveryConfig(urls=LOOPBACK, connect_timeout_s=2, read_timeout_s=10)
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    with Session(engine) as session:
+        session.add(Account(id=ACCOUNT, name="Hooks", plan="paid", currency="USD", created_at=datetime.now(UTC)))
+        session.commit()
+    return engine
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().up()
+    yield running
+    running.down()
+
+
+def register(engine: Engine, url: str, clock: Clock) -> endpoints.IssuedEndpoint:
+    with Session(engine, expire_on_commit=False) as session:
+        return endpoints.register(session, SUPERUSER, ACCOUNT, url, list(events.EVENT_TYPES), "test", LOOPBACK, clock())
+
+
+def record(engine: Engine, count: int, clock: Clock, account: str = ACCOUNT) -> list[str]:
+    with engine.begin() as conn:
+        return [
+            outbox.record_event(conn, events.STATEMENT_DRAFTED, account, {"n": n, "account_id": account}, now=clock())
+            for n in range(count)
+        ]
+
+
+def deliveries(engine: Engine, endpoint_id: str) -> list[WebhookDelivery]:
+    with Session(engine) as session:
+        query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+        return list(session.scalars(query.order_by(WebhookDelivery.event_seq)))
+
+
+def run_when_due(engine: Engine, clock: Clock, endpoint_id: str) -> None:
+    """Move the clock to the endpoint's next due attempt (its earliest pending event's) and run the sweep."""
+    head = next(d for d in deliveries(engine, endpoint_id) if d.status == "pending")
+    assert head.next_attempt_at is not None
+    clock.now = max(clock.now, head.next_attempt_at)
+    deliver_due(engine, CONFIG, clock)
+
+
+def test_a_receiver_down_for_a_while_then_up_gets_every_event_exactly_once_after_deduplication(
+    db: Engine, receiver: Receiver
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    receiver.down()
+    sent = record(db, 5, clock)
+
+    for _ in range(3):  # refused connections: the first event is retried, the rest wait behind it
+        run_when_due(db, clock, endpoint.id)
+    receiver.script = [500]  # back up, but the first answer is lost: that event comes again
+    receiver.up()
+    run_when_due(db, clock, endpoint.id)
+    sent += record(db, 2, clock)
+    run_when_due(db, clock, endpoint.id)
+
+    assert receiver.distinct_ids() == sent  # all, in the order they were recorded
+    assert len(receiver.received) == len(sent) + 1  # one duplicate, removed by webhook-id
+    rows = deliveries(db, endpoint.id)
+    assert [row.status for row in rows] == ["delivered"] * 7
+    assert rows[0].attempts == 5 and rows[0].last_response_code == 204
+    with Session(db) as session:
+        log = endpoints.delivery_log(session, session.get(WebhookEndpoint, endpoint.id))  # type: ignore[arg-type]
+    assert [entry.attempts for entry in log][-1] == 5 and log[-1].status == "delivered"
+
+
+def test_a_slow_receiver_does_not_hold_up_another_endpoint(db: Engine, receiver: Receiver) -> None:
+    clock = Clock(datetime.now(UTC))
+    slow = Receiver(hold=threading.Event()).up()
+    try:
+        register(db, slow.url, clock)
+        register(db, receiver.url, clock)
+        sent = record(db, 3, clock)
+        sweep = threading.Thread(target=deliver_due, args=(db, CONFIG, clock))
+        sweep.start()
+
+        fast_got = receiver.wait_for(3)  # while the slow one still holds its first request
+
+        assert [item.event_id for item in fast_got] == sent
+        assert slow.received == []
+        slow.hold.set()  # type: ignore[union-attr]
+        sweep.join(30)
+        assert slow.distinct_ids() == sent
+    finally:
+        slow.down()
+
+
+def test_the_signature_verifies_with_the_reference_library_and_a_tampered_body_fails(
+    db: Engine, receiver: Receiver
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    issued = register(db, receiver.url, clock)
+    [event_id] = record(db, 1, clock)
+
+    deliver_due(db, CONFIG, clock)
+    [got] = receiver.wait_for(1)
+
+    assert issued.secret.startswith("whsec_")
+    payload = Webhook(issued.secret).verify(got.body, got.headers)
+    assert got.event_id == event_id
+    assert payload == {
+        "type": "statement.drafted",
+        "timestamp": clock().isoformat().replace("+00:00", "Z"),
+        "data": {"n": 0, "account_id": ACCOUNT},
+    }
+    with pytest.raises(WebhookVerificationError):
+        Webhook(issued.secret).verify(got.body.replace(b'"n":0', b'"n":1'), got.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoints.new_secret()).verify(got.body, got.headers)
+
+
+def test_an_endpoint_failing_for_a_day_is_disabled_with_an_audit_entry_and_redeliver_resumes_it(
+    db: Engine, receiver: Receiver
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    receiver.answer = 503
+    first, second = record(db, 2, clock)
+    started = clock()
+
+    for _ in range(40):
+        run_when_due(db, clock, endpoint.id)
+        if deliveries(db, endpoint.id)[0].status != "pending":
+            break
+
+    head, waiting = deliveries(db, endpoint.id)
+    assert (head.status, waiting.status, waiting.attempts) == ("failed", "pending", 0)
+    assert clock() == started + timedelta(days=1)  # the last attempt is a day after the first failure
+    assert {item.event_id for item in receiver.received} == {first}  # the second waited behind it
+    with Session(db) as session:
+        row = session.get(WebhookEndpoint, endpoint.id)
+        assert row is not None and row.disabled_at == clock() and row.disabled_reason is not None
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.endpoint.disable"))
+        assert (entry.actor, entry.account_id, entry.target) == ("system", ACCOUNT, f"webhook-endpoint/{row.id}")
+        assert entry.after is not None and entry.after["attempts"] == head.attempts
+
+        receiver.answer = 204
+        endpoints.redeliver(session, SUPERUSER, row, head.id, clock())
+        endpoints.set_enabled(session, SUPERUSER, row, True, clock())
+    deliver_due(db, CONFIG, clock)
+
+    assert receiver.distinct_ids() == [first, second]
+    assert [d.status for d in deliveries(db, endpoint.id)] == ["delivered", "delivered"]
+
+
+def test_delivery_is_refused_when_the_address_rule_no_longer_allows_the_receiver(
+    db: Engine, receiver: Receiver
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    record(db, 1, clock)
+
+    run = deliver_due(db, DeliveryConfig(), clock)  # no allowed networks: loopback is refused at connect time
+
+    assert (run.delivered, run.failed_attempts) == (0, 1)
+    assert receiver.received == []
+    with Session(db) as session:
+        row = session.get(WebhookEndpoint, endpoint.id)
+        [entry] = endpoints.delivery_log(session, row)  # type: ignore[arg-type]
+    assert entry.last_error is not None and entry.last_error.startswith("refused: 127.0.0.1 is a loopback address")
+    assert entry.next_attempt_at == clock() + timedelta(seconds=30)
+
+
+def test_an_event_rolled_back_with_its_change_is_never_sent_and_others_accounts_do_not_reach_an_endpoint(
+    db: Engine, receiver: Receiver
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    with db.connect() as conn, conn.begin() as transaction:
+        outbox.record_event(conn, events.STATEMENT_FINALIZED, ACCOUNT, {}, now=clock())
+        transaction.rollback()
+    record(db, 1, clock, account="acc_someone_else")
+    with db.begin() as conn:
+        platform = outbox.record_event(conn, events.USAGE_THRESHOLD_CROSSED, None, {}, now=clock())
+
+    deliver_due(db, CONFIG, clock)
+
+    assert deliveries(db, endpoint.id) == [] and receiver.received == []
+    assert platform.startswith("msg_")
