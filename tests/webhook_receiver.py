@@ -1,8 +1,9 @@
 """A real HTTP webhook receiver on loopback for tests: it stores what it is sent, can be down, slow or failing.
 
 ``down()`` closes its listening socket (connections are refused, as for a stopped service) and
-``up()`` listens again on the same port. ``answer`` is the status it replies with (``script`` the next few first); ``hold`` makes
-every request wait until the test releases it (a slow receiver, without sleeping).
+``up()`` listens again on the same port. ``answer`` is the status it replies with (``script``
+holds the next few first); ``hold`` makes every request wait until the test releases it (a slow
+receiver, without sleeping).
 """
 
 from __future__ import annotations

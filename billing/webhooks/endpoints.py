@@ -263,7 +263,10 @@ def _last_errors(session: Session, delivery_ids: list[int]) -> dict[int, str | N
         .where(WebhookAttempt.delivery_id.in_(delivery_ids))
         .order_by(WebhookAttempt.id)
     )
-    return {delivery_id: error for delivery_id, error in session.execute(query)}  # the last attempt of each wins
+    last: dict[int, str | None] = {}
+    for delivery_id, error in session.execute(query):
+        last[delivery_id] = error  # attempts come oldest first: the last one of each stays
+    return last
 
 
 def redeliver(session: Session, principal: Principal, row: WebhookEndpoint, delivery_id: int, now: datetime) -> None:
