@@ -25,6 +25,7 @@ from billing.api.routers import (
     services,
     statements,
     usage,
+    webhooks,
 )
 from billing.settings import BillingSettings
 from kernel.db import read_only
@@ -80,7 +81,7 @@ def create_app(
     api_docs.install(app)
     # The usage router first: routes are matched in order, and usage is the busiest read.
     routers = [usage, health, operations, accounts, products, services, fanout, events, rate_cards, statements]
-    routers += [credit_notes, alerts, audit]
+    routers += [credit_notes, alerts, audit, webhooks]
     for router in (module.router for module in routers):
         app.include_router(router)
     console.install(app)  # the people's pages, on the same services and role table
