@@ -344,3 +344,34 @@ def test_an_admin_creates_an_account_and_issues_a_token_shown_once(page: Any, co
     assert secret not in page.content()  # shown once
     assert page.get_by_text(f"{secret[:10]}…").is_visible()  # only its first characters are listed
     check_page(page, "people")
+
+
+def test_a_usage_alert_crossed_shows_as_a_banner_on_the_usage_page(
+    page: Any, console: Console, stack_env: dict[str, str]
+) -> None:
+    superuser = {"Authorization": f"Bearer {console.tokens['superuser@beta']}"}
+    made = console.admin.post(
+        "/v1/accounts/beta/usage-alerts",
+        json={"measure": "messages", "limit": "1000", "name": "First thousand messages"},
+        headers=superuser,
+    )
+    assert made.status_code == 201, made.text
+    start = to_micros(NOW) - 3_600_000_000
+    send_events(
+        console.url,
+        console.ingest,
+        [
+            published_event(start, 600, account="beta", service="svc-beta-api"),
+            delivered_event(start, 900, account="beta", service="svc-beta-api"),
+        ],
+    )
+    checked = run_cli(stack_env, "alerts", "check")
+    assert checked.returncode == 0 and ", 1 fired" in checked.stdout, checked.stdout + checked.stderr
+
+    sign_in(page, console, "superuser@beta")
+    page.goto(f"{console.url}/console/accounts/beta/usage")
+    banner = page.locator(".notice.warn", has_text="Usage alert")
+    assert banner.count() == 1 and banner.is_visible()
+    assert "Messages reached 1,500" in banner.inner_text() and "First thousand messages" in banner.inner_text()
+    assert page.get_by_role("cell", name="Crossed").is_visible()
+    check_page(page, "usage-alert")
