@@ -108,12 +108,12 @@ class Tally:
         self.origin_latency: dict[str, Histogram] = {}  # service id -> its origin requests' durations
 
     def connection_opened(self, conn: Connection) -> None:
-        conn.opened_at = self.clock()
+        conn.opened_at, conn.opened_as = self.clock(), conn.transport
         key = (conn.transport, conn.service.service_id)
         self.opened[key] = self.opened.get(key, 0) + 1
 
     def connection_closed(self, conn: Connection) -> None:
-        key = (conn.transport, conn.service.service_id)
+        key = (conn.opened_as, conn.service.service_id)
         ended = self.ended.get(key)
         if ended is None:
             ended = self.ended[key] = _Ended()
@@ -153,7 +153,7 @@ class _Live:
 def _live(connections: Iterable[Connection], now: float) -> dict[Key, _Live]:
     live: dict[Key, _Live] = {}
     for conn in connections:
-        key = (conn.transport, conn.service.service_id)
+        key = (conn.opened_as, conn.service.service_id)
         found = live.get(key)
         if found is None:
             found = live[key] = _Live()

@@ -38,7 +38,10 @@ class Connection:
     bytes_out: int = 0
     bytes_in: int = 0
     dropped: int = 0
-    opened_at: float = 0.0  # monotonic time of the metered open (connection minutes in broker/metrics.py)
+    # When and as what it was metered open (monotonic time, transport): broker/metrics.py counts it so
+    # for life, as its open event does, even if a long-poll's retry turns it into a stream.
+    opened_at: float = 0.0
+    opened_as: str = ""
     channels: set[str] = field(default_factory=set)
     who: Subject = field(init=False)
     # The queue is a deque and one future its hold waits on, resolved by ``wake``: a publish to

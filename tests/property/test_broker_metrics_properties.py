@@ -1,5 +1,6 @@
 """The broker's metrics rules (broker/metrics.py): counters never go back, minutes are the billed minutes,
-histogram buckets are cumulative, and the order connections close in changes no total."""
+a connection stays in the series of the transport it opened as, histogram buckets are cumulative, and
+the order connections close in changes no total."""
 
 from __future__ import annotations
 
@@ -55,10 +56,12 @@ def test_connection_minutes_never_go_back_and_end_as_each_connections_billed_min
     tally = Tally(clock)
     collector = ConnectionsCollector(tally, meter)  # type: ignore[arg-type]
     conns = [Connection(str(n), SERVICE, TRANSPORTS[t], 10) for n, (t, _, _) in enumerate(lives)]
-    # Every open, close and scrape in time order (an open before a close at the same instant).
+    # Every open, close and scrape in time order (an open before a close at the same instant); halfway
+    # through its life a long-poll becomes a stream (an origin's retry answered with a stream hold).
     steps = [(at, 0, n) for n, (_, at, _) in enumerate(lives)]
-    steps += [(at + held, 1, n) for n, (_, at, held) in enumerate(lives)]
-    steps += [(at, 2, -1) for at in scrape_times]
+    steps += [(at + held / 2, 1, n) for n, (t, at, held) in enumerate(lives) if TRANSPORTS[t] == "long-poll"]
+    steps += [(at + held, 2, n) for n, (_, at, held) in enumerate(lives)]
+    steps += [(at, 3, -1) for at in scrape_times]
     last: dict[str, float] = {}
     for at, kind, n in sorted(steps):
         clock.now = at
@@ -66,10 +69,15 @@ def test_connection_minutes_never_go_back_and_end_as_each_connections_billed_min
             tally.connection_opened(conns[n])
             meter.open[conns[n].id] = conns[n]
         elif kind == 1:
+            conns[n].transport = "http-stream"
+        elif kind == 2:
             tally.connection_closed(meter.open.pop(conns[n].id))
         else:
             samples = scrape(collector)
-            for t in TRANSPORTS:
+            for index, t in enumerate(TRANSPORTS):
+                held_now = sum(1 for c in meter.open.values() if lives[int(c.id)][0] == index)
+                connected = samples.get(("fanmeter_connection_connected", (("service", "svc-1"), ("transport", t))))
+                assert (connected or 0.0) == held_now
                 minutes = samples.get(("fanmeter_connection_minute_total", (("service", "svc-1"), ("transport", t))))
                 assert (minutes or 0.0) >= last.get(t, 0.0)
                 last[t] = minutes or 0.0
