@@ -24,6 +24,7 @@ from metering.bootstrap import Runtime
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 from tests.integration import test_services_role_matrix as services_matrix
 from tests.integration import test_statement_roles as statement_matrix
+from tests.integration import test_webhook_roles as webhook_matrix
 
 PLATFORM = ("admin", "finance")
 ACCOUNT_ROLES = ("superuser", "engineer", "billing", "user")
@@ -173,5 +174,6 @@ def test_every_route_is_in_a_role_matrix(world: World) -> None:
     statement_endpoints = (*statement_matrix.ACCOUNT_ENDPOINTS, *statement_matrix.PLATFORM_ENDPOINTS)
     covered = {(e.method, _shape(e.path)) for e in matrices} | {(m, _shape(p)) for m, p in PUBLIC}
     covered |= {(method, _shape(path)) for method, path, _body, _action in statement_endpoints}
+    covered |= {(route.method, _shape(route.path)) for route in webhook_matrix.ROUTES}
 
     assert routes - covered == set()
