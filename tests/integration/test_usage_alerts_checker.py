@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from billing.orm import AuditEntry
 from billing.webhooks.events import USAGE_THRESHOLD_CROSSED
 from billing.webhooks.orm import WebhookEvent
 from kernel.instants import Month
+from metering.celery_app import app as celery_app
 from metering.orm import UsageDaily
 from tests.admin_world import OTHER, OWN, World, build_world
 from tests.stack import run_cli
@@ -231,3 +233,34 @@ def test_the_cli_sets_lists_checks_and_removes_thresholds(world: World, stack_en
     with Session(world.engine) as session:
         actors = set(session.scalars(select(AuditEntry.actor).where(AuditEntry.target == f"threshold {threshold_id}")))
     assert actors == {"cli"}
+
+
+def test_the_beat_task_fires_through_a_real_worker_and_later_passes_fire_nothing_more(
+    world: World,
+    worker: Any,  # noqa: ARG001 (a real worker must run)
+) -> None:
+    messages = threshold(world, "messages", "10", "ten")
+    set_usage(world.engine, OWN, date(2026, 3, 2), messages_published=11)
+    task = celery_app.conf.beat_schedule["usage-alerts"]["task"]
+
+    celery_app.send_task(task, kwargs={"now": MARCH_12.isoformat()})
+    _wait_until(lambda: bool(fired(world.engine)))
+    set_usage(world.engine, OWN, date(2026, 3, 2), messages_published=12)  # a rollup rerun, then two passes
+    for _ in range(2):
+        celery_app.send_task(task, kwargs={"now": MARCH_12.isoformat()})
+    _wait_until(lambda: _checked_messages(world) == 12)
+
+    assert fired(world.engine) == [(messages, "2026-03", "11")]
+    assert len(events(world.engine)) == 1
+
+
+def _checked_messages(world: World) -> int | None:
+    with Session(world.engine) as session:
+        return session.scalar(select(AlertCheck.messages).where(AlertCheck.account_id == OWN))
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not run the checker within 60 s"
+        time.sleep(0.1)
