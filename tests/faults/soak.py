@@ -89,6 +89,7 @@ class Client:
 
     account: str
     kind: str
+    service_id: str = ""  # default: the soak's ``svc-<account>``
     opened_at: float = 0.0
     published_before_open: int = 0  # the account's items published before this client held its channel
     received: int = 0
@@ -98,7 +99,7 @@ class Client:
 
     async def open(self, http: httpx.AsyncClient, broker: str, channel: str) -> None:
         """Returns once the broker holds the subscription (the first bytes arrived)."""
-        service = f"svc-{self.account}"
+        service = self.service_id or f"svc-{self.account}"
         if self.kind == "stream":
             response = await self._stack.enter_async_context(
                 http.stream("GET", f"{broker}/s/{service}/stream?ch={channel}")
