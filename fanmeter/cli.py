@@ -313,11 +313,12 @@ def grip_key(service_id: str) -> None:
 
 
 def _register_admin_commands() -> None:
-    from fanmeter import admin_cli, alerts_cli
+    from fanmeter import admin_cli, alerts_cli, webhooks_cli
 
     main.add_command(admin_cli.admin)
     main.add_command(admin_cli.token)
     main.add_command(alerts_cli.alerts)
+    main.add_command(webhooks_cli.webhooks)
 
 
 _register_admin_commands()
