@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from broker.exceptions import GripError
 
@@ -78,6 +78,16 @@ class NextLink:
     timeout_s: int = DEFAULT_LINK_TIMEOUT_S
 
 
+class BodyRest(Protocol):
+    """The rest of an origin's body, still arriving (a stream hold's first body, relayed as it comes)."""
+
+    async def read(self) -> bytes:
+        """The bytes that arrived since the last read; b"" once the body ended."""
+
+    def close(self) -> None:
+        """Give the rest up (the origin's connection is closed unless the body had ended)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Instruction:
     """What to do with one origin response: hold it (``hold`` set) or relay ``response`` as is."""
@@ -86,6 +96,8 @@ class Instruction:
     response: OriginResponse
     link: NextLink | None = None
     ignored: tuple[str, ...] = ()  # Grip-* headers the broker does not know (logged, never an error)
+    # A stream hold's body still to come after ``response.body`` (relays_as_it_comes), else None.
+    rest: BodyRest | None = field(default=None, compare=False)
 
 
 # The GRIP headers an origin's response may carry that the broker acts on; any other Grip-* is ignored.
@@ -286,6 +298,24 @@ def _link_timeout(value: str | None) -> int:
     if not 0 <= seconds <= MAX_TIMEOUT_S:
         raise GripError(f"Grip-Link timeout must be 0-{MAX_TIMEOUT_S} seconds, got {seconds}")
     return seconds
+
+
+def relays_as_it_comes(_code: int, headers: Headers) -> bool:
+    """Whether an origin response's body goes to the client as it arrives, not read whole first: a
+    ``Grip-Hold: stream`` answered with headers (a grip-instruct body must be read to be understood)
+    and no build-id filter (which renders the body whole, as Pushpin's proxy also waits for it then).
+
+    >>> relays_as_it_comes(200, (("Grip-Hold", "stream"), ("Grip-Channel", "news")))
+    True
+    """
+    holds = [v for k, v in headers if k.lower() == "grip-hold"]
+    if not holds or holds[0].strip().lower() != HoldMode.STREAM or media_type(headers) == INSTRUCT_TYPE:
+        return False
+    try:
+        channels = parse_channels([v for k, v in headers if k.lower() == "grip-channel"])
+    except GripError:
+        return False  # read whole: the instructions' error is the answer
+    return not any("build-id" in channel.filters for channel in channels)
 
 
 def instruction_from_response(code: int, reason: str, headers: Headers, body: bytes) -> Instruction:

@@ -22,7 +22,7 @@ import jwt
 
 from broker.grip.instructions import Headers
 from broker.metrics import Tally
-from broker.origin.http11 import Endpoint, OriginClient
+from broker.origin.http11 import BodyStream, Endpoint, OriginClient, StreamIf
 from broker.services.model import ServiceConfig
 from kernel.network_policy import IPNetwork
 
@@ -60,6 +60,7 @@ class OriginReply:
     reason: str
     headers: Headers
     body: bytes
+    rest: BodyStream | None = None  # the body still to come, when ``stream_if`` accepted the head
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -130,16 +131,19 @@ class Origins:
         await self._client.close()
 
     async def request(
-        self, service: ServiceConfig, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> OriginReply:
-        """Send one request to the service's origin, signed; transport and TLS failures raise ``OriginError``."""
+        self, service: ServiceConfig, method: str, path: str, headers: list[tuple[str, str]], body: bytes,
+        stream_if: StreamIf | None = None,
+    ) -> OriginReply:  # fmt: skip
+        """Send one request to the service's origin, signed; transport and TLS failures raise ``OriginError``.
+
+        With ``stream_if``, a response whose head it accepts answers at once, its body in ``rest``."""
         started = time.monotonic()
         try:
             endpoint, base_path = self._endpoint(service)
             signed = [*headers, ("Grip-Sig", self._signature(service.grip_key, time.time()))]
             if service.origin_host:  # a backend's override host: the Host asked for, and the TLS name verified
                 signed.append(("Host", service.origin_host))
-            reply = await self._client.request(endpoint, method, base_path + path, signed, body)
+            reply = await self._client.request(endpoint, method, base_path + path, signed, body, stream_if)
         except ssl.SSLCertVerificationError as error:
             self._log(service, error)
             raise OriginError(UNTRUSTED_TLS) from None
@@ -148,7 +152,7 @@ class Origins:
             raise OriginError(UNREACHABLE) from None
         finally:
             self._tally.origin_answered(service.service_id, time.monotonic() - started)
-        return OriginReply(reply.code, reply.reason, reply.headers, reply.body)
+        return OriginReply(reply.code, reply.reason, reply.headers, reply.body, reply.rest)
 
     def _log(self, service: ServiceConfig, error: Exception) -> None:
         """The cause, for the operator (never the client), at most once a minute per service."""

@@ -5,6 +5,12 @@ clients can connect. httpx spent about 3 ms of CPU per request here (its pool sc
 connection per request); this client does what the broker needs and no more: one request at a
 time per connection, the whole response read into memory (GRIP answers are small), bodies
 delimited by ``Content-Length``, chunked encoding or the connection's close.
+
+A response whose head says its body is to be relayed as it comes (``stream_if``: a stream hold)
+is returned at its head instead, its body a ``BodyStream`` read chunk by chunk: the connection
+stops reading from the origin while more than ``STREAM_HIGH_BYTES`` wait to be taken, so a large
+or endless body costs bounded memory, and the first bytes reach the client before the last left
+the origin.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -20,6 +27,13 @@ import httptools
 
 from broker.grip.instructions import Headers
 from kernel.network_policy import IPNetwork, ip_literal, resolution_refusal
+
+# A streamed body: the origin's socket is not read while this much waits to be relayed, and is read
+# again once less than STREAM_LOW_BYTES does (a client slower than its origin holds the origin back).
+STREAM_HIGH_BYTES = 256 * 1024
+STREAM_LOW_BYTES = 64 * 1024
+# Whether a response, by its status and head, has its body relayed as it comes.
+StreamIf = Callable[[int, tuple[tuple[str, str], ...]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,7 @@ class RawReply:
     reason: str
     headers: Headers
     body: bytes
+    rest: BodyStream | None = None  # the body still to come, when it is relayed as it comes
 
 
 class ConnectFailed(ConnectionError):
@@ -62,6 +77,10 @@ class _Reply:
     body: list[bytes] = field(default_factory=list)
     headers_done: bool = False
     framed: bool = False  # Content-Length or chunked: the end is known without the connection closing
+    streamed: bool = False  # the body goes to a BodyStream as it arrives, not into ``body``
+    queued: int = 0  # bytes of ``body`` a BodyStream has not taken yet
+    ended: bool = False
+    error: Exception | None = None
 
 
 class _OriginProtocol(asyncio.Protocol):
@@ -77,6 +96,9 @@ class _OriginProtocol(asyncio.Protocol):
         self._head_only = False
         self._received = False
         self._keep_alive = False
+        self._stream_if: StreamIf | None = None
+        self._more: asyncio.Future[None] | None = None  # a BodyStream waiting for bytes
+        self._paused = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +122,12 @@ class _OriginProtocol(asyncio.Protocol):
             self._fail(ReusedConnectionClosed("origin closed a kept-alive connection"))
         else:
             self._fail(ConnectionError(f"origin closed the connection mid-response{f': {exc}' if exc else ''}"))
+        if reply.streamed and not reply.ended and reply.error is None:
+            if reply.framed:
+                reply.error = ConnectionError("origin closed the connection mid-response")
+            else:
+                reply.ended = True  # the connection's close delimits the body
+            self._wake()
 
     # httptools callbacks
     def on_status(self, status: bytes) -> None:
@@ -116,29 +144,71 @@ class _OriginProtocol(asyncio.Protocol):
         reply.framed = "content-length" in names or "transfer-encoding" in names or code in (204, 304)
         if self._head_only:
             self._finish()
+        elif self._stream_if is not None and self._stream_if(code, tuple(reply.headers)):
+            reply.streamed = True
+            self._finish()  # the exchange answers with the head; the body follows through a BodyStream
 
     def on_body(self, body: bytes) -> None:
-        self._reply.body.append(body)
+        reply = self._reply
+        reply.body.append(body)
+        if reply.streamed:
+            reply.queued += len(body)
+            if reply.queued > STREAM_HIGH_BYTES and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+            self._wake()
 
     def on_message_complete(self) -> None:
         # Read here: the parser has forgotten the message once the callback returns.
         self._keep_alive = self._parser.should_keep_alive()
+        self._reply.ended = True
         self._finish()
+        self._wake()
 
     # the exchange
-    async def exchange(self, request: bytes, head_only: bool) -> RawReply:
+    async def exchange(self, request: bytes, head_only: bool, stream_if: StreamIf | None = None) -> RawReply:
         assert self.transport is not None
         self._reply, self._received, self._head_only, self._keep_alive = _Reply(), False, head_only, False
+        self._stream_if = stream_if
         self._done = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         await self._done
         reply = self._reply
-        return RawReply(self._parser.get_status_code(), reply.reason.decode("latin-1"), tuple(reply.headers),
-                        b"".join(reply.body))  # fmt: skip
+        code, reason, headers = self._parser.get_status_code(), reply.reason.decode("latin-1"), tuple(reply.headers)
+        if reply.streamed:
+            return RawReply(code, reason, headers, b"", BodyStream(self))
+        return RawReply(code, reason, headers, b"".join(reply.body))
+
+    # a streamed body (BodyStream)
+    def take(self) -> bytes:
+        """What arrived of a streamed body and was not taken yet; reading resumes once little waits."""
+        reply = self._reply
+        chunk = b"".join(reply.body)
+        reply.body.clear()
+        reply.queued = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    async def more(self) -> None:
+        """Return once more of a streamed body (or its end, or an error) arrived."""
+        reply = self._reply
+        if reply.body or reply.ended or reply.error is not None:
+            return
+        self._more = asyncio.get_running_loop().create_future()
+        try:
+            await self._more
+        finally:
+            self._more = None
+
+    def _wake(self) -> None:
+        if self._more is not None and not self._more.done():
+            self._more.set_result(None)
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and not self._head_only and self._keep_alive
+        return not self.closed and not self._head_only and self._keep_alive and not self._paused
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -153,6 +223,47 @@ class _OriginProtocol(asyncio.Protocol):
             self._done.set_exception(error)
 
 
+class BodyStream:
+    """The rest of an origin's body, taken as it arrives; the connection goes back to its pool at the end.
+
+    ``read`` answers the bytes that arrived since the last read (b"" at the end), waiting at most the
+    client's timeout for more; ``close`` gives the connection up (closed unless the body had ended).
+    """
+
+    def __init__(self, protocol: _OriginProtocol) -> None:
+        self._protocol = protocol
+        self._settle: Callable[[_OriginProtocol], None] = _OriginProtocol.close
+        self._idle_timeout_s: float | None = None
+        self.done = False
+
+    def settle_with(self, settle: Callable[[_OriginProtocol], None], idle_timeout_s: float) -> None:
+        self._settle, self._idle_timeout_s = settle, idle_timeout_s
+
+    async def read(self) -> bytes:
+        """The next bytes of the body; b"" once it ended. Raises ``ConnectionError`` or ``TimeoutError``."""
+        if self.done:
+            return b""
+        protocol, reply = self._protocol, self._protocol._reply
+        async with asyncio.timeout(self._idle_timeout_s):
+            await protocol.more()
+        if reply.body:
+            return protocol.take()
+        if reply.error is not None:
+            self.close()
+            raise reply.error
+        self.close()  # ended
+        return b""
+
+    def close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._protocol._reply.ended:
+            self._settle(self._protocol)
+        else:
+            self._protocol.close()  # mid-body: the connection cannot carry another exchange
+
+
 class OriginClient:
     """Requests to origins over pooled keep-alive connections (at most ``keep_idle`` idle per origin)."""
 
@@ -165,21 +276,27 @@ class OriginClient:
         self._idle: dict[Endpoint, deque[_OriginProtocol]] = {}
 
     async def request(self, endpoint: Endpoint, method: str, target: str, headers: list[tuple[str, str]],
-                      body: bytes) -> RawReply:  # fmt: skip
-        """One request; raises ``TimeoutError``, ``ssl.SSLError`` or ``OSError`` (``ConnectionError``)."""
+                      body: bytes, stream_if: StreamIf | None = None) -> RawReply:  # fmt: skip
+        """One request; raises ``TimeoutError``, ``ssl.SSLError`` or ``OSError`` (``ConnectionError``).
+
+        With ``stream_if``, a response it accepts answers at its head with ``rest`` to read (the timeout
+        then covers the head, and each wait for more of the body)."""
         request = _encode(endpoint, method, target, headers, body)
         async with asyncio.timeout(self._timeout_s):
             while True:
                 conn = self._take_idle(endpoint) or await self._connect(endpoint)
                 try:
-                    reply = await conn.exchange(request, head_only=method == "HEAD")
+                    reply = await conn.exchange(request, method == "HEAD", stream_if)
                 except ReusedConnectionClosed:
                     continue  # the origin dropped an idle connection: nothing was processed, use another
                 except BaseException:
                     conn.close()
                     raise
                 conn.used = True
-                self._give_back(endpoint, conn)
+                if reply.rest is not None:
+                    reply.rest.settle_with(lambda done: self._give_back(endpoint, done), self._timeout_s)
+                else:
+                    self._give_back(endpoint, conn)
                 return reply
 
     async def close(self) -> None:

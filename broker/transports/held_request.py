@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +49,16 @@ class ClientRequest:
         """The origin's instructions for this request (with ``extra`` headers); transport and GRIP errors raise."""
         assert ctx.origins is not None
         service = ctx.service_of(self.service.service_id) or self.service
-        reply = await ctx.origins.request(service, self.method, self.path, [*self.headers, *extra], self.body)
-        instruction = grip.instruction_from_response(reply.code, reply.reason, reply.headers, reply.body)
+        reply = await ctx.origins.request(service, self.method, self.path, [*self.headers, *extra], self.body,
+                                          grip.relays_as_it_comes)  # fmt: skip
+        try:
+            instruction = grip.instruction_from_response(reply.code, reply.reason, reply.headers, reply.body)
+        except GripError:
+            if reply.rest is not None:
+                reply.rest.close()
+            raise
+        if reply.rest is not None:  # a stream hold's body, relayed as it comes (broker.transports.stream)
+            instruction = dataclasses.replace(instruction, rest=reply.rest)
         for name in instruction.ignored:
             ignored(service.service_id, "the GRIP header", name)
         return instruction

@@ -83,6 +83,8 @@ async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest
         raise
     finally:
         pump.cancel()
+        if instruction.rest is not None:
+            instruction.rest.close()  # the pump may have been cancelled before it took the body
         release(ctx, conn, reason)
 
 
@@ -112,6 +114,8 @@ class _Stream:
         try:
             self._take_filters(hold)
             await self._write(self._origin_body(first.body))
+            if instruction.rest is not None:
+                await self._relay(instruction.rest)
             await self._adopt(hold, instruction.link)
             backlog = await self._first_check(hold)
             while True:
@@ -121,6 +125,17 @@ class _Stream:
         except StreamEnd as end:
             await self.send(FINISHED)
             return end.reason
+
+    async def _relay(self, rest: grip.BodyRest) -> None:
+        """The rest of the origin's first body, written as it arrives (what is published meanwhile waits in
+        the connection's queue); an origin that fails or goes quiet mid-body ends the stream."""
+        try:
+            while chunk := await rest.read():
+                await self._write(chunk)
+        except (OSError, TimeoutError) as error:
+            raise StreamEnd(f"origin error: {str(error) or type(error).__name__}") from None
+        finally:
+            rest.close()
 
     async def _first_check(self, hold: Hold) -> list[Delivery]:
         """Recover at once when the first hold names a prev-id that is not its channel's last id."""

@@ -6,12 +6,15 @@ TLS test). Paths: /plain, /stream, /sse, /poll, /instruct, /sig, /ws (WebSocket-
 /rpoll, /rstream for reliable delivery (holds with prev-id; answers to Grip-Last), /raw/...
 (answers the request target as it arrived) and /headers (answers the request's headers as JSON
 pairs, in order, repeats kept; the WebSocket text "headers" at /ws answers the same), /status
-(answers with ``Grip-Status: <status>``, held a second with ``hold``), /fstream and /bstream (filtered streams).
+(answers with ``Grip-Status: <status>``, held a second with ``hold``), /fstream and /bstream (filtered streams),
+/slowstream and /bigstream (a first body sent in parts, slowly or large).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import os
 from typing import Any
@@ -65,11 +68,47 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status, out_headers, out_body = 200, [("Content-Type", "application/json")], json.dumps(pairs).encode()
     elif scope["path"] == "/ws":
         status, out_headers, out_body = websocket_over_http(headers, body, query, pairs)
+    elif scope["path"] in CHUNKED:
+        await CHUNKED[scope["path"]](query, send)
+        return
     else:
         status, out_headers, out_body = route(scope["path"], query, headers)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.encode(), v.encode()) for k, v in out_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": out_body})
+
+
+# A stream hold whose first body the origin sends in parts: /slowstream (its first ``first`` bytes, then
+# the rest once /release?key= names its ``key``), /bigstream (``mib`` MiB in 64 KiB lines, then "end").
+RELEASES: dict[str, asyncio.Event] = {}
+STREAM_HEAD = [(b"content-type", b"text/plain"), (b"grip-hold", b"stream")]
+
+
+async def slow_stream(query: dict[str, str], send: Any) -> None:
+    channel = query.get("ch", "test").encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [*STREAM_HEAD, (b"grip-channel", channel)]})
+    await send({"type": "http.response.body", "body": b"a" * (int(query["first"]) - 1) + b"\n", "more_body": True})
+    released = RELEASES.setdefault(query["key"], asyncio.Event())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(released.wait(), 20)
+    await send({"type": "http.response.body", "body": b"rest\n"})
+
+
+async def big_stream(query: dict[str, str], send: Any) -> None:
+    channel = query.get("ch", "test").encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [*STREAM_HEAD, (b"grip-channel", channel)]})
+    for _ in range(int(query["mib"]) * 16):
+        await send({"type": "http.response.body", "body": b"x" * 65535 + b"\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b"end\n"})
+
+
+async def release(query: dict[str, str], send: Any) -> None:
+    RELEASES.setdefault(query["key"], asyncio.Event()).set()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"released\n"})
+
+
+CHUNKED = {"/slowstream": slow_stream, "/bigstream": big_stream, "/release": release}
 
 
 def hostile_answer(encoded: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -723,6 +724,29 @@ async def test_grip_expose_headers_keeps_the_named_origin_headers_on_a_published
     assert (response.status_code, response.text) == (200, "published\n")
     assert response.headers["x-origin-kept"] == "yes" and response.headers.get_list("x-pub") == ["published"]
     assert "x-not-named" not in response.headers and no_grip_headers(response)
+
+
+# A stream hold's first body relayed as it arrives (Pushpin: once over 100,000 bytes, docs/decisions.md).
+
+
+async def test_a_stream_holds_first_body_reaches_the_client_before_the_origin_finished_it(target: Target) -> None:
+    key = uuid.uuid4().hex
+    first = 150_000  # over Pushpin's 100,000 bytes it buffers before it relays (fanmeter relays at once)
+    async with AsyncExitStack() as stack:
+        chunks = await held_stream(stack, target, f"/slowstream?ch=sb1-{key}&first={first}&key={key}",
+                                   b"a" * (first - 1) + b"\n")  # fmt: skip
+        released = httpx.get(f"{target.url}/release?key={key}")  # the origin sends the rest only now
+        assert released.text == "released\n"
+        assert await read_until(chunks, b"rest\n") == b"rest\n"
+        got = b""
+        async with asyncio.timeout(15):
+            while b"after\n" not in got:  # Pushpin subscribes once the origin's body is over: publish until it lands
+                await asyncio.to_thread(
+                    publish_raw, target, {"channel": f"sb1-{key}", "http-stream": {"content": "after\n"}}
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.3):
+                        got += await anext(chunks)
 
 
 # Cross-origin clients: Pushpin's automatic CORS (a route's ``aco``), fanmeter's per-service ``cross_origin``.

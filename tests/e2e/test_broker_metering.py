@@ -262,6 +262,38 @@ async def test_a_delivery_build_id_cannot_render_is_neither_delivered_nor_billed
     assert wait_for_usage(broker_stack_env, account, expected) == expected
 
 
+async def test_a_stream_holds_first_body_relayed_as_it_arrives_is_billed_byte_for_byte(
+    broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
+) -> None:
+    """A first body of 4 MiB in 64 KiB parts, and one sent in two parts a while apart: each client's bytes
+    out are exactly what it read, the item published after them included."""
+    account = fresh_account()
+    config = services_file(tmp_path / "services.json", origin_url, account=account)
+    received = [0, 0]
+    with broker_node(broker_stack_env, config, f"relay-{account}") as node:
+        async with httpx.AsyncClient(timeout=30) as client:
+            url, key = f"{node.url}/s/svc-a", uuid.uuid4().hex
+            async with (
+                client.stream("GET", f"{url}/bigstream?ch=mr&mib=4") as big,
+                client.stream("GET", f"{url}/slowstream?ch=mr&first=100&key={key}") as slow,
+            ):
+                big_chunks, slow_chunks = big.aiter_raw(), slow.aiter_raw()
+                while received[0] < 4 * 1024 * 1024 + 4:
+                    received[0] += len(await anext(big_chunks))
+                received[1] += len(await anext(slow_chunks))
+                assert (await client.get(f"{url}/release?key={key}")).status_code == 200
+                received[1] += len(await anext(slow_chunks))
+                item = {"channel": "mr", "http-stream": {"content": "one more\n"}}
+                published = await client.post(f"{node.url}/service/svc-a/publish/", json={"items": [item]},
+                                              headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+                assert published.status_code == 200
+                received[0] += len(await anext(big_chunks))
+                received[1] += len(await anext(slow_chunks))
+    assert received == [4 * 1024 * 1024 + len(b"end\n") + 9, 100 + len(b"rest\n") + 9]
+    expected = {"messages_published": 1, "messages_delivered": 2, "connection_minutes": 2, "bytes_out": sum(received)}
+    assert wait_for_usage(broker_stack_env, account, expected) == expected
+
+
 async def test_publish_actions_and_ws_message_types_bill_only_what_clients_received(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:

@@ -208,3 +208,110 @@ async def test_a_header_with_a_line_break_is_refused_before_sending(
     with pytest.raises(ValueError, match="line break"):
         await clients().request(endpoint, "GET", "/", [("X-Evil", "a\r\nInjected: 1")], b"")
     assert server.requests == []
+
+
+# A body relayed as it comes (``stream_if``): the head answers, the body is read in parts as it arrives.
+
+
+def always(_code: int, _headers: object) -> bool:
+    return True
+
+
+PartsOrigin = Callable[..., Awaitable[tuple[Endpoint, list[int]]]]
+
+
+@pytest.fixture
+async def parts_origin() -> AsyncIterator[PartsOrigin]:
+    """Origins that write ``parts[0]`` (head and first bytes), wait for ``gate``, then the other parts."""
+    listeners: list[asyncio.Server] = []
+
+    async def start(parts: list[bytes], gate: asyncio.Event, close: bool = False) -> tuple[Endpoint, list[int]]:
+        endpoint, connections, listener = await _parts_origin(parts, gate, close)
+        listeners.append(listener)
+        return endpoint, connections
+
+    yield start
+    for listener in listeners:
+        listener.close()
+        await listener.wait_closed()
+
+
+async def _parts_origin(
+    parts: list[bytes], gate: asyncio.Event, close: bool
+) -> tuple[Endpoint, list[int], asyncio.Server]:
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(parts[0])
+                await writer.drain()
+                await gate.wait()
+                for part in parts[1:]:
+                    writer.write(part)
+                    await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    listener = await asyncio.start_server(handle, "127.0.0.1", port)
+    return Endpoint("http", "127.0.0.1", port, None), connections, listener
+
+
+async def test_a_streamed_body_answers_at_its_head_comes_in_parts_and_the_connection_is_kept(
+    clients: Clients, parts_origin: PartsOrigin
+) -> None:
+    gate = asyncio.Event()
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+    endpoint, connections = await parts_origin([head, b"4\r\nlast\r\n0\r\n\r\n"], gate)
+    origin = clients()
+    reply = await origin.request(endpoint, "GET", "/", [], b"", always)
+    assert (reply.code, reply.body) == (200, b"") and reply.rest is not None
+    assert await reply.rest.read() == b"first"  # before the origin sent the rest
+    gate.set()
+    assert [await reply.rest.read(), await reply.rest.read()] == [b"last", b""]
+    again = await origin.request(endpoint, "GET", "/", [], b"", always)
+    assert again.rest is not None and await again.rest.read() in (b"first", b"firstlast")  # the gate is open now
+    again.rest.close()
+    assert len(connections) == 1  # the ended body gave its connection back
+
+
+async def test_a_streamed_body_delimited_by_the_close_ends_there(clients: Clients, parts_origin: PartsOrigin) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    endpoint, _ = await parts_origin([b"HTTP/1.1 200 OK\r\n\r\nall", b" of it"], gate, close=True)
+    reply = await clients().request(endpoint, "GET", "/", [], b"", always)
+    assert reply.rest is not None
+    got = b""
+    while chunk := await reply.rest.read():
+        got += chunk
+    assert got == b"all of it"
+
+
+async def test_a_streamed_body_given_up_closes_its_connection_and_one_cut_short_is_an_error(
+    clients: Clients, parts_origin: PartsOrigin
+) -> None:
+    gate = asyncio.Event()
+    endpoint, connections = await parts_origin([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"], gate, True)
+    origin = clients()
+    given_up = await origin.request(endpoint, "GET", "/", [], b"", always)
+    assert given_up.rest is not None and await given_up.rest.read() == b"half"
+    given_up.rest.close()
+    cut = await origin.request(endpoint, "GET", "/", [], b"", always)
+    assert len(connections) == 2  # the one given up mid-body was not reused
+    assert cut.rest is not None and await cut.rest.read() == b"half"
+    gate.set()  # the origin closes with 6 bytes still owed
+    with pytest.raises(ConnectionError):
+        await cut.rest.read()
+
+
+async def test_a_response_stream_if_declines_is_read_whole(serve: Serve, clients: Clients) -> None:
+    _, endpoint = await serve(fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole"))
+    reply = await clients().request(endpoint, "GET", "/", [], b"", lambda _code, _headers: False)
+    assert (reply.body, reply.rest) == (b"whole", None)

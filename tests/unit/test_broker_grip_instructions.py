@@ -20,6 +20,7 @@ from broker.grip.instructions import (
     parse_channels,
     parse_keep_alive,
     parse_next_link,
+    relays_as_it_comes,
     split_params,
     strip_grip_headers,
 )
@@ -229,3 +230,19 @@ def test_grip_expose_headers_and_grip_set_meta_are_read_and_not_ignored():
     instruction = instruction_from_headers(200, "OK", headers, b"")
     assert instruction.hold is not None and instruction.hold.expose == {"x-a", "x-b", "x-c"}
     assert instruction.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("headers", "relayed"),
+    [
+        ((("Grip-Hold", " Stream "), ("Grip-Channel", "a")), True),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", "a; filter=skip-self")), True),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", "a, b; filter=build-id")), False),  # renders the body whole
+        ((("Grip-Hold", "response"), ("Grip-Channel", "a")), False),
+        ((("Content-Type", "text/plain"),), False),
+        ((("Content-Type", "application/grip-instruct"), ("Grip-Hold", "stream")), False),
+        ((("Grip-Hold", "stream"), ("Grip-Channel", "; a=1")), False),  # unreadable: read whole, then 502
+    ],
+)
+def test_only_a_stream_hold_without_build_id_has_its_body_relayed_as_it_comes(headers, relayed):
+    assert relays_as_it_comes(200, headers) is relayed
