@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from broker.settings import BrokerSettings
 from tests.e2e.broker_metering import outbox_backlog
 from tests.e2e.broker_stack import TOKEN, BrokerNode, broker_node, services_file
-from tests.stack import free_port
+from tests.stack import free_port, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -315,3 +315,13 @@ async def test_metrics_are_only_on_their_own_listener_which_serves_nothing_else(
     base = metered.metrics_url.removesuffix("/metrics")
     assert (await http.get(f"{base}/s/svc-a/stream?ch=x")).status_code == 404
     assert (await http.post(metered.metrics_url, content=b"")).status_code == 405
+
+
+def test_a_metrics_port_that_is_the_client_port_is_refused_at_start_up(tmp_path: Path) -> None:
+    config = services_file(tmp_path / "services.json", "http://127.0.0.1:9")
+    port = str(free_port())
+    result = run_cli({"FANMETER_DATA_DIR": str(tmp_path)}, "broker", "--config", str(config), "--port", port,
+                     "--metrics-port", port, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert f"the metrics port cannot be the client port ({port})" in result.stderr
+    assert "Traceback" not in result.stderr
