@@ -11,10 +11,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, text
 
 from broker.settings import BrokerSettings
 from tests.e2e.broker_stack import TOKEN
@@ -133,3 +135,43 @@ def single_service(path: Path, origin: str, account: str, service_id: str = "svc
                "grip_key": GRIP_KEY, "fanout_enabled": True}  # fmt: skip
     path.write_text(json.dumps({"services": [service]}))
     return path
+
+
+def stored_events(engine: Engine, account: str) -> list[dict[str, Any]]:
+    """The account's events as the pipeline stored them (``raw_event``), back in CloudEvent form.
+
+    For faults where the outbox forgets what the pipeline acknowledged, so no snapshot of it holds
+    everything: the client-side tallies are then checked against these, and the usage against an
+    independent computation over them.
+    """
+    query = text(
+        "SELECT source, event_id, type, time_us, service_id, connection_id, count, bytes_out FROM raw_event "
+        "WHERE account_id = :a"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"a": account}).all()
+    events = []
+    for source, event_id, kind, time_us, service_id, connection_id, count, bytes_out in rows:
+        at = datetime.fromtimestamp(time_us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        data: dict[str, Any] = {"account_id": account, "service_id": service_id}
+        if kind.startswith("fanout.message."):
+            data["count"] = count
+        else:
+            data["connection_id"] = connection_id
+            if kind != "fanout.connection.open":
+                data["bytes_out"] = bytes_out
+        events.append({"source": source, "id": event_id, "type": kind, "time": at, "data": data})
+    return events
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One series' value from a broker's ``/metrics`` (0 when not shown)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = httpx.get(url, timeout=10)
+    answer.raise_for_status()
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
