@@ -9,6 +9,7 @@ FANMETER_BACKEND_ALLOWED_NETWORKS; the last test shows delivery refused without 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from billing.webhooks.delivery import DeliveryConfig, deliver_due
 from billing.webhooks.orm import WebhookDelivery, WebhookEndpoint
 from kernel.network_policy import parse_allowed_networks
 from tests.admin_world import Clock
+from tests.stack import run_cli
 from tests.webhook_receiver import Receiver
 
 ACCOUNT = "acc_hooks"
@@ -215,3 +217,32 @@ def test_an_event_rolled_back_with_its_change_is_never_sent_and_others_accounts_
 
     assert deliveries(db, endpoint.id) == [] and receiver.received == []
     assert platform.startswith("msg_")
+
+
+def test_the_cli_adds_an_endpoint_delivers_shows_the_log_and_disables_it(
+    db: Engine, receiver: Receiver, stack_env: dict[str, str]
+) -> None:
+    """Four commands (each a process start, seconds on a busy machine); redeliver and list are the
+    same service calls as the API's, tested above and in test_webhook_roles."""
+    env = {**stack_env, "FANMETER_BACKEND_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    added = run_cli(env, "webhooks", "add", receiver.url, "--account", ACCOUNT, "--event", "statement.drafted")
+    assert added.returncode == 0, added.stderr
+    endpoint_id = added.stdout.split()[1].rstrip(":")
+    secret = added.stdout.split("(shown once): ")[1].strip()
+    [event_id] = record(db, 1, Clock(datetime.now(UTC)))
+
+    delivered = run_cli(env, "webhooks", "deliver")
+    logged = run_cli(env, "webhooks", "log", endpoint_id, "--format", "json")
+    disabled = run_cli(env, "webhooks", "disable", endpoint_id)
+
+    assert "1 delivered" in delivered.stdout, delivered.stdout + delivered.stderr
+    [entry] = json.loads(logged.stdout)
+    assert (entry["event_id"], entry["status"], entry["last_response_code"]) == (event_id, "delivered", 204)
+    [got] = receiver.received
+    Webhook(secret).verify(got.body, got.headers)
+    assert disabled.returncode == 0, disabled.stderr
+    with Session(db) as session:
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None and row.event_types == ["statement.drafted"] and row.disabled_at is not None
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "cli").order_by(AuditEntry.id))
+        assert list(actions) == ["webhook.endpoint.create", "webhook.endpoint.disable"]
