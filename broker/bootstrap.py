@@ -23,7 +23,7 @@ from broker.usage.meter import Meter
 from broker.usage.outbox import OutboxStore, OutboxWriter
 from broker.usage.shipper import Shipper
 from kernel.db import make_engine, read_only
-from kernel.http_limits import HttpLimits, limited_protocol
+from kernel.http_limits import AddressCounts, HttpLimits, limited_protocol
 from kernel.rate_limit import Rate, RateLimiter
 
 
@@ -40,6 +40,7 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
     writer = OutboxWriter(OutboxStore(settings.outbox_path), settings.broker_outbox_max_events)
     fanout: Fanout = RedisFanout(hub, settings.redis_url) if settings.redis_url else LocalFanout(hub)
     tally = Tally()
+    limits = node_limits(settings)
     meter = Meter(writer, settings.broker_node, tally=tally)
     return Broker(
         config=config,
@@ -56,16 +57,17 @@ def build(settings: BrokerSettings, config: BrokerConfig | None = None, ship: bo
         reload_interval_s=settings.broker_reload_seconds,
         body_timeout_s=settings.broker_body_timeout_seconds,
         metrics_port=settings.broker_metrics_port,
-        metrics=BrokerMetrics(tally, meter, settings.outbox_path),
-        limits=limits(settings),
+        metrics=BrokerMetrics(tally, meter, settings.outbox_path, limits),
+        limits=limits,
     )
 
 
-def limits(settings: BrokerSettings) -> BrokerLimits:
-    """The node's per-token publish rate and per-service held connections, from the settings."""
+def node_limits(settings: BrokerSettings) -> BrokerLimits:
+    """The node's per-token publish rate, held connections per service and connections per address."""
     rate = Rate(settings.broker_publish_rate_per_second, settings.broker_publish_burst)
     held = HeldConnections(settings.broker_max_held_per_service, settings.broker_max_held_overrides)
-    return BrokerLimits(RateLimiter(rate), held)
+    addresses = AddressCounts(settings.broker_max_connections_per_address, settings.connection_limit_exempt)
+    return BrokerLimits(RateLimiter(rate), held, addresses)
 
 
 def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
@@ -73,7 +75,7 @@ def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
     too: one uvicorn server on both sockets, so both share the event loop, the head limits and the shutdown."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, **server_options(settings))
+    config = uvicorn.Config(app, host=host, port=port, **server_options(settings, app.limits.addresses))
     sockets = None
     if settings.broker_metrics_port is not None:
         metrics = uvicorn.Config(app, host=settings.broker_metrics_host, port=settings.broker_metrics_port,
@@ -85,7 +87,7 @@ def run(app: Broker, settings: BrokerSettings, host: str, port: int) -> None:
         pass
 
 
-def server_options(settings: BrokerSettings) -> dict[str, Any]:
+def server_options(settings: BrokerSettings, addresses: AddressCounts | None = None) -> dict[str, Any]:
     """Uvicorn's options for a broker: httptools with the limits on heads, bodies and connections per
     client address (``kernel.http_limits``), WebSocket messages up to ``FANMETER_BROKER_MAX_WS_MESSAGE_BYTES``
     (closed with 1009 beyond)."""
@@ -99,7 +101,7 @@ def server_options(settings: BrokerSettings) -> dict[str, Any]:
     )
     return {
         "loop": "uvloop",
-        "http": limited_protocol(http_limits),
+        "http": limited_protocol(http_limits, addresses),
         "ws": "websockets-sansio",
         "ws_max_size": settings.broker_max_ws_message_bytes,
         "lifespan": "on",

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kernel.http_limits import AddressCounts
 from kernel.rate_limit import Rate, RateLimiter, retry_after_seconds
 
 # What a client refused for a full service is told to wait: held connections free up as clients
@@ -67,18 +68,20 @@ class HeldConnections:
 
 @dataclass
 class BrokerLimits:
-    """The node's limits: per publish token, and per service for held connections."""
+    """The node's limits: per publish token, per service for held connections, and the HTTP server's
+    count of connections per client address (``kernel.http_limits``), kept here for the metrics."""
 
     publish: RateLimiter = field(default_factory=lambda: RateLimiter(Rate(0, 1)))
     held: HeldConnections = field(default_factory=HeldConnections)
-    publishes_refused: int = 0
+    addresses: AddressCounts = field(default_factory=lambda: AddressCounts(0))
+    publishes_refused: Counter[str] = field(default_factory=Counter)  # by service
 
     def publish_wait(self, service_id: str, token_id: str) -> int:
         """0 when a publish with this token may go on now; else whole seconds to wait (``Retry-After``)."""
         wait = self.publish.admit(f"{service_id}/{token_id}", time.monotonic_ns())
         if not wait:
             return 0
-        self.publishes_refused += 1
+        self.publishes_refused[service_id] += 1
         return retry_after_seconds(wait)
 
     def publish_refusal(self, token_id: str, retry_after_s: int) -> bytes:

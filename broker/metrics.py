@@ -35,6 +35,7 @@ from broker.usage.admission import OutboxAdmission
 from broker.usage.outbox import Backlog, read_backlog
 
 if TYPE_CHECKING:
+    from broker.limits import BrokerLimits
     from broker.transports.connection import Connection
     from broker.usage.meter import Meter
 
@@ -283,13 +284,35 @@ class OutboxCollector:
         )
 
 
+class LimitsCollector:
+    """What the node's limits refused (broker/limits.py, kernel/http_limits.py), counted where they refuse."""
+
+    def __init__(self, limits: BrokerLimits) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        limits = self._limits
+        yield _family(CounterMetricFamily, "limit_publishes_refused",
+                      "Publishes refused with 429: the token over its rate",
+                      ("service",), [((s,), n) for s, n in limits.publishes_refused.items()])  # fmt: skip
+        yield _family(CounterMetricFamily, "limit_held_refused",
+                      "Held connections refused with 503: the service at its limit",
+                      ("service",), [((s,), n) for s, n in limits.held.refused.items()])  # fmt: skip
+        # Not by address: the labels would be as many as the clients.
+        yield _family(CounterMetricFamily, "limit_connections_refused",
+                      "Connections refused with 429: their client address at its limit", (),
+                      [((), limits.addresses.refused)])  # fmt: skip
+
+
 class BrokerMetrics:
     """The registry ``GET /metrics`` renders: one per broker (tests run several in one process)."""
 
-    def __init__(self, tally: Tally, meter: Meter, outbox_path: Path) -> None:
+    def __init__(self, tally: Tally, meter: Meter, outbox_path: Path, limits: BrokerLimits | None = None) -> None:
         self.outbox = OutboxCollector(outbox_path, admission=meter.admission)
         self.registry = CollectorRegistry(auto_describe=False)
         collectors: tuple[Collector, ...] = (ConnectionsCollector(tally, meter), RequestsCollector(tally), self.outbox)
+        if limits is not None:
+            collectors += (LimitsCollector(limits),)
         for collector in collectors:
             self.registry.register(collector)
 

@@ -26,9 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.broker_metering import wait_for_usage
 from tests.e2e.broker_stack import GRIP_KEY, TOKEN, BrokerNode, broker_node
+from tests.stack import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +40,7 @@ HELD_LIMIT = 5  # svc-held's override; every other service may hold 1000
 ADDRESS_LIMIT = 20
 FLOOD = 300  # connection attempts beyond the address limit
 MiB = 1024 * 1024
+METRICS_PORT = free_port()
 ACCOUNTS = {
     "svc-pub": "acct-lim-pub",
     "svc-held": "acct-lim-held",
@@ -63,6 +66,7 @@ def limited(
         "FANMETER_BROKER_MAX_CONNECTIONS_PER_ADDRESS": str(ADDRESS_LIMIT),
         "FANMETER_BROKER_CONNECTION_LIMIT_EXEMPT": "",
         "FANMETER_BROKER_BODY_TIMEOUT_SECONDS": "1",
+        "FANMETER_BROKER_METRICS_PORT": str(METRICS_PORT),
     }
     with broker_node(broker_stack_env, config, "e2e-limits", extra) as node:
         yield node
@@ -112,6 +116,16 @@ def publish(broker: BrokerNode, service: str, channel: str, text: str, token: st
     return httpx.post(broker.publish_url(service), json=body, headers={"Authorization": f"Bearer {token}"})
 
 
+def refused(series: str, service: str | None = None) -> float:
+    """A ``fanmeter_limit_*_refused`` counter from the node's metrics listener."""
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"fanmeter_limit_{series}_refused_total" and sample.labels.get("service") == service:
+                return sample.value
+    return 0.0
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -130,15 +144,16 @@ async def test_a_token_over_its_rate_is_429_with_retry_after_and_nothing_of_it_i
     answers = [publish(limited, "svc-pub", "rate", f"burst-{n}") for n in range(10)]
     elapsed = time.monotonic() - started
     admitted = [n for n, a in enumerate(answers) if a.status_code == 200]
-    refused = [a for a in answers if a.status_code == 429]
-    assert len(admitted) + len(refused) == 10
+    refused_answers = [a for a in answers if a.status_code == 429]
+    assert len(admitted) + len(refused_answers) == 10
     assert BURST <= len(admitted) <= BURST + RATE * elapsed + 1  # the burst, and what the rate refilled meanwhile
-    limit = refused[0]
+    limit = refused_answers[0]
     assert limit.headers["content-type"] == "application/json"
     retry_after = int(limit.headers["retry-after"])
     assert 1 <= retry_after <= 1 / RATE + 1
     assert limit.json()["retry_after_seconds"] == retry_after
     assert "token #1" in limit.json()["detail"] and TOKEN not in limit.text  # its id, never the secret
+    assert refused("publishes", "svc-pub") == len(refused_answers)
 
     assert publish(limited, "svc-pub", "rate", "other-token", token=SECOND_TOKEN).status_code == 200
     await asyncio.sleep(retry_after)
@@ -164,15 +179,16 @@ async def test_a_service_at_its_held_limit_refuses_the_next_with_503_unbilled_an
     held = [await open_stream(limited, "/s/svc-held/stream?ch=full") for _ in range(HELD_LIMIT)]
     assert [h.status for h in held] == [200] * HELD_LIMIT
 
-    refused = await open_stream(limited, "/s/svc-held/stream?ch=full")
-    assert refused.status == 503
-    assert refused.header("retry-after") == "10"
-    body = await asyncio.wait_for(refused.reader.read(4096), 5)
+    over = await open_stream(limited, "/s/svc-held/stream?ch=full")
+    assert over.status == 503
+    assert over.header("retry-after") == "10"
+    body = await asyncio.wait_for(over.reader.read(4096), 5)
     assert b"limit of 5 connections" in body
-    refused.close()
+    over.close()
     with pytest.raises(websockets.InvalidStatus) as denied:
         await websockets.connect(limited.url.replace("http://", "ws://") + "/s/svc-held/ws?ch=full")
     assert denied.value.response.status_code == 503
+    assert refused("held", "svc-held") == 2 and refused("held", "svc-beside") == 0
 
     beside = await open_stream(limited, "/s/svc-beside/stream?ch=full")  # another service: not limited by this one
     assert beside.status == 200
@@ -234,6 +250,7 @@ async def test_a_connection_flood_from_one_address_is_429_the_broker_stays_up_an
     for _ in range(FLOOD // 50):  # 50 at once, as fast as the broker answers them
         answers += await asyncio.gather(*(_refused_at_connect(limited, "127.0.0.3") for _ in range(50)))
     assert answers == [(429, "5")] * FLOOD  # every one refused clearly, none dropped without an answer
+    assert refused("connections") == FLOOD
 
     plain = httpx.get(f"{limited.url}/s/svc-calm/plain", timeout=5)  # the broker is up for everyone else
     assert plain.status_code == 200

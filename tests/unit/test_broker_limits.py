@@ -35,7 +35,7 @@ def test_a_refused_publish_names_the_token_id_the_limit_and_the_wait_in_json() -
     limits = BrokerLimits(RateLimiter(Rate(2, 1)))
     assert limits.publish_wait("svc", "tok_1") == 0
     wait = limits.publish_wait("svc", "tok_1")
-    assert wait == 1 and limits.publishes_refused == 1
+    assert wait == 1 and limits.publishes_refused == {"svc": 1}
     assert limits.publish_wait("svc", "tok_2") == 0  # another token, its own bucket
     assert limits.publish_wait("other-svc", "tok_1") == 0  # the same id under another service
     body = json.loads(limits.publish_refusal("tok_1", wait))
