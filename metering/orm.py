@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db import Base, BigId, UtcDateTime
@@ -22,7 +22,16 @@ class RawEvent(Base):
     __tablename__ = "raw_event"
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
-        Index("ix_raw_event_connection", "account_id", "service_id", "connection_id"),
+        # Only connection events are looked up by connection (a rollup recomputing one); message
+        # events stay out of the index, which makes every insert cheaper (migration 0015).
+        Index(
+            "ix_raw_event_connection",
+            "account_id",
+            "service_id",
+            "connection_id",
+            postgresql_where=text("connection_id IS NOT NULL"),
+            sqlite_where=text("connection_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
