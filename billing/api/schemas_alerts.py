@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from billing.api.schemas import Strict
+
 MeasureName = Literal["amount", "projected_amount", "connection_minutes", "messages", "gigabytes"]
 
 
-class ThresholdIn(BaseModel):
+class ThresholdIn(Strict):
     """A threshold to add: the measure, its limit, and a name for people to recognise it by."""
 
     measure: MeasureName = Field(

@@ -16,12 +16,16 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import Enum
 
 from billing.domain.exceptions import InvalidAmount
+from billing.domain.ledger import draft_due_us, previous_month
 from billing.domain.money import cents, exact_product, exact_shift, exact_sum, has_places, to_decimal
 from kernel.instants import MICROS_PER_DAY, Month
 from metering.domain.usage import UsageReport
 
 BYTES_PER_GB = 10**9  # DESIGN.md: bandwidth is billed per GB of 10^9 bytes
 GB_PLACES = 9  # a gigabyte limit is exact to the byte
+# Limits stay below a quadrillion (money, minutes, messages, GB alike): far above any bill, and
+# their exact text always fits the 40 characters of a money column.
+LIMIT_CEILING = Decimal(10) ** 15
 # The projection's one division, carried far past the cent before ``cents`` rounds it once.
 _DIVISION = Context(prec=60, rounding=ROUND_HALF_UP)
 
@@ -49,11 +53,26 @@ def parse_limit(measure: Measure, text: str) -> Decimal:
     limit = to_decimal(text)
     if limit <= 0:
         raise InvalidAmount(f"a {measure.value} threshold must be above zero, got {text!r}")
+    if limit >= LIMIT_CEILING:
+        raise InvalidAmount(f"a {measure.value} threshold must be below 10^15, got {text!r}")
     places = 2 if measure.is_money else GB_PLACES if measure is Measure.GIGABYTES else 0
     if not has_places(limit, places):
         unit = {2: "to the cent (2 decimals at most)", 0: "a whole number"}.get(places, "to the byte (9 decimals)")
         raise InvalidAmount(f"a {measure.value} threshold is {unit}, got {text!r}")
     return limit
+
+
+def months_to_check(now_us: int, grace_hours: int) -> list[Month]:
+    """The months a checker looks at: the current one, and the one before while late events may still land in it.
+
+    The previous month is checked until its draft is due (its end plus the statements' grace
+    period), so an event of its last minutes that arrives after midnight still fires its
+    crossings. Example: with 72 hours of grace, at 2026-04-02T10:00Z the months are 2026-04 and
+    2026-03; at 2026-04-04T00:00Z only 2026-04.
+    """
+    current = Month.of(now_us)
+    previous = previous_month(current)
+    return [current, previous] if now_us < draft_due_us(previous, grace_hours) else [current]
 
 
 def elapsed_fraction_us(month: Month, now_us: int) -> tuple[int, int]:

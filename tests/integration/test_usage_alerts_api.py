@@ -85,6 +85,7 @@ def test_thresholds_are_read_by_usage_readers_and_money_ones_only_by_statement_r
         ({"measure": "messages", "limit": "0"}, "above zero"),
         ({"measure": "connection_minutes", "limit": "1.5"}, "a whole number"),
         ({"measure": "amount", "limit": "ten"}, "not a decimal number"),
+        ({"measure": "messages", "limit": "1e999999"}, "below 10^15"),
     ],
 )
 def test_a_limit_the_rules_refuse_is_a_400_with_the_reason(world: World, body: dict[str, str], reason: str) -> None:
@@ -94,8 +95,10 @@ def test_a_limit_the_rules_refuse_is_a_400_with_the_reason(world: World, body: d
     assert reason in str(answer["detail"])
 
 
-def test_an_unknown_measure_is_refused_by_the_schema(world: World) -> None:
+def test_an_unknown_measure_a_nul_or_an_unknown_field_is_refused_by_the_schema(world: World) -> None:
     assert _add(world, "superuser", OWN, {"measure": "dollars", "limit": "1"})[0] == 422
+    assert _add(world, "superuser", OWN, {"measure": "messages", "limit": "1", "name": "a\x00b"})[0] == 422
+    assert _add(world, "superuser", OWN, {"measure": "messages", "limit": "1", "currency": "EUR"})[0] == 422
 
 
 def test_setting_and_removing_are_audited_with_who_and_what(world: World) -> None:

@@ -14,6 +14,7 @@ from billing.domain.alerts import (
     crossings,
     elapsed_fraction_us,
     format_value,
+    months_to_check,
     parse_limit,
     project,
     usage_fingerprint,
@@ -41,6 +42,8 @@ def test_limits_are_positive_money_to_the_cent_counts_whole_and_gigabytes_to_the
         (Measure.CONNECTION_MINUTES, "0", "above zero"),
         (Measure.GIGABYTES, "0.0000000001", "to the byte"),
         (Measure.AMOUNT, "-1", "above zero"),
+        (Measure.MESSAGES, "1e999999", "below 10\\^15"),
+        (Measure.GIGABYTES, "1000000000000000", "below 10\\^15"),
     ],
 )
 def test_a_limit_the_rules_refuse_says_why(measure: Measure, text: str, reason: str) -> None:
@@ -97,3 +100,11 @@ def test_values_are_written_as_their_measure_counts_them() -> None:
     assert format_value(Measure.MESSAGES, Decimal("1000")) == "1000"
     assert format_value(Measure.GIGABYTES, Decimal("1.5")) == "1.500000000"
     assert Measure.AMOUNT.is_money and not Measure.GIGABYTES.is_money
+
+
+def test_the_previous_month_is_checked_until_its_draft_is_due() -> None:
+    april_2nd = to_micros(datetime(2026, 4, 2, 10, tzinfo=UTC))
+    april_4th = to_micros(datetime(2026, 4, 4, tzinfo=UTC))
+
+    assert months_to_check(april_2nd, 72) == [Month(2026, 4), MARCH]
+    assert months_to_check(april_4th, 72) == [Month(2026, 4)]
