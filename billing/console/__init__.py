@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from billing.console import web
-from billing.console.views import account_pages, admin_pages, auth, finance, products_page
+from billing.console.views import account_pages, admin_pages, auth, finance, products_page, webhooks_page
 from billing.domain.exceptions import BillingError, NotFound, PermissionDenied
 
 
@@ -22,7 +22,7 @@ def install(app: FastAPI) -> None:
     pages = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     pages.state = app.state
     pages.mount("/static", StaticFiles(directory=web.HERE / "static"), name="console-static")
-    for module in (auth, finance, account_pages, products_page, admin_pages):
+    for module in (auth, finance, account_pages, products_page, admin_pages, webhooks_page):
         pages.include_router(module.router)
     pages.add_exception_handler(BillingError, _error_page)
     pages.add_exception_handler(web.SignInRequired, _signed_out)

@@ -180,6 +180,8 @@ def navigation(page: Page) -> list[NavItem]:
             items.append(NavItem("People", f"{PREFIX}/platform/people"))
         if page.may(Action.SET_RATES, None):
             items.append(NavItem("Rate cards", f"{PREFIX}/rate-cards"))
+        if page.may(Action.MANAGE_PLATFORM_WEBHOOKS, None):
+            items.append(NavItem("Webhooks", f"{PREFIX}/platform/webhooks"))
         if page.may(Action.READ_AUDIT, None):
             items.append(NavItem("Audit", f"{PREFIX}/audit"))
     else:
@@ -193,6 +195,8 @@ def navigation(page: Page) -> list[NavItem]:
             items.append(NavItem("Products", f"{base}/products"))
         if page.may(Action.MANAGE_PEOPLE, home):
             items.append(NavItem("People", f"{base}/people"))
+        if page.may(Action.MANAGE_WEBHOOKS, home):
+            items.append(NavItem("Webhooks", f"{base}/webhooks"))
         if page.may(Action.READ_AUDIT, home):
             items.append(NavItem("Audit", f"{PREFIX}/audit"))
     items.append(NavItem("API docs", "/docs"))

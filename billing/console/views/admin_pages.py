@@ -27,7 +27,8 @@ AUDIT_ACTIONS = (
     "account.create", "account.plan", "backend.create", "fanout.disable", "fanout.enable", "product.cancel",
     "product.purchase", "rate_card.set", "service.create", "service.update", "statement.adjustment",
     "statement.draft", "statement.finalize", "statement.regenerate", "token.create", "token.revoke",
-    "user.create", "user.remove",
+    "user.create", "user.remove", "webhook.delivery.redeliver", "webhook.endpoint.create",
+    "webhook.endpoint.disable", "webhook.endpoint.enable",
 )  # fmt: skip
 ACCOUNTS_PAGE = 50
 
