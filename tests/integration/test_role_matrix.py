@@ -24,6 +24,7 @@ from metering.bootstrap import Runtime
 from tests.admin_world import OTHER, OWN, SEEDER, World, build_world
 from tests.integration import test_services_role_matrix as services_matrix
 from tests.integration import test_statement_roles as statement_matrix
+from tests.integration import test_usage_alerts_api as alerts_matrix
 from tests.integration import test_webhook_roles as webhook_matrix
 
 PLATFORM = ("admin", "finance")
@@ -175,5 +176,6 @@ def test_every_route_is_in_a_role_matrix(world: World) -> None:
     covered = {(e.method, _shape(e.path)) for e in matrices} | {(m, _shape(p)) for m, p in PUBLIC}
     covered |= {(method, _shape(path)) for method, path, _body, _action in statement_endpoints}
     covered |= {(route.method, _shape(route.path)) for route in webhook_matrix.ROUTES}
+    covered |= {(method, _shape(path)) for method, path, *_ in alerts_matrix.ROUTES}
 
     assert routes - covered == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from billing.domain.roles import ROLES
@@ -18,6 +18,15 @@ READERS = {"admin", "finance", "superuser", "engineer", "billing"}  # Action.REA
 MONEY_READERS = {"admin", "finance", "superuser", "billing"}  # Action.READ_STATEMENTS
 
 
+# Every route of the usage alerts: who may call it (from the role table) and what success answers.
+ROUTES: list[tuple[str, str, dict[str, str] | None, set[str], int]] = [
+    ("GET", "/v1/accounts/{a}/usage-alerts", None, READERS, 200),
+    ("POST", "/v1/accounts/{a}/usage-alerts", {"measure": "messages", "limit": "5"}, MANAGERS, 201),
+    ("DELETE", "/v1/accounts/{a}/usage-alerts/{t}", None, MANAGERS, 204),
+    ("GET", "/v1/accounts/{a}/usage-alerts/crossings", None, READERS, 200),
+]
+
+
 @pytest.fixture(scope="module")
 def world(runtime: object) -> Iterator[World]:
     world = build_world(runtime.engine)  # type: ignore[attr-defined]
@@ -25,9 +34,38 @@ def world(runtime: object) -> Iterator[World]:
         yield world
 
 
+@pytest.fixture(autouse=True)
+def no_thresholds(world: World) -> None:
+    """Each test starts without thresholds (the world's people and tokens are shared by the module)."""
+    with world.engine.begin() as conn:
+        for table in ("threshold_crossing", "alert_check", "usage_threshold"):
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
 def _add(world: World, role: str, account: str, body: dict[str, str]) -> tuple[int, dict[str, object]]:
     response = world.client.post(ALERTS.format(a=account), json=body, headers=world.as_role(role, account))
     return response.status_code, response.json()
+
+
+@pytest.mark.parametrize("account", [OWN, OTHER])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r[0]} {r[1]}")
+def test_every_route_answers_as_the_role_table_says_for_own_and_other_account(
+    world: World, route: tuple[str, str, dict[str, str] | None, set[str], int], role: str, account: str
+) -> None:
+    method, path, body, allowed, success = route
+    _, made = _add(world, "admin", account, {"measure": "connection_minutes", "limit": "7"})
+    url = path.format(a=account, t=made["id"])
+
+    answer = world.client.request(
+        method, url, json=body, headers=world.as_role(role)
+    )  # a person of OWN or the platform
+
+    platform = role in ("admin", "finance")
+    expected = 404 if account == OTHER and not platform else success if role in allowed else 403
+    assert answer.status_code == expected, answer.text
+    if answer.status_code == 403:
+        assert role in answer.json()["detail"]
 
 
 @pytest.mark.parametrize("role", ROLES)
