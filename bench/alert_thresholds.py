@@ -1,7 +1,8 @@
 """Part d of bench/ingest.py (``--alert-thresholds``): does checking usage alerts slow ingest down?
 
 Alternating end-to-end runs of ``fanmeter ingest`` in one session, each on a fresh database:
-without thresholds, with them, without, with... (``--alert-rounds`` pairs). Every run has the
+without thresholds, with them, with, without, ... (``--alert-rounds`` pairs, in ABBA order so
+that neither side always runs first). Every run has the
 same 10,000 accounts (``acct-0000`` ... ``acct-9999``; the event file uses the first 40); the runs
 with thresholds give each account 3 (messages, connection minutes, projected month-end amount),
 set so that some of the busy accounts cross them during the run. In every run a beat process
@@ -113,7 +114,7 @@ def compare(
     rates: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     for index in range(2 * rounds):
-        with_thresholds = index % 2 == 1
+        with_thresholds = index % 4 in (1, 2)  # ABBA: none, thresholds, thresholds, none, ...: no side goes first
         name = f"{label}-{'thresholds' if with_thresholds else 'none'}-{index // 2 + 1}"
         print(f"\n== d. {name}: {ACCOUNTS:,} accounts, {3 * ACCOUNTS if with_thresholds else 0:,} thresholds")
         logs: list[Path] = []
