@@ -175,7 +175,8 @@ class Hub:
     def _dispatch_filtered(self, subs: set[Connection], filtered: dict[Connection, tuple[str, ...]], item: Item,
                            deliveries: dict[str, Delivery]) -> int:  # fmt: skip
         """``_dispatch`` for a channel some subscribers of which carry filters: a delivery a filter drops is
-        never queued (so neither sent nor metered); one ``var-subst`` rewrote is this subscriber's own."""
+        never sent nor metered (queued only as ``skipped`` for a hold that follows the channel's prev-ids);
+        one a content filter rewrote is this subscriber's own."""
         queued, to_wake, meta, prev_ids = 0, self._to_wake, self._meta, self._prev_ids
         for conn in subs:
             delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
@@ -187,8 +188,10 @@ class Hub:
                 at_item = filters.ids_at_item(ids, item.channel, item.id) if ids else filters.NO_IDS
                 fmt = filters.apply(names, delivery.format, item.meta, meta.get(conn), conn.channels, at_item)
                 if fmt is None:
-                    continue
-                if fmt is not delivery.format:
+                    if not (ids and ids.get(item.channel) is not None):
+                        continue
+                    delivery = Delivery(item, delivery.format, delivery.item_key, skipped=True)
+                elif fmt is not delivery.format:
                     delivery = Delivery(item, fmt, delivery.item_key)
             if conn.offer(delivery):
                 queued += 1

@@ -18,6 +18,9 @@ class Delivery:
     item: Item
     format: Format
     item_key: str  # this node's key of the published item: deliveries are counted per item
+    # A filter dropped it for a hold that follows prev-ids: not sent, not billed, but the hold moves its
+    # expected prev-id past it, as Pushpin does before its filters run (else the next item is a gap).
+    skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

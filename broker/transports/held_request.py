@@ -75,16 +75,17 @@ async def open_connection(ctx: HoldContext, conn: Connection, channels: tuple[Ch
         await ctx.meter.opened(conn)
     if meta:
         ctx.hub.set_meta(conn, dict(meta))
-    if builds_ids(channels):
+    if filtered(channels):
         ctx.hub.set_prev_ids(conn, {c.name: c.prev_id for c in channels})
     for channel in channels:
         subscribe(ctx, conn, channel)
     await ctx.hub.settled()  # before the client sees anything: a publish after that reaches it
 
 
-def builds_ids(channels: tuple[Channel, ...]) -> bool:
-    """Whether a subscription of the hold carries build-id, whose variables are the hold's prev-ids."""
-    return any("build-id" in c.filters for c in channels)
+def filtered(channels: tuple[Channel, ...]) -> bool:
+    """Whether a subscription of the hold carries filters: the hub then keeps the hold's prev-ids (build-id's
+    variables, and where an item a filter drops must still move the hold's prev-id on)."""
+    return any(c.filters for c in channels)
 
 
 def subscribe(ctx: HoldContext, conn: Connection, channel: Channel) -> None:

@@ -23,6 +23,7 @@ from broker.transports.held_request import (
     ClientRequest,
     HoldContext,
     bad_gateway,
+    filtered,
     open_connection,
     release,
     subscribe,
@@ -80,23 +81,33 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
     if stale:
         return _retry(ctx, conn, stale, expected)
     await open_connection(ctx, conn, ())
-    got = conn.ready()
-    done = await first_of(disconnect, got, conn.ended, conn.refresh_due, timeout=hold.timeout_s)
-    if conn.ended in done:
-        ending = conn.ended.result()
-        await respond_text(send, ending.status, f"{ending.message}\n")
-        return ending.reason
-    if conn.refresh_due in done and got not in done:
-        return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
-    if got in done:
+    if filtered(hold.channels):
+        ctx.hub.set_prev_ids(conn, expected)  # build-id's variables; a skipped item moves them on
+    deadline = asyncio.get_running_loop().time() + hold.timeout_s
+    while True:
+        got = conn.ready()
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        done = await first_of(disconnect, got, conn.ended, conn.refresh_due, timeout=left)
+        if conn.ended in done:
+            ending = conn.ended.result()
+            await respond_text(send, ending.status, f"{ending.message}\n")
+            return ending.reason
+        if conn.refresh_due in done and got not in done:
+            return _retry(ctx, conn, (), expected)  # the channel is new here: ask again, forgetting nothing
+        if got not in done:
+            break
         delivery = conn.take(1)[0]
         hinted = isinstance(delivery.format, HttpResponseFormat) and delivery.format.hint
         if hinted:  # hint/refresh: ask the origin again, forgetting nothing
             return _retry(ctx, conn, (), expected)
-        if not follows(expected.get(delivery.item.channel), delivery.item):
-            return _retry(ctx, conn, (delivery.item.channel,), expected)
-        await _answer(ctx, conn, delivery, send, disconnect, exposed(hold, timeout_reply))
-        return "published"
+        name = delivery.item.channel
+        if not follows(expected.get(name), delivery.item):
+            return _retry(ctx, conn, (name,), expected)
+        if not delivery.skipped:
+            await _answer(ctx, conn, delivery, send, disconnect, exposed(hold, timeout_reply))
+            return "published"
+        if expected.get(name) is not None:  # a filter dropped it: hold on, expecting what follows it
+            expected[name] = delivery.item.id
     if disconnect in done:
         return "client disconnected"
     await _relay(send, conn, timeout_reply)

@@ -28,7 +28,7 @@ from broker.transports.connection import Connection, Delivery
 from broker.transports.held_request import (
     ClientRequest,
     HoldContext,
-    builds_ids,
+    filtered,
     open_connection,
     release,
     subscribe,
@@ -207,6 +207,8 @@ class _Stream:
                 return await self._recover()
             if self.channels[channel] is not None:
                 self.channels[channel] = delivery.item.id
+            if delivery.skipped:
+                continue  # a filter dropped it: only the prev-id moves on
             assert isinstance(delivery.format, HttpStreamFormat)
             if delivery.format.close:
                 await self._send_counted(taken)
@@ -285,7 +287,7 @@ class _Stream:
             self.ctx.hub.unsubscribe(self.conn, name)
         if hold.meta:
             self.ctx.hub.set_meta(self.conn, dict(hold.meta))
-        if builds_ids(hold.channels):
+        if filtered(hold.channels):
             self.ctx.hub.set_prev_ids(self.conn, wanted)  # the live prev-ids, as this stream moves them on
         for channel in hold.channels:
             if channel.name not in self.channels:

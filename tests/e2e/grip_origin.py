@@ -153,7 +153,10 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
         return 200, [("Content-Type", "text/plain"), *grip], b"" if "empty" in query else b"status body\n"
     if path == "/fstream":  # a stream on ``ch`` with ``; filter=`` for each of ``filters``, Grip-Set-Meta user
         filters = "".join(f"; filter={f}" for f in query.get("filters", "").split(",") if f)
-        grip = [("Grip-Hold", "stream"), ("Grip-Channel", f"{channel}{filters}")]
+        prev = f"; prev-id={query['prev']}" if "prev" in query else ""  # then itself as the next link
+        grip = [("Grip-Hold", "stream"), ("Grip-Channel", f"{channel}{prev}{filters}")]
+        if prev:
+            grip.append(("Grip-Link", f"</fstream?{_query(query)}>; rel=next"))
         if "also" in query:
             grip.append(("Grip-Channel", f"{query['also']}{filters}"))
         if "user" in query:
@@ -179,13 +182,16 @@ def build_id_stream(query: dict[str, str], channel: str):
 
 
 def reliable_poll(query: dict[str, str], headers: dict[str, str], channel: str):
-    """A long-poll held with ``prev=`` as its prev-id; asked again with Grip-Last, it answers at once,
-    or with ``then=stream`` holds the stream /rstream would, with ``now=`` as its prev-id."""
+    """A long-poll held with ``prev=`` as its prev-id (skip-self for ``user=``); asked again with Grip-Last, it
+    answers at once, or with ``then=stream`` holds the stream /rstream would, with ``now=`` as its prev-id."""
     if "grip-last" in headers and query.get("then") == "stream":
         return reliable_stream({"ch": channel, "prev": query["now"]}, {}, channel)  # a new /rstream
     if "grip-last" in headers:
         return 200, [("Content-Type", "text/plain")], f"recovered {headers['grip-last']}\n".encode()
     hold = [("Grip-Hold", "response"), ("Grip-Channel", create_grip_channel_header(Channel(channel, query["prev"])))]
+    if "user" in query:  # skip-self for ``user``
+        hold = [hold[0], ("Grip-Channel", f"{channel}; prev-id={query['prev']}; filter=skip-self"),
+                ("Grip-Set-Meta", f"user={query['user']}")]  # fmt: skip
     hold.append(("Grip-Timeout", query.get("timeout", "55")))
     return 200, [("Content-Type", "text/plain"), *hold], b"timed out\n"
 

@@ -573,6 +573,30 @@ async def test_a_grip_channel_filter_and_grip_set_meta_filter_an_http_stream(tar
         assert await read_until(chunks, b"bob\n") == b"bob\n"
 
 
+async def test_an_item_a_filter_drops_still_moves_a_streams_prev_id_on(target: Target) -> None:
+    """Pushpin moves a hold's prev-id to the item's id before its filters run: the next item follows."""
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, "f7")  # the channel is not new: no refresh fetches the next link
+        chunks = await held_stream(stack, target, "/fstream?ch=f7&prev=1&filters=skip-self&user=alice",
+                                   b"stream open\n")  # fmt: skip
+        items = [stream_item("f7", f"{sender}-{n}\n", str(n), str(n - 1), meta={"sender": sender})
+                 for n, sender in ((2, "alice"), (3, "bob"), (4, "alice"), (5, "carol"))]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        assert await read_until(chunks, b"bob-3\ncarol-5\n") == b"bob-3\ncarol-5\n"  # no recovery in between
+
+
+async def test_an_item_a_filter_drops_still_moves_a_long_polls_prev_id_on(target: Target) -> None:
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
+        await subscribed(stack, target, "f8")
+        request = asyncio.ensure_future(client.get(f"{target.url}/rpoll?ch=f8&prev=1&user=alice&timeout=20"))
+        await asyncio.sleep(1)  # the hold is in place
+        items = [{"channel": "f8", "id": str(n), "prev-id": str(n - 1), "meta": {"sender": who},
+                  "http-response": {"body": f"{who}-{n}\n"}} for n, who in ((2, "alice"), (3, "bob"))]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        response = await request
+    assert (response.status_code, response.text) == (200, "bob-3\n")  # not a retry with Grip-Last
+
+
 @pytest.mark.parametrize(
     ("encoding", "first", "ids"), [("", b"first", (b"2", b"3")), ("hex", b"6669727374", (b"32", b"33"))]
 )

@@ -150,3 +150,17 @@ def test_the_hub_renders_build_id_with_each_holds_prev_ids_and_forgets_them_on_l
     for conn in (one, two):
         hub.leave(conn)
     assert hub._prev_ids == {}
+
+
+def test_an_item_a_filter_drops_reaches_a_hold_that_follows_prev_ids_only_as_skipped():
+    hub = Hub()
+    follows_ids, plain = (Connection(n, SVC, "http-stream", 10) for n in ("follows", "plain"))
+    for conn, prev in ((follows_ids, "1"), (plain, None)):
+        hub.set_meta(conn, {"user": "alice"})
+        hub.set_prev_ids(conn, {"c": prev})
+        hub.subscribe(conn, "c", ("skip-self",))
+    item = {"channel": "c", "id": "2", "prev-id": "1", "meta": {"sender": "alice"}, "http-stream": {"content": "x"}}
+    items = parse_publish_body(json.dumps({"items": [item]}).encode())
+    assert hub.deliver("s1", items) == 1
+    [skipped] = follows_ids.drain()
+    assert skipped.skipped and skipped.item.id == "2" and plain.drain() == []
