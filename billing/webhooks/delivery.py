@@ -31,10 +31,9 @@ from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
-from billing import backend_address
 from billing.domain import webhook_delivery as rules
 from billing.orm import AuditEntry
-from billing.webhooks.endpoints import UrlPolicy
+from billing.webhooks.endpoints import UrlPolicy, judge_address
 from billing.webhooks.orm import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from kernel.network_policy import ip_literal
 
@@ -241,7 +240,7 @@ def send(client: httpx.Client, url: str, secret: str, head: _Head, config: Deliv
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    reason, addresses = backend_address.judge(host, port, config.urls.allowed_networks, config.urls.dns_timeout_seconds)
+    reason, addresses = judge_address(host, port, config.urls)
     if reason is not None:
         return outcome(None, f"refused: {reason}")
     if not addresses:

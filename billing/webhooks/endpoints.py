@@ -78,8 +78,15 @@ def url_refusal(url: str, policy: UrlPolicy) -> str | None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return "the URL's port is not a number from 0 to 65535"
-    reason, _ = backend_address.judge(host, port, policy.allowed_networks, policy.dns_timeout_seconds)
+    reason, _ = judge_address(host, port, policy)
     return reason
+
+
+def judge_address(host: str, port: int, policy: UrlPolicy) -> tuple[str | None, list[str]]:
+    """Resolve ``host`` (with a timeout) and judge every address: why it is refused (or None), and the addresses."""
+    reason, addresses = backend_address.judge(host, port, policy.allowed_networks, policy.dns_timeout_seconds)
+    # The rule is the backends' one; its words name backends, this refusal is about a webhook URL.
+    return (None if reason is None else reason.replace("backends must", "webhook URLs must")), addresses
 
 
 def _event_types(wanted: list[str]) -> list[str]:
