@@ -58,10 +58,10 @@ def hostile_files(draw: st.DrawFn) -> tuple[bool, list[bytes], list[int]]:
     """JSON lines or a batch array; the hostile pieces; where among the good events each goes."""
     array = draw(st.booleans())
     if array:
-        pieces = draw(st.lists(hostile_json_texts().filter(well_formed).map(str.encode), min_size=2, max_size=20))
+        pieces = draw(st.lists(hostile_json_texts().filter(well_formed).map(str.encode), min_size=10, max_size=40))
     else:
         not_utf8 = st.binary(min_size=1, max_size=20).filter(lambda b: b"\n" not in b and b"\r" not in b)
-        pieces = draw(st.lists(hostile_lines().map(str.encode) | not_utf8, min_size=2, max_size=20))
+        pieces = draw(st.lists(hostile_lines().map(str.encode) | not_utf8, min_size=10, max_size=40))
     return array, pieces, [draw(st.integers(0, GOOD_PER_FILE)) for _ in pieces]
 
 

@@ -59,7 +59,7 @@ def _post(world: World, sent: Sent, body: bytes, headers: dict[str, str]) -> int
 @st.composite
 def mixed_batches(draw: st.DrawFn) -> tuple[list[str], list[int]]:
     """Hostile event texts, and where among the good events each goes."""
-    hostile = draw(st.lists(hostile_json_texts(), min_size=1, max_size=6))
+    hostile = draw(st.lists(hostile_json_texts(), min_size=1, max_size=12))
     places = [draw(st.integers(0, GOOD_PER_REQUEST)) for _ in hostile]
     return hostile, places
 
