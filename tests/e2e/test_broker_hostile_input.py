@@ -191,13 +191,19 @@ def _publish(client: httpx.Client, node: BrokerNode, body: bytes) -> None:
 
 
 def _slowloris(node: BrokerNode, clients: int) -> None:
-    """``clients`` at once, each sending its head a byte at a time (a byte every 0.25 s): each is 408."""
+    """``clients`` at once, each sending its head, or a publish's body, a byte at a time (one every 0.25 s):
+    each is 408 (the head after 3 s, the body 2 s after its head)."""
     results: list[Any] = []
-    one_by_one = [
-        bytes([b]) for b in head(b"X-Slow: " + b"a" * 40 + b"\r\n", b"\r\n", path="/s/svc-good/stream?ch=good")
-    ]
-    threads = [threading.Thread(target=lambda: results.append(raw_exchange(node.port, trickled(one_by_one, 0.25))))
-               for _ in range(clients)]  # fmt: skip
+    stream = head(b"X-Slow: " + b"a" * 40 + b"\r\n", b"\r\n", path="/s/svc-good/stream?ch=good")
+    publish = b"POST /service/svc-good/publish/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" % TOKEN.encode()
+    slow_head = [bytes([b]) for b in stream]
+    slow_body = [publish + b"Content-Length: %d\r\n\r\n" % len(SMUGGLED_BODY), *(bytes([b]) for b in SMUGGLED_BODY)]
+    trickles = [slow_head if n % 2 else slow_body for n in range(clients)]
+
+    def trickle(parts: list[bytes]) -> None:
+        results.append(raw_exchange(node.port, trickled(parts, 0.25)))
+
+    threads = [threading.Thread(target=trickle, args=(parts,)) for parts in trickles]
     for thread in threads:
         thread.start()
     for thread in threads:
