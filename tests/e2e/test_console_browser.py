@@ -375,3 +375,36 @@ def test_a_usage_alert_crossed_shows_as_a_banner_on_the_usage_page(
     assert "Messages reached 1,500" in banner.inner_text() and "First thousand messages" in banner.inner_text()
     assert page.get_by_role("cell", name="Crossed").is_visible()
     check_page(page, "usage-alert")
+
+
+def test_a_superuser_registers_a_webhook_sees_its_secret_once_and_reads_the_delivery_log(
+    page: Any, console: Console, stack_env: dict[str, str]
+) -> None:
+    sign_in(page, console, "superuser@acme")
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL").fill("http://127.0.0.1:9/hooks")
+    page.get_by_role("button", name="Register").click()
+    assert page.locator("#f-url-error").is_visible()  # loopback is refused, said beside the field
+    check_page(page, "webhooks-field-error")
+    page.get_by_label("URL").fill("https://93.184.215.14/hooks")  # public; unreachable from this machine
+    page.get_by_label("Description").fill("Acme ERP")
+    page.get_by_role("button", name="Register").click()
+    secret = page.locator(".secret code").first.inner_text()
+    assert secret.startswith("whsec_") and page.url.endswith("/console/accounts/acme/webhooks?new=endpoint")
+    check_page(page, "webhooks-new-endpoint")
+    page.reload()
+    assert secret not in page.content() and page.get_by_text("was shown once").is_visible()
+    superuser = {"Authorization": f"Bearer {console.tokens['superuser@acme']}"}
+    for product in ("compute", "fanout"):  # Fanout enabled: an event for the endpoint
+        assert console.admin.put(f"/v1/accounts/acme/products/{product}", headers=superuser).status_code == 200
+    delivered = run_cli(stack_env, "webhooks", "deliver")  # one attempt: no route out of this machine
+    assert delivered.returncode == 0, delivered.stderr
+
+    page.get_by_role("link", name="https://93.184.215.14/hooks").click()
+    row = page.get_by_role("row", name=re.compile("Fanout enabled"))
+    assert row.is_visible() and "pending" in row.inner_text() and "no answer" in row.inner_text()
+    check_page(page, "webhook-endpoint")
+    row.get_by_role("button", name=re.compile("^Redeliver")).click()
+    assert page.get_by_text("Queued again").is_visible()
+    page.get_by_role("button", name="Disable").click()
+    assert page.get_by_text("Disabled: nothing is sent").is_visible()
