@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -26,6 +28,7 @@ from billing.webhooks import endpoints, events, outbox
 from billing.webhooks.delivery import DeliveryConfig, deliver_due
 from billing.webhooks.orm import WebhookDelivery, WebhookEndpoint
 from kernel.network_policy import parse_allowed_networks
+from metering.celery_app import app as celery_app
 from tests.admin_world import Clock
 from tests.stack import run_cli
 from tests.webhook_receiver import Receiver
@@ -246,3 +249,27 @@ def test_the_cli_adds_an_endpoint_delivers_shows_the_log_and_disables_it(
         assert row is not None and row.event_types == ["statement.drafted"] and row.disabled_at is not None
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "cli").order_by(AuditEntry.id))
         assert list(actions) == ["webhook.endpoint.create", "webhook.endpoint.disable"]
+
+
+def test_the_beat_task_runs_in_a_real_worker_whose_address_rule_refuses_loopback_at_send_time(
+    db: Engine,
+    receiver: Receiver,
+    worker: Any,  # noqa: ARG001 (a real worker must run)
+) -> None:
+    """The suite's worker has no FANMETER_BACKEND_ALLOWED_NETWORKS: an endpoint registered while
+    loopback was allowed is still refused when the worker connects (the rule is judged per attempt)."""
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    record(db, 1, clock)
+
+    celery_app.send_task(celery_app.conf.beat_schedule["webhook-deliveries"]["task"])
+    deadline = time.monotonic() + 60
+    while deliveries(db, endpoint.id)[0].attempts == 0:
+        assert time.monotonic() < deadline, "the worker did not run the delivery task within 60 s"
+        time.sleep(0.1)
+
+    assert receiver.received == []
+    with Session(db) as session:
+        [entry] = endpoints.delivery_log(session, session.get(WebhookEndpoint, endpoint.id))  # type: ignore[arg-type]
+    assert (entry.status, entry.attempts) == ("pending", 1)
+    assert entry.last_error is not None and entry.last_error.startswith("refused: 127.0.0.1 is a loopback address")
