@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -22,11 +23,12 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from billing import backend_address
 from billing.domain.roles import Principal
 from billing.orm import Account, AuditEntry
 from billing.webhooks import endpoints, events, outbox
 from billing.webhooks.delivery import DeliveryConfig, deliver_due
-from billing.webhooks.orm import WebhookDelivery, WebhookEndpoint
+from billing.webhooks.orm import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from kernel.network_policy import parse_allowed_networks
 from metering.celery_app import app as celery_app
 from tests.admin_world import Clock
@@ -273,3 +275,53 @@ def test_the_beat_task_runs_in_a_real_worker_whose_address_rule_refuses_loopback
         [entry] = endpoints.delivery_log(session, session.get(WebhookEndpoint, endpoint.id))  # type: ignore[arg-type]
     assert (entry.status, entry.attempts) == ("pending", 1)
     assert entry.last_error is not None and entry.last_error.startswith("refused: 127.0.0.1 is a loopback address")
+
+
+def test_a_name_judged_public_at_registration_then_resolving_to_loopback_is_refused_or_pinned(
+    db: Engine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding. The resolver is replaced because no DNS server we control runs here: the name
+    answers a public address when registered and 127.0.0.1 when delivered to. Without loopback
+    allowed the attempt is refused; with it, the request goes to the address judged (no second
+    lookup) and still names the host in ``Host``."""
+    answers = {"now": "93.184.215.14"}
+    monkeypatch.setattr(backend_address, "_getaddrinfo", lambda _host, _port: [answers["now"]])
+    clock = Clock(datetime.now(UTC))
+    url = f"http://hooks.example.test:{receiver.port}/hooks"
+    with Session(db, expire_on_commit=False) as session:
+        endpoint = endpoints.register(
+            session, SUPERUSER, ACCOUNT, url, [events.STATEMENT_DRAFTED], "", endpoints.UrlPolicy(), clock()
+        ).row
+    [event_id] = record(db, 1, clock)
+    answers["now"] = "127.0.0.1"
+
+    refused = deliver_due(db, DeliveryConfig(), clock)
+    clock.advance(timedelta(seconds=30))
+    pinned = deliver_due(db, CONFIG, clock)
+
+    assert (refused.failed_attempts, pinned.delivered) == (1, 1)
+    [got] = receiver.received
+    assert got.event_id == event_id and got.headers["host"] == f"hooks.example.test:{receiver.port}"
+    with Session(db) as session:
+        first_error = session.scalars(select(WebhookAttempt.error).order_by(WebhookAttempt.id)).first()
+    assert (
+        first_error == "refused: hooks.example.test resolves to 127.0.0.1 is a loopback address; webhook URLs "
+        "must be public (an operator may allow it in FANMETER_BACKEND_ALLOWED_NETWORKS)"
+    )
+    assert endpoint.url == url
+
+
+def test_event_data_keeps_decimals_exact_and_instants_in_utc_and_refuses_what_json_cannot_hold(db: Engine) -> None:
+    at = datetime(2026, 3, 31, 23, 59, 59, 500000, tzinfo=UTC)
+    with db.begin() as conn:
+        event_id = outbox.record_event(conn, events.CREDIT_NOTE_ISSUED, ACCOUNT, {"total": Decimal("10.10"), "at": at})
+        with pytest.raises(TypeError, match="time zone"):
+            outbox.record_event(conn, events.CREDIT_NOTE_ISSUED, ACCOUNT, {"at": datetime(2026, 3, 1)})  # noqa: DTZ001
+        with pytest.raises(TypeError, match="cannot hold complex"):
+            outbox.record_event(conn, events.CREDIT_NOTE_ISSUED, ACCOUNT, {"total": 10.1j})
+        with pytest.raises(ValueError, match="unknown webhook event type"):
+            outbox.record_event(conn, "statement.eaten", ACCOUNT, {})
+        assert outbox.record_events(conn, []) == []
+    with Session(db) as session:
+        [row] = session.scalars(select(WebhookEvent))
+    assert (row.id, row.data) == (event_id, {"total": "10.10", "at": "2026-03-31T23:59:59.500000Z"})
