@@ -82,6 +82,10 @@ class AddressCounts:
         self.exempt = exempt
         self.open: Counter[str] = Counter()
         self.refused = 0
+        # The key each counted connection (its protocol object) gives back when it ends. Kept here, not
+        # as an attribute of uvicorn's protocol: one more there grows every connection's __dict__ past a
+        # resize (1.3 KiB per idle connection, bench/broker.py), an entry here only counted ones.
+        self.keys: dict[object, str] = {}
 
     def enter(self, host: str | None) -> tuple[bool, str | None]:
         """(admitted, the key to ``leave`` with later, or None when nothing was counted)."""
@@ -109,8 +113,7 @@ class _Head:
     """Where the current request's head (then body) has got: one slotted object, not six instance attributes.
 
     Six more attributes on uvicorn's protocol object grew its ``__dict__`` past a resize: 1.3 KiB more
-    per idle connection (bench/broker.py: 21.7 against 20.4 KiB). One more (the client's address key)
-    still fits.
+    per idle connection (bench/broker.py: 21.7 against 20.4 KiB).
     """
 
     __slots__ = ("in_head", "bytes", "headers", "tail", "timer", "refused", "body_late")
@@ -158,33 +161,31 @@ def limited_protocol(limits: HttpLimits, addresses: AddressCounts | None = None)
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._head = _Head()
-            self._address: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            admitted, self._address = counts.enter(self.client[0] if self.client else None)
+            admitted, key = counts.enter(self.client[0] if self.client else None)
             if not admitted:
                 self._refuse(429, "Too many connections from this address", ADDRESS_RETRY_AFTER_S)
                 return
+            if key is not None:
+                counts.keys[self] = key
             self._head.timer = self.loop.call_later(limits.head_timeout_s, self._head_too_slow)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_timer()
-            self._release_address()
+            key = counts.keys.pop(self, None) if counts.keys else None
+            if key is not None:
+                counts.leave(key)
             super().connection_lost(exc)
-
-        def _release_address(self) -> None:
-            if self._address is not None:
-                counts.leave(self._address)
-                self._address = None
 
         def handle_websocket_upgrade(self) -> None:
             """The WebSocket protocol takes the connection over: it gives the address back when it ends."""
             self._cancel_timer()
-            address, self._address = self._address, None
+            key = counts.keys.pop(self, None) if counts.keys else None
             super().handle_websocket_upgrade()
-            if address is not None:
-                _release_on_loss(self.transport.get_protocol(), lambda: counts.leave(address))
+            if key is not None:
+                _release_on_loss(self.transport.get_protocol(), lambda: counts.leave(key))
 
         def data_received(self, data: bytes) -> None:
             head = self._head
