@@ -67,16 +67,18 @@ class Meter:
         connection must then be refused (503), never held unmetered.
         """
         self._writer.admission.check()
-        self.open[conn.id] = conn
         event = events.connection_open(self._node, new_id(), self._clock(), conn.who, conn.id, conn.transport)
         try:
             await self._writer.write([event])
-        except asyncio.CancelledError:  # the write goes on (shielded), so the close is written too
-            self.tally.connection_opened(conn)
+        except asyncio.CancelledError:
+            # The write goes on (shielded); if it lands, the open has no close and the pipeline closes
+            # it at its last-seen time, the open's (one minute, as a close now would bill).
             raise
         except Exception:  # the writer logged why
-            self.open.pop(conn.id, None)
             raise self._writer.admission.write_failed() from None
+        # Open (for alive reports and the close) only once durable: an alive report of a connection
+        # whose open then failed would bill a minute for a connection refused with 503.
+        self.open[conn.id] = conn
         self.tally.connection_opened(conn)
 
     def closed(self, conn: Connection, reason: str) -> None:

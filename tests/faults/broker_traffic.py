@@ -4,6 +4,7 @@ and the events a node's outbox holds (read from its SQLite file, apart from anyt
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import websockets
 from sqlalchemy import Engine, text
 
 from broker.settings import BrokerSettings
-from tests.e2e.broker_stack import TOKEN
+from tests.e2e.broker_stack import TOKEN, BrokerNode
+from tests.faults.soak import Client
 
 
 def outbox_file(env: dict[str, str], node: str) -> Path:
@@ -175,3 +178,39 @@ def metric(url: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+def closed_sessions(engine: Engine, account: str) -> int:
+    """The account's connection sessions the rollup has closed."""
+    with engine.connect() as conn:
+        query = text("SELECT count(*) FROM connection_session WHERE account_id = :a AND closed")
+        return int(conn.execute(query, {"a": account}).scalar_one())
+
+
+async def refused_attempts(node: BrokerNode, http: httpx.AsyncClient) -> list[tuple[int, str | None, str]]:
+    """A new HTTP stream and a new WebSocket of svc-a: (status, Retry-After, body) of each."""
+    answer = await http.get(f"{node.url}/s/svc-a/stream?ch=fan")
+    out = [(answer.status_code, answer.headers.get("retry-after"), answer.text)]
+    try:
+        async with websockets.connect(node.url.replace("http://", "ws://") + "/s/svc-a/ws?ch=fan"):
+            out.append((101, None, "accepted"))
+    except websockets.InvalidStatus as refused:
+        response = refused.response
+        out.append((response.status_code, response.headers.get("Retry-After"), response.body.decode()))
+    return out
+
+
+async def settled(clients: list[Client], quiet_s: float = 0.5) -> None:
+    """Wait until the clients have received nothing more for ``quiet_s`` (no publisher runs any more)."""
+    seen = -1
+    while (now := sum(c.received for c in clients)) != seen:
+        seen = now
+        await asyncio.sleep(quiet_s)
+
+
+async def until(condition: object, timeout_s: float, what: str) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

@@ -119,6 +119,11 @@ class Client:
             self._task = asyncio.ensure_future(self._read_socket(socket))
         self.opened_at = time.monotonic()
 
+    @property
+    def connected(self) -> bool:
+        """Still reading: the broker has not ended the connection."""
+        return self._task is not None and not self._task.done()
+
     async def _read_stream(self, chunks: Any) -> None:
         async for chunk in chunks:
             self.bytes += len(chunk)

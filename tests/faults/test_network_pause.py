@@ -22,19 +22,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 from sqlalchemy.engine import make_url
 
 from tests.e2e.broker_stack import BrokerNode, broker_node, grip_origin
 from tests.faults.broker_traffic import (
     Publishers,
+    closed_sessions,
     connection_ids,
     metric,
     outbox_count,
     outbox_file,
     published_items,
+    refused_attempts,
+    settled,
     single_service,
     stored_events,
+    until,
 )
 from tests.faults.harness import FIGURES, compare, engine_for, start_worker, wait_until
 from tests.faults.pausable_proxy import pausable_proxy
@@ -81,7 +84,7 @@ def test_a_network_pause_grows_the_outbox_to_its_cap_refuses_new_work_with_503_a
                 figures = asyncio.run(_pause(node, node_env, metrics_url, account, (pg, mq)))
                 wait_until(lambda: outbox_count(outbox_file(node_env, NODE)) == 0, 180, "the outbox to drain", 0.5)
             expected = figures["admitted_connections"]
-            wait_until(lambda: _closed_sessions(engine, account) == expected, 60, "the rollup", poll_s=0.5)
+            wait_until(lambda: closed_sessions(engine, account) == expected, 60, "the rollup", poll_s=0.5)
             events = stored_events(engine, account)
             outcome = compare(engine, FAULT, 1, events)
         finally:
@@ -110,27 +113,6 @@ def test_a_network_pause_grows_the_outbox_to_its_cap_refuses_new_work_with_503_a
     assert outcome.differences == [], outcome.differences[:20]
 
 
-def _closed_sessions(engine: object, account: str) -> int:
-    from sqlalchemy import text
-
-    with engine.connect() as conn:  # type: ignore[attr-defined]
-        query = text("SELECT count(*) FROM connection_session WHERE account_id = :a AND closed")
-        return int(conn.execute(query, {"a": account}).scalar_one())
-
-
-async def _refused(node: BrokerNode, http: httpx.AsyncClient) -> list[tuple[int, str | None, str]]:
-    """A new HTTP stream and a new WebSocket at the cap: (status, Retry-After, body) of each."""
-    answer = await http.get(f"{node.url}/s/svc-a/stream?ch=fan")
-    out = [(answer.status_code, answer.headers.get("retry-after"), answer.text)]
-    try:
-        async with websockets.connect(node.url.replace("http://", "ws://") + "/s/svc-a/ws?ch=fan"):
-            out.append((101, None, "accepted"))
-    except websockets.InvalidStatus as refused:
-        response = refused.response
-        out.append((response.status_code, response.headers.get("Retry-After"), response.body.decode()))
-    return out
-
-
 async def _pause(node: BrokerNode, env: dict[str, str], metrics_url: str, account: str,
                  proxies: tuple[object, ...]) -> dict[str, object]:  # fmt: skip
     outbox = outbox_file(env, NODE)
@@ -143,7 +125,7 @@ async def _pause(node: BrokerNode, env: dict[str, str], metrics_url: str, accoun
         fan = Publishers(node.publish_url("svc-a"), "fan", threads=1, pause_s=0.05).start()
         load = Publishers(node.publish_url("svc-a"), "load", LOAD_ITEMS, LOAD_THREADS).start()
         try:
-            await _until(lambda: fan.acked >= 20, 30, "traffic before the pause")
+            await until(lambda: fan.acked >= 20, 30, "traffic before the pause")
             for proxy in proxies:
                 proxy.pause()  # type: ignore[attr-defined]
             paused_at = time.monotonic()
@@ -154,9 +136,9 @@ async def _pause(node: BrokerNode, env: dict[str, str], metrics_url: str, accoun
                 largest = max(largest, outbox_count(outbox))
                 return largest
 
-            await _until(lambda: depth() >= GROWTH and 503 in load.refused, 240, "the outbox to reach its cap")
+            await until(lambda: depth() >= GROWTH and 503 in load.refused, 240, "the outbox to reach its cap")
             grown_s = time.monotonic() - paused_at
-            refusals = await _refused(node, http)
+            refusals = await refused_attempts(node, http)
             await asyncio.sleep(2)  # held clients and publishers go on; the depth must stay bounded
             depth()
             metrics = await asyncio.to_thread(_metrics, metrics_url)
@@ -164,21 +146,21 @@ async def _pause(node: BrokerNode, env: dict[str, str], metrics_url: str, accoun
             for proxy in proxies:
                 proxy.resume()  # type: ignore[attr-defined]
             resumed_at = time.monotonic()
-            await _until(lambda: outbox_count(outbox) < 1000, 180, "the outbox to drain")
+            await until(lambda: outbox_count(outbox) < 1000, 180, "the outbox to drain")
             drain_s = time.monotonic() - resumed_at
             late = Client(account, "stream", "svc-a")  # admitted again
             await late.open(http, node.url, "fan")
             clients.append(late)
             published_before_late = fan.acked
-            await _until(lambda: fan.acked >= published_before_late + 20, 30, "publishes after the pause")
+            await until(lambda: fan.acked >= published_before_late + 20, 30, "publishes after the pause")
         finally:
             fan.stop()
             load.stop()
         total = fan.acked
         for client in clients[:-1]:  # held since before the first publish: every item
-            await _until(lambda c=client: c.received >= total, 30, "the held clients to get every item")  # type: ignore[misc]
-        await _until(lambda: late.received >= total - published_before_late, 30, "the new client's items")
-        await _settled(clients)  # an item in flight while the new client opened may still come
+            await until(lambda c=client: c.received >= total, 30, "the held clients to get every item")  # type: ignore[misc]
+        await until(lambda: late.received >= total - published_before_late, 30, "the new client's items")
+        await settled(clients)  # an item in flight while the new client opened may still come
         for client in clients:
             await client.close()
     statuses = [status for status, _, _ in refusals]
@@ -205,19 +187,3 @@ def _metrics(url: str) -> dict[str, float]:
         "metrics_cap": metric(url, "fanmeter_outbox_max_events"),
         "metrics_refusals": metric(url, "fanmeter_outbox_refusals_total", reason="outbox_full"),
     }
-
-
-async def _settled(clients: list[Client], quiet_s: float = 0.5) -> None:
-    """Wait until the clients have received nothing more for ``quiet_s`` (no publisher runs any more)."""
-    seen = -1
-    while (now := sum(c.received for c in clients)) != seen:
-        seen = now
-        await asyncio.sleep(quiet_s)
-
-
-async def _until(condition: object, timeout_s: float, what: str) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)

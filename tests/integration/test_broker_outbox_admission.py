@@ -99,8 +99,11 @@ def test_a_failed_write_refuses_the_new_work_keeps_the_work_done_and_recovers_wh
         store.full = True
         meter.closed(held, "client disconnected")  # the close must survive the full disk
         refused_conn = connection()
+        opening = asyncio.ensure_future(meter.opened(refused_conn))
+        await asyncio.sleep(0)  # its write is queued, not done: no alive report may name it meanwhile
+        assert meter.alive_events() == []  # the held one is closed; the one opening is not open yet
         with pytest.raises(MeteringRefused) as refused:
-            await meter.opened(refused_conn)
+            await opening
         assert refused.value.reason == "outbox_write_failed"
         assert "cannot be written" in str(refused.value)
         assert "disk is full" not in str(refused.value)  # the error's text is the log's, not the client's
