@@ -284,8 +284,15 @@ async def _deliver(ctx: HoldContext, session: WsSession, batch: list[Delivery], 
 
 
 async def _send_text(send: Send, conn: Connection, content: bytes) -> None:
-    await send({"type": "websocket.send", "text": content.decode("utf-8", errors="replace")})
-    conn.bytes_out += len(content)
+    try:
+        text, size = content.decode("utf-8"), len(content)
+    except UnicodeDecodeError:
+        # A text frame must be UTF-8: the bad sequences go out as U+FFFD, and the bytes billed are
+        # the bytes sent, not the ones the origin or publisher gave.
+        text = content.decode("utf-8", errors="replace")
+        size = len(text.encode("utf-8"))
+    await send({"type": "websocket.send", "text": text})
+    conn.bytes_out += size
 
 
 async def _send_bytes(send: Send, conn: Connection, content: bytes) -> None:

@@ -16,6 +16,7 @@ away), a socket after keep-alives were turned off.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -30,7 +31,7 @@ from tests.e2e.broker_stack import GRIP_KEY, TOKEN, BrokerNode, broker_node
 
 pytestmark = pytest.mark.anyio
 
-SERVICES = ("svc-idle", "svc-interval", "svc-socket")
+SERVICES = ("svc-idle", "svc-interval", "svc-socket", "svc-badtext")
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +180,26 @@ async def test_websocket_keep_alives_and_delayed_messages_are_billed_as_bytes_ou
         "bytes_out": sum(len(message.encode()) for message in got),
     }
     assert wait_for_usage(broker_stack_env, accounts["svc-socket"], expected) == expected
+
+
+async def test_a_text_message_that_is_not_utf8_is_billed_as_the_bytes_the_client_received(
+    node: BrokerNode, accounts: dict[str, str], broker_stack_env: dict[str, str]
+) -> None:
+    """A text frame must be UTF-8, so bad sequences go out as U+FFFD (3 bytes for the 1 given)."""
+    got: list[str] = []
+    url = node.url.replace("http://", "ws://") + "/s/svc-badtext/ws?ch=bad"
+    async with websockets.connect(url) as socket, httpx.AsyncClient(timeout=30) as http:
+        got.append(str(await socket.recv()))  # welcome: subscribed
+        item = {"type": "text", "content-bin": base64.b64encode(b"ok\xffbad").decode()}
+        response = await http.post(node.publish_url("svc-badtext"), headers={"Authorization": f"Bearer {TOKEN}"},
+                                   json={"items": [{"channel": "bad", "formats": {"ws-message": item}}]})  # fmt: skip
+        assert response.status_code == 200, response.text
+        got.append(str(await asyncio.wait_for(socket.recv(), 10)))
+    assert got[-1] == "ok\ufffdbad"
+    expected = {
+        "messages_published": 1,
+        "messages_delivered": 1,
+        "connection_minutes": 1,
+        "bytes_out": sum(len(message.encode()) for message in got),
+    }
+    assert wait_for_usage(broker_stack_env, accounts["svc-badtext"], expected) == expected
