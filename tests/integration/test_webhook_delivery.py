@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
@@ -29,6 +30,7 @@ from billing.orm import Account, AuditEntry
 from billing.webhooks import endpoints, events, outbox
 from billing.webhooks.delivery import DeliveryConfig, deliver_due
 from billing.webhooks.orm import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from fanmeter import webhooks_cli
 from kernel.network_policy import parse_allowed_networks
 from metering.celery_app import app as celery_app
 from tests.admin_world import Clock
@@ -224,11 +226,11 @@ def test_an_event_rolled_back_with_its_change_is_never_sent_and_others_accounts_
     assert platform.startswith("msg_")
 
 
-def test_the_cli_adds_an_endpoint_delivers_shows_the_log_and_disables_it(
+def test_the_cli_adds_an_endpoint_delivers_and_shows_the_log(
     db: Engine, receiver: Receiver, stack_env: dict[str, str]
 ) -> None:
-    """Four commands (each a process start, seconds on a busy machine); redeliver and list are the
-    same service calls as the API's, tested above and in test_webhook_roles."""
+    """Three commands as processes (each start takes seconds on a busy machine), the rest in this
+    process through click's runner (``bootstrap()`` gives it this process's runtime: the same database)."""
     env = {**stack_env, "FANMETER_BACKEND_ALLOWED_NETWORKS": "127.0.0.0/8"}
     added = run_cli(env, "webhooks", "add", receiver.url, "--account", ACCOUNT, "--event", "statement.drafted")
     assert added.returncode == 0, added.stderr
@@ -238,19 +240,32 @@ def test_the_cli_adds_an_endpoint_delivers_shows_the_log_and_disables_it(
 
     delivered = run_cli(env, "webhooks", "deliver")
     logged = run_cli(env, "webhooks", "log", endpoint_id, "--format", "json")
-    disabled = run_cli(env, "webhooks", "disable", endpoint_id)
 
     assert "1 delivered" in delivered.stdout, delivered.stdout + delivered.stderr
     [entry] = json.loads(logged.stdout)
     assert (entry["event_id"], entry["status"], entry["last_response_code"]) == (event_id, "delivered", 204)
     [got] = receiver.received
     Webhook(secret).verify(got.body, got.headers)
-    assert disabled.returncode == 0, disabled.stderr
+    runner = CliRunner()
+    again = runner.invoke(webhooks_cli.webhooks, ["redeliver", endpoint_id, str(entry["delivery_id"])])
+    disabled = runner.invoke(webhooks_cli.webhooks, ["disable", endpoint_id])
+    listed = runner.invoke(webhooks_cli.webhooks, ["list", "--account", ACCOUNT, "--format", "json"])
+    enabled = runner.invoke(webhooks_cli.webhooks, ["enable", endpoint_id])
+    unknown = runner.invoke(webhooks_cli.webhooks, ["log", "whe_nope"])
+
+    assert [r.exit_code for r in (again, disabled, listed, enabled)] == [0, 0, 0, 0], again.output + disabled.output
+    [shown] = json.loads(listed.output)
+    assert (shown["id"], shown["enabled"], shown["event_types"]) == (endpoint_id, False, ["statement.drafted"])
+    assert unknown.exit_code == 1 and "no webhook endpoint whe_nope" in unknown.output
+    assert [d.status for d in deliveries(db, endpoint_id)] == ["pending"]  # redelivered, waiting for the next pass
     with Session(db) as session:
-        row = session.get(WebhookEndpoint, endpoint_id)
-        assert row is not None and row.event_types == ["statement.drafted"] and row.disabled_at is not None
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "cli").order_by(AuditEntry.id))
-        assert list(actions) == ["webhook.endpoint.create", "webhook.endpoint.disable"]
+        assert list(actions) == [
+            "webhook.endpoint.create",
+            "webhook.delivery.redeliver",
+            "webhook.endpoint.disable",
+            "webhook.endpoint.enable",
+        ]
 
 
 def test_the_beat_task_runs_in_a_real_worker_whose_address_rule_refuses_loopback_at_send_time(
