@@ -36,7 +36,7 @@ class HeldConnections:
     def __init__(self, per_service: int = 0, overrides: Mapping[str, int] | None = None) -> None:
         self.per_service = per_service
         self.overrides = dict(overrides or {})
-        self.held: Counter[str] = Counter()
+        self.held: dict[str, int] = {}
         self.refused: Counter[str] = Counter()
 
     def limit(self, service_id: str) -> int:
@@ -45,7 +45,7 @@ class HeldConnections:
     def enter(self, service_id: str) -> bool:
         """Count one more held connection of ``service_id``; False (and nothing counted) at its limit."""
         limit = self.overrides.get(service_id, self.per_service) if self.overrides else self.per_service
-        held = self.held[service_id]
+        held = self.held.get(service_id, 0)
         if limit and held >= limit:
             self.refused[service_id] += 1
             return False

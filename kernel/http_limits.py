@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +50,6 @@ class HttpLimits:
     exempt_networks: tuple[IPNetwork, ...] = ()
 
 
-@functools.lru_cache(maxsize=4096)
 def address_key(host: str, exempt: tuple[IPNetwork, ...] = ()) -> str | None:
     """What a client address is counted under: the address, an IPv6 address's /64 (a client is given a
     whole /64, so counting single IPv6 addresses would limit nothing); None when it is not counted.
@@ -80,21 +78,23 @@ class AddressCounts:
     def __init__(self, limit: int, exempt: tuple[IPNetwork, ...] = ()) -> None:
         self.limit = limit
         self.exempt = exempt
-        self.open: Counter[str] = Counter()
+        self.open: dict[str, int] = {}
         self.refused = 0
         # The key each counted connection (its protocol object) gives back when it ends. Kept here, not
         # as an attribute of uvicorn's protocol: one more there grows every connection's __dict__ past a
         # resize (1.3 KiB per idle connection, bench/broker.py), an entry here only counted ones.
         self.keys: dict[object, str] = {}
+        # A client's key is worked out once (ipaddress parsing costs microseconds), then looked up by host.
+        self._key_of = functools.lru_cache(maxsize=4096)(functools.partial(address_key, exempt=exempt))
 
     def enter(self, host: str | None) -> tuple[bool, str | None]:
         """(admitted, the key to ``leave`` with later, or None when nothing was counted)."""
         if not self.limit or host is None:
             return True, None
-        key = address_key(host, self.exempt)
+        key = self._key_of(host)
         if key is None:
             return True, None
-        count = self.open[key]
+        count = self.open.get(key, 0)
         if count >= self.limit:
             self.refused += 1
             return False, None
