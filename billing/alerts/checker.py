@@ -6,8 +6,9 @@ A pass (the beat task ``billing.tasks.check_usage_alerts``, or ``fanmeter alerts
    service (one grouped query) and the usage each account's month was last checked at;
 2. keeps only the accounts whose usage changed, and of those the ones with thresholds: an
    account that used nothing new costs nothing more, however many thresholds it has;
-3. prices those accounts' months with the statements' own code (``billing.statements.load_inputs``)
-   when they have a money threshold, and asks ``billing.domain.alerts.crossings`` what was crossed;
+3. drops the thresholds that already fired this month, prices the months of the accounts left
+   with a money threshold with the statements' own code (``billing.statements.load_inputs``), and
+   asks ``billing.domain.alerts.crossings`` what was crossed;
 4. in one short transaction, per crossing: inserts its ``threshold_crossing`` row (``ON CONFLICT
    DO NOTHING`` on the unique (threshold, month)) and only when that row is new, the webhook event
    and the audit entry; then records the usage it checked.
@@ -134,12 +135,19 @@ def _thresholds_of(conn: Connection, accounts: Collection[str]) -> dict[str, lis
 def _crossings_in(
     conn: Connection, month: Month, changed: Sequence[_Seen], thresholds: dict[str, list[Threshold]], now: datetime
 ) -> list[tuple[Crossing, str | None]]:
-    """The crossings of ``month`` among the changed accounts with thresholds, not yet fired, each with its currency."""
+    """The crossings of ``month`` among the changed accounts with thresholds, not yet fired, each with its currency.
+
+    Thresholds that fired this month are dropped first: an account whose money thresholds all
+    fired is not priced again (pricing is most of a pass's work).
+    """
     seen = {s.account_id: s.report for s in changed if s.month == month and s.account_id in thresholds}
-    if not seen:
+    candidates = [t for account in seen for t in thresholds[account]]
+    fired = _fired(conn, month, candidates) if candidates else set()
+    waiting = [t for t in candidates if t.id not in fired]
+    if not waiting:
         return []
-    priced = [a for a in seen if any(t.measure.is_money for t in thresholds[a])]
-    values = {account: MonthValues(report) for account, report in seen.items()}
+    values = {t.account_id: MonthValues(seen[t.account_id]) for t in waiting}
+    priced = sorted({t.account_id for t in waiting if t.measure.is_money})
     currencies: dict[str, str] = {}
     if priced:
         for account, inputs in statements.load_inputs(conn, month, priced).items():
@@ -148,8 +156,7 @@ def _crossings_in(
             projected = project(statement.subtotal, fixed, month, to_micros(now))
             values[account] = MonthValues(seen[account], statement.total, projected)
             currencies[account] = statement.currency
-    candidates = [t for account in seen for t in thresholds[account]]
-    found = crossings(candidates, values, _fired(conn, month, candidates))
+    found = crossings(waiting, values, fired=())
     return [(c, currencies.get(c.threshold.account_id) if c.threshold.measure.is_money else None) for c in found]
 
 
