@@ -51,6 +51,7 @@ class ThresholdCrossing(Base):
     measure: Mapped[str] = mapped_column(String(20))
     limit_value: Mapped[Decimal] = mapped_column(MoneyText)
     value: Mapped[Decimal] = mapped_column(MoneyText)
+    currency: Mapped[str | None] = mapped_column(String(3))  # the statement's, for money measures
     crossed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("measure", sa.String(length=20), nullable=False),
         sa.Column("limit_value", billing.orm.MoneyText(), nullable=False),
         sa.Column("value", billing.orm.MoneyText(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("crossed_at", kernel.db.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["account.id"], name=op.f("fk_threshold_crossing_account_id_account")),
         sa.ForeignKeyConstraint(
