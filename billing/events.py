@@ -56,7 +56,10 @@ def split_events(body: bytes) -> list[str]:
     if not events:
         raise RuleViolation("the batch is empty: send at least one event")
     dump = _dump_as_written if repeated else _dump
-    texts = [dump(event) for event in events]
+    try:
+        texts = [dump(event) for event in events]
+    except RecursionError:  # a key named twice (written back by hand, recursively) beside deep nesting
+        raise RuleViolation("the body is not acceptable JSON: it is nested too deeply") from None
     for index, text in enumerate(texts):
         try:
             text.encode("utf-8")

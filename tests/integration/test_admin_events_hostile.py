@@ -52,6 +52,7 @@ def event(**data: Any) -> dict[str, Any]:
     [
         (b"[" * 100_000, "nested too deeply"),
         (b"{" * 100_000, "the body is not"),
+        (b'[{"a": 1, "a": 2, "x": ' + b"[" * 900 + b"]" * 900 + b"}]", "nested too deeply"),  # was a 500
         (b'[{"count": ' + b"9" * 5000 + b"}]", "an integer has too many digits"),
         (b'[{"id": "\\ud800"}]', "event 0 holds a lone surrogate"),
         (json.dumps([event(), event(channel="\ud800x")]).encode(), "event 1 holds a lone surrogate"),
