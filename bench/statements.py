@@ -17,6 +17,11 @@ What it measures
 How to run (from the repository root):
     .venv/bin/python bench/statements.py                 # 10,000 accounts on SQLite
     .venv/bin/python bench/statements.py --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/statements.py --history-months 12    # without and with 12 finalized months
+With --history-months N two databases are seeded with the same accounts and March usage, one
+also with N finalized months before March (their usage and statements), and their drafts are
+timed alternately (--rounds, default 3; each round after the first deletes the drafts again);
+the median with history over the median without is the issue's ratio (goal at most 1.2).
 This is a benchmark, not a test: pytest does not collect it.
 """
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import statistics
 import tempfile
 import time
 import uuid
@@ -170,9 +176,7 @@ def check(engine: Any, accounts: int, rng: random.Random) -> None:
         assert audit == accounts, audit
 
 
-def run(url: str, accounts: int, history: int) -> None:
-    engine = create_engine(url)
-    migrate.upgrade(url)
+def seed_database(engine: Any, accounts: int, history: int) -> None:
     rng = random.Random(7)
     started = time.perf_counter()
     rows = seed(engine, accounts, rng)
@@ -182,46 +186,112 @@ def run(url: str, accounts: int, history: int) -> None:
         f"seeded {accounts:,} accounts, {rows:,} usage_daily rows of {MONTH}, {history} finalized months before "
         f"in {seconds:.1f} s ({engine.dialect.name})"
     )
+
+
+def timed_drafts(engine: Any, label: str) -> float:
     exact = reset_peak()
     started = time.perf_counter()
+    cpu = time.process_time()
     run_1 = statements.build_due_drafts(engine, NOW, 72)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = peak_rss_mb()
     print(
-        f"drafts for {run_1.month}: {run_1.created:,} created in {elapsed:.2f} s "
-        f"({run_1.created / elapsed:,.0f} accounts/s); peak RSS {peak:.0f} MB"
+        f"{label}drafts for {run_1.month}: {run_1.created:,} created in {elapsed:.2f} s "
+        f"({run_1.created / elapsed:,.0f} accounts/s, {cpu:.2f} s CPU of this process); peak RSS {peak:.0f} MB"
         f"{'' if exact else ' (whole process: clear_refs not allowed)'}"
     )
+    return elapsed
+
+
+def undo_drafts(engine: Any) -> None:
+    """Remove what a draft run wrote (March's drafts, their audit entries and webhook events) for another round."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM statement WHERE month = :m AND status = 'draft'"), {"m": str(MONTH)})
+        conn.execute(text("DELETE FROM audit_entry WHERE action = 'statement.draft'"))
+        conn.execute(text("DELETE FROM webhook_delivery"))
+        conn.execute(text("DELETE FROM webhook_event"))
+
+
+def finish(engine: Any, accounts: int) -> None:
     started = time.perf_counter()
     run_2 = statements.build_due_drafts(engine, NOW, 72)
     print(
         f"second run: {run_2.created} created, {run_2.unchanged:,} already built, {time.perf_counter() - started:.2f} s"
     )
-    check(engine, accounts, rng)
+    check(engine, accounts, random.Random(11))
     print("checked: one draft per account; 20 sampled drafts equal an independent pricing")
+
+
+def run(url: str, accounts: int, history: int) -> None:
+    engine = create_engine(url)
+    migrate.upgrade(url)
+    seed_database(engine, accounts, history)
+    elapsed = timed_drafts(engine, "")
+    finish(engine, accounts)
     print(f"goal: at most 10 s -> {'met' if elapsed <= 10 else 'NOT met'}")
     engine.dispose()
+
+
+def run_pair(urls: tuple[str, str], accounts: int, history: int, rounds: int) -> None:
+    """The same accounts and March usage without and with ``history`` finalized months, timed alternately."""
+    engines = [create_engine(url) for url in urls]
+    for engine, months in zip(engines, (0, history), strict=True):
+        migrate.upgrade(engine.url.render_as_string(hide_password=False))
+        seed_database(engine, accounts, months)
+    times: tuple[list[float], list[float]] = ([], [])
+    for round_ in range(rounds):
+        for engine, months, spent in zip(engines, (0, history), times, strict=True):
+            if round_:
+                undo_drafts(engine)
+            spent.append(timed_drafts(engine, f"round {round_ + 1}, {months:>2} months of history: "))
+    for engine in engines:
+        finish(engine, accounts)
+        engine.dispose()
+    flat, deep = (statistics.median(spent) for spent in times)
+    ratio = deep / flat
+    print(
+        f"median of {rounds}: {flat:.2f} s without history, {deep:.2f} s with {history} finalized months "
+        f"-> {ratio:.2f}x (goal at most 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--history", type=int, default=0, help="finalized months before March (prior-period checks)")
-    parser.add_argument("--pg-url", help="a PostgreSQL server URL; a fresh database is created on it and dropped")
+    parser.add_argument(
+        "--history-months",
+        "--history",
+        type=int,
+        default=0,
+        help="also time a second database whose accounts have this many finalized months before March",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --history-months")
+    parser.add_argument("--pg-url", help="a PostgreSQL server URL; fresh databases are created on it and dropped")
     args = parser.parse_args()
+    pair = args.history_months > 0
     if not args.pg_url:
         with tempfile.TemporaryDirectory() as directory:
-            run(f"sqlite:///{directory}/bench.db", args.accounts, args.history)
+            if pair:
+                urls = (f"sqlite:///{directory}/flat.db", f"sqlite:///{directory}/history.db")
+                run_pair(urls, args.accounts, args.history_months, args.rounds)
+            else:
+                run(f"sqlite:///{directory}/bench.db", args.accounts, 0)
         return
-    name = f"fanmeter_bench_{uuid.uuid4().hex[:8]}"
+    names = [f"fanmeter_bench_{uuid.uuid4().hex[:8]}" for _ in range(2 if pair else 1)]
     server = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        for name in names:
+            conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        run(make_url(args.pg_url).set(database=name).render_as_string(hide_password=False), args.accounts, args.history)
+        urls = [make_url(args.pg_url).set(database=name).render_as_string(hide_password=False) for name in names]
+        if pair:
+            run_pair((urls[0], urls[1]), args.accounts, args.history_months, args.rounds)
+        else:
+            run(urls[0], args.accounts, 0)
     finally:
         with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            for name in names:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         server.dispose()
 
 
