@@ -28,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, or_, select, update
-from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from billing.domain import webhook_delivery as rules
@@ -40,6 +39,7 @@ from kernel.network_policy import ip_literal
 SYSTEM = "system"
 USER_AGENT = "fanmeter-webhooks/1"
 MAX_ERROR_LENGTH = 500
+MAX_ANSWER_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class DeliveryConfig:
     urls: UrlPolicy = field(default_factory=UrlPolicy)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
-    lease_s: float = 120.0  # longer than one attempt can take; renewed before each attempt
+    lease_s: float = 120.0  # longer than one attempt can take; renewed when half of it has passed
     max_per_endpoint: int = 200  # per run: the next beat goes on where this one stopped
     max_threads: int = 8
 
@@ -122,12 +122,19 @@ def _due_endpoints(engine: Engine, now: datetime) -> list[str]:
 def deliver_endpoint(engine: Engine, endpoint_id: str, config: DeliveryConfig, clock: Any = None) -> DeliveryRun:
     """Send one endpoint's due events in order until none is due, one fails, or the run's share is done."""
     now = _clock(clock)
-    if not _take_lease(engine, endpoint_id, now(), config.lease_s):
+    held = _take_lease(engine, endpoint_id, now(), config.lease_s)
+    if held is None:
         return DeliveryRun()  # another run holds it: it sends these events, in order
     delivered = failed = disabled = 0
+    renew_at = time.monotonic() + config.lease_s / 2
     try:
         with _client(config) as client:
             for _ in range(config.max_per_endpoint):
+                if time.monotonic() > renew_at:
+                    held = _renew_lease(engine, endpoint_id, held, now(), config.lease_s)
+                    if held is None:
+                        break  # lost it (this run stalled past its lease): the new holder goes on in order
+                    renew_at = time.monotonic() + config.lease_s / 2
                 endpoint = _endpoint(engine, endpoint_id)
                 head = None if endpoint is None else _due_head(engine, endpoint_id, now())
                 if endpoint is None or head is None:
@@ -151,15 +158,31 @@ def _client(config: DeliveryConfig) -> httpx.Client:
     return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
 
 
-def _take_lease(engine: Engine, endpoint_id: str, now: datetime, lease_s: float) -> bool:
+def _take_lease(engine: Engine, endpoint_id: str, now: datetime, lease_s: float) -> datetime | None:
+    """Hold the endpoint until the returned instant (its value is this run's token), or None if held."""
     free = or_(WebhookEndpoint.lease_until.is_(None), WebhookEndpoint.lease_until <= now)
+    until = now + timedelta(seconds=lease_s)
     statement = (
         update(WebhookEndpoint)
         .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.disabled_at.is_(None), free)
-        .values(lease_until=now + timedelta(seconds=lease_s))
+        .values(lease_until=until)
     )
     with engine.begin() as conn:
-        return conn.execute(statement).rowcount == 1
+        return until if conn.execute(statement).rowcount == 1 else None
+
+
+def _renew_lease(engine: Engine, endpoint_id: str, held: datetime, now: datetime, lease_s: float) -> datetime | None:
+    """Extend the lease this run holds (still ``held``, not lapsed and taken by another); None if lost."""
+    until = now + timedelta(seconds=lease_s)
+    statement = (
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.lease_until == held, WebhookEndpoint.lease_until > now
+        )
+        .values(lease_until=until)
+    )
+    with engine.begin() as conn:
+        return until if conn.execute(statement).rowcount == 1 else None
 
 
 def _release_lease(engine: Engine, endpoint_id: str) -> None:
@@ -181,33 +204,37 @@ def _endpoint(engine: Engine, endpoint_id: str) -> _Target | None:
     return None if row is None else _Target(*row)
 
 
+_HEAD_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookDelivery.event_seq,
+    WebhookDelivery.status,
+    WebhookDelivery.attempts,
+    WebhookDelivery.failures,
+    WebhookDelivery.next_attempt_at,
+    WebhookDelivery.failing_since,
+    WebhookEvent.id,
+    WebhookEvent.type,
+    WebhookEvent.created_at,
+    WebhookEvent.data,
+)
+
+
 def _due_head(engine: Engine, endpoint_id: str, now: datetime) -> _Head | None:
     """The endpoint's earliest pending delivery, if it is due (a later one never goes first)."""
     query = (
-        select(WebhookDelivery, WebhookEvent)
+        select(*_HEAD_COLUMNS)
         .join(WebhookEvent, WebhookEvent.seq == WebhookDelivery.event_seq)
         .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == rules.PENDING)
         .order_by(WebhookDelivery.event_seq)
         .limit(1)
     )
-    with Session(engine) as session:
-        row = session.execute(query).one_or_none()
+    with engine.connect() as conn:
+        row = conn.execute(query).one_or_none()
     if row is None:
         return None
-    delivery, event = row
-    state = rules.DeliveryState(
-        delivery.status, delivery.attempts, delivery.failures, delivery.next_attempt_at, delivery.failing_since
-    )
-    head = _Head(
-        delivery.id,
-        delivery.event_seq,
-        delivery.next_attempt_at,
-        state,
-        event.id,
-        event.type,
-        event.created_at,
-        dict(event.data),
-    )
+    delivery_id, seq, status, attempts, failures, next_at, failing_since, event_id, event_type, created, data = row
+    state = rules.DeliveryState(status, attempts, failures, next_at, failing_since)
+    head = _Head(delivery_id, seq, next_at, state, event_id, event_type, created, dict(data))
     return rules.due_head([head], now)
 
 
@@ -250,11 +277,24 @@ def send(client: httpx.Client, url: str, secret: str, head: _Head, config: Deliv
     pinned, extensions = _pinned(parts, host, port, addresses[0])
     headers["host"] = parts.netloc.rsplit("@", 1)[-1]
     try:
-        # Streamed and never read: the status code is the answer, a body of any size is not waited for.
         with client.stream("POST", pinned, content=body, headers=headers, extensions=extensions) as response:
+            _drain(response, config.read_timeout_s)
             return outcome(response.status_code, None if rules.succeeded(response.status_code) else _reason(response))
     except httpx.HTTPError as error:
         return outcome(None, f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH] or type(error).__name__)
+
+
+def _drain(response: httpx.Response, within_s: float) -> None:
+    """Read a small answer to its end, so its connection is kept for the next event.
+
+    The status code is the answer: a body beyond ``MAX_ANSWER_BYTES``, or one still coming after
+    ``within_s``, is not waited for (the connection is dropped instead).
+    """
+    deadline, read = time.monotonic() + within_s, 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > MAX_ANSWER_BYTES or time.monotonic() > deadline:
+            return
 
 
 def _pinned(parts: Any, host: str, port: int, address: str) -> tuple[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from billing import backend_address
 from billing.domain.roles import Principal
 from billing.orm import Account, AuditEntry
-from billing.webhooks import endpoints, events, outbox
+from billing.webhooks import delivery, endpoints, events, outbox
 from billing.webhooks.delivery import DeliveryConfig, deliver_due
 from billing.webhooks.orm import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from fanmeter import webhooks_cli
@@ -340,3 +340,19 @@ def test_event_data_keeps_decimals_exact_and_instants_in_utc_and_refuses_what_js
     with Session(db) as session:
         [row] = session.scalars(select(WebhookEvent))
     assert (row.id, row.data) == (event_id, {"total": "10.10", "at": "2026-03-31T23:59:59.500000Z"})
+
+
+def test_an_endpoint_held_by_another_run_is_left_to_it_until_its_lease_lapses(db: Engine, receiver: Receiver) -> None:
+    clock = Clock(datetime.now(UTC))
+    endpoint = register(db, receiver.url, clock).row
+    record(db, 2, clock)
+    held = delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s)  # another run, mid-pass
+
+    skipped = deliver_due(db, CONFIG, clock)
+    clock.advance(timedelta(seconds=CONFIG.lease_s))  # that run died: its lease lapses
+    stolen_back = delivery._renew_lease(db, endpoint.id, held, clock(), CONFIG.lease_s)  # type: ignore[arg-type]
+    sent = deliver_due(db, CONFIG, clock)
+
+    assert held is not None and stolen_back is None  # a lapsed lease cannot be renewed
+    assert (skipped.delivered, sent.delivered) == (0, 2) and len(receiver.received) == 2
+    assert delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s) is not None  # released after the pass
