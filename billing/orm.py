@@ -180,6 +180,9 @@ class StatementRecord(Base):
     generated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finalized_by: Mapped[str | None] = mapped_column(String(ID))
+    # The usage revision of each month this statement read ({"YYYY-MM": n}, migration 0016): a later
+    # draft re-reads a finalized month only when its revision moved. None: built before 0016.
+    usage_revisions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
 
 
 class Adjustment(Base):

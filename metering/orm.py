@@ -169,3 +169,17 @@ class UsageDaily(Base):
     messages_published: Mapped[int] = mapped_column(BigInteger, default=0)
     messages_delivered: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageMonthRevision(Base):
+    """A counter per account and month that every write into ``usage_daily`` raises (migration 0016).
+
+    Statements record the revision they read a month's usage at; a later draft reads a finalized
+    month's usage again only when its revision moved, so drafts do not slow with history.
+    """
+
+    __tablename__ = "usage_month_revision"
+
+    account_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    revision: Mapped[int] = mapped_column(BigInteger)

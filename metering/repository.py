@@ -23,7 +23,7 @@ from metering import rollups
 from metering.domain.event_rows import EVENT_FIELDS, EventRow
 from metering.domain.events import Rejection
 from metering.domain.usage import DailyUsage, ServiceUsage, UsageReport
-from metering.orm import ConnectionDay, ConnectionSession, UsageDaily
+from metering.orm import ConnectionDay, ConnectionSession, UsageDaily, UsageMonthRevision
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises rollup passes.
 ROLLUP_LOCK_ID = 0x66616E6D
@@ -219,6 +219,16 @@ def add_usage(conn: Connection, increments: Sequence[dict[str, Any]]) -> None:
             "GROUP BY account_id, service_id, day ORDER BY account_id, service_id, day "
             "ON CONFLICT (account_id, service_id, day) DO UPDATE SET "
             + ", ".join(f"{c} = usage_daily.{c} + excluded.{c}" for c in summed)
+        )
+    )
+    # The months written get a new revision in this transaction: drafts read a finalized month again
+    # only when its revision moved (billing.statements.load_inputs).
+    month_of = "to_char(day, 'YYYY-MM')" if is_postgres(conn) else "substr(day, 1, 7)"
+    conn.execute(
+        text(
+            f"INSERT INTO usage_month_revision (account_id, month, revision) SELECT DISTINCT account_id, {month_of}, 1 "
+            "FROM stage_usage WHERE true ORDER BY 1, 2 "
+            "ON CONFLICT (account_id, month) DO UPDATE SET revision = usage_month_revision.revision + 1"
         )
     )
 
@@ -480,6 +490,26 @@ def usage_reports(
         if row_month is not None:
             services[(account_id, row_month)].append(ServiceUsage(service_id, *(int(value or 0) for value in sums)))
     return {(account, m): UsageReport(account, m, tuple(parts)) for (account, m), parts in services.items()}
+
+
+def usage_revisions(
+    conn: Connection, months: Collection[Month], accounts: Collection[str] | None = None
+) -> dict[tuple[str, Month], int]:
+    """The usage revision of each (account, month) of ``months`` that has one (none: never written)."""
+    if not months:
+        return {}
+    wanted = {str(m): m for m in months}
+    revision = UsageMonthRevision
+    query = select(revision.account_id, revision.month, revision.revision).where(
+        revision.month >= min(wanted), revision.month <= max(wanted)
+    )
+    if accounts is not None:
+        query = query.where(revision.account_id.in_(list(accounts)))
+    return {
+        (account_id, wanted[text]): int(number)
+        for account_id, text, number in conn.execute(query)
+        if text in wanted
+    }
 
 
 @lru_cache(maxsize=12)

@@ -129,6 +129,13 @@ def usage_reports(
     return repository.usage_reports(conn, months, accounts)
 
 
+def usage_revisions(
+    conn: Connection, months: Collection[Month], accounts: Collection[str] | None = None
+) -> dict[tuple[str, Month], int]:
+    """Returns the usage revision of each (account, month) written so far: it moves whenever the usage does."""
+    return repository.usage_revisions(conn, months, accounts)
+
+
 def daily_usage_on(conn: Connection, account_id: str, month: Month) -> list[DailyUsage]:
     """Returns an account's rollup rows for a UTC month, per service and day (sorted so)."""
     return repository.daily_usage(conn, account_id, month)
