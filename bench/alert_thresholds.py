@@ -138,12 +138,14 @@ def compare(
         rates[with_thresholds].append(result.rate)
         cpu[with_thresholds].append(per_event)
     base, alerts = statistics.mean(rates[False]), statistics.mean(rates[True])
-    pairs = [f"{with_ / without:.2f}" for without, with_ in zip(rates[False], rates[True], strict=True)]
+    ratios = [with_ / without for without, with_ in zip(rates[False], rates[True], strict=True)]
+    pairs = [f"{ratio:.2f}" for ratio in ratios]
     cpu_base, cpu_alerts = statistics.mean(cpu[False]), statistics.mean(cpu[True])
     print(
         f"\n== d. {label}: runs without thresholds {', '.join(f'{r:,.0f}' for r in rates[False])} events/s, "
         f"with {', '.join(f'{r:,.0f}' for r in rates[True])}; ratio of the means {alerts / base:.3f} "
-        f"(goal >= 0.9), per pair {', '.join(pairs)}; CPU {cpu_base:.0f} vs {cpu_alerts:.0f} us per event "
+        f"(goal >= 0.9), per pair {', '.join(pairs)} (median {statistics.median(ratios):.2f}); "
+        f"CPU {cpu_base:.0f} vs {cpu_alerts:.0f} us per event "
         f"({cpu_alerts / cpu_base:.3f}: on a shared machine the steadier figure)"
     )
     return [
