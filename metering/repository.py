@@ -506,9 +506,7 @@ def usage_revisions(
     if accounts is not None:
         query = query.where(revision.account_id.in_(list(accounts)))
     return {
-        (account_id, wanted[text]): int(number)
-        for account_id, text, number in conn.execute(query)
-        if text in wanted
+        (account_id, wanted[text]): int(number) for account_id, text, number in conn.execute(query) if text in wanted
     }
 
 
