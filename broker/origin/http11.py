@@ -175,9 +175,10 @@ class _OriginProtocol(asyncio.Protocol):
         await self._done
         reply = self._reply
         code, reason, headers = self._parser.get_status_code(), reply.reason.decode("latin-1"), tuple(reply.headers)
-        if reply.streamed:
+        if reply.streamed and not reply.ended:
             return RawReply(code, reason, headers, b"", BodyStream(self))
-        return RawReply(code, reason, headers, b"".join(reply.body))
+        # Most stream holds' bodies come with their head: whole already, nothing to stream.
+        return RawReply(code, reason, headers, self.take() if reply.streamed else b"".join(reply.body))
 
     # a streamed body (BodyStream)
     def take(self) -> bytes:
@@ -231,19 +232,19 @@ class BodyStream:
     """
 
     def __init__(self, protocol: _OriginProtocol) -> None:
-        self._protocol = protocol
+        self._protocol: _OriginProtocol | None = protocol  # None once given up: a held stream keeps this object
         self._settle: Callable[[_OriginProtocol], None] = _OriginProtocol.close
         self._idle_timeout_s: float | None = None
-        self.done = False
 
     def settle_with(self, settle: Callable[[_OriginProtocol], None], idle_timeout_s: float) -> None:
         self._settle, self._idle_timeout_s = settle, idle_timeout_s
 
     async def read(self) -> bytes:
         """The next bytes of the body; b"" once it ended. Raises ``ConnectionError`` or ``TimeoutError``."""
-        if self.done:
+        protocol = self._protocol
+        if protocol is None:
             return b""
-        protocol, reply = self._protocol, self._protocol._reply
+        reply = protocol._reply
         async with asyncio.timeout(self._idle_timeout_s):
             await protocol.more()
         if reply.body:
@@ -255,13 +256,13 @@ class BodyStream:
         return b""
 
     def close(self) -> None:
-        if self.done:
+        protocol, self._protocol = self._protocol, None
+        if protocol is None:
             return
-        self.done = True
-        if self._protocol._reply.ended:
-            self._settle(self._protocol)
+        if protocol._reply.ended:
+            self._settle(protocol)
         else:
-            self._protocol.close()  # mid-body: the connection cannot carry another exchange
+            protocol.close()  # mid-body: the connection cannot carry another exchange
 
 
 class OriginClient:

