@@ -48,7 +48,7 @@ from billing.domain.statements import build_statement
 from billing.orm import Account, AuditEntry, RateCardVersion, StatementRecord
 from fanmeter import migrate
 from kernel.instants import Month
-from metering.orm import UsageDaily
+from metering.orm import UsageDaily, UsageMonthRevision
 
 MONTH = Month(2026, 3)
 NOW = datetime(2026, 4, 4, tzinfo=UTC)
@@ -110,6 +110,9 @@ def seed(engine: Any, accounts: int, rng: random.Random) -> int:
                 conn.execute(insert(UsageDaily), usage_rows)
                 usage_rows.clear()
         conn.execute(insert(UsageDaily), usage_rows)
+        # The revision add_usage would have given March's usage, written once (inserted directly here).
+        revisions = [{"account_id": row["id"], "month": str(MONTH), "revision": 1} for row in account_rows]
+        conn.execute(insert(UsageMonthRevision), revisions)
         return int(conn.scalar(select(func.count()).select_from(UsageDaily)) or 0)
 
 
@@ -133,7 +136,10 @@ def seed_history(engine: Any, accounts: int, months: int, rng: random.Random) ->
     history = [MONTH]
     for _ in range(months):
         history.append(ledger.previous_month(history[-1]))
-    for month in history[1:]:
+    for position, month in enumerate(history[1:], start=1):
+        # As the draft builder records them: each statement read its own month and every earlier
+        # finalized month (all at revision 1, their usage being written once, below).
+        revisions = {str(m): 1 for m in history[position:]}
         usage_rows: list[dict[str, Any]] = []
         statements_rows: list[dict[str, Any]] = []
         for n in range(accounts):
@@ -149,13 +155,17 @@ def seed_history(engine: Any, accounts: int, months: int, rng: random.Random) ->
                 {
                     "account_id": account, "month": str(month), "status": "finalized", "body": {"bench": True},
                     "billed_usage": billed, "number": f"FM-{month}-{n + 1:06d}", "content_hash": "0" * 64,
-                    "generated_at": NOW, "finalized_at": NOW, "finalized_by": "bench",
+                    "generated_at": NOW, "finalized_at": NOW, "finalized_by": "bench", "usage_revisions": revisions,
                 }
             )  # fmt: skip
         with engine.begin() as conn:
             for start in range(0, len(usage_rows), 50_000):
                 conn.execute(insert(UsageDaily), usage_rows[start : start + 50_000])
             conn.execute(insert(StatementRecord), statements_rows)
+            revision_rows = [
+                {"account_id": row["account_id"], "month": str(month), "revision": 1} for row in statements_rows
+            ]
+            conn.execute(insert(UsageMonthRevision), revision_rows)
 
 
 def check(engine: Any, accounts: int, rng: random.Random) -> None:
@@ -283,11 +293,11 @@ def main() -> None:
         for name in names:
             conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        urls = [make_url(args.pg_url).set(database=name).render_as_string(hide_password=False) for name in names]
+        made = [make_url(args.pg_url).set(database=name).render_as_string(hide_password=False) for name in names]
         if pair:
-            run_pair((urls[0], urls[1]), args.accounts, args.history_months, args.rounds)
+            run_pair((made[0], made[1]), args.accounts, args.history_months, args.rounds)
         else:
-            run(urls[0], args.accounts, 0)
+            run(made[0], args.accounts, 0)
     finally:
         with server.connect() as conn:
             for name in names:

@@ -75,6 +75,19 @@ def finalized_snapshots(
     return result
 
 
+def checked_revisions(conn: Connection, month: Month, only: Accounts = None) -> dict[str, dict[str, int] | None]:
+    """The usage revisions each account's finalized statement of ``month`` recorded (None: none recorded)."""
+    query = select(StatementRecord.account_id, StatementRecord.usage_revisions).where(
+        StatementRecord.month == str(month), StatementRecord.status == ledger.FINALIZED
+    )
+    if only is not None:
+        query = query.where(StatementRecord.account_id.in_(only))
+    result: dict[str, dict[str, int] | None] = {}
+    for account_id, revisions in conn.execute(query):
+        result[account_id] = revisions
+    return result
+
+
 def adjustments(conn: Connection, month: Month, only: Accounts = None) -> dict[str, list[ledger.Adjustment]]:
     """Finance's adjustments and credits for ``month``, per account, in the order they were added."""
     query = (
@@ -125,7 +138,12 @@ def update_drafts(conn: Connection, rows: list[dict[str, Any]], now: datetime) -
         conn.execute(
             update(StatementRecord)
             .where(StatementRecord.id == row["id"], StatementRecord.status == "draft")
-            .values(body=row["body"], billed_usage=row["billed_usage"], generated_at=now)
+            .values(
+                body=row["body"],
+                billed_usage=row["billed_usage"],
+                usage_revisions=row["usage_revisions"],
+                generated_at=now,
+            )
         )
 
 

@@ -38,17 +38,33 @@ DEFAULT_NUMBERING = Numbering()  # FANMETER_*_NUMBER_PREFIX unset: FM-2026-00012
 
 
 def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> dict[str, ledger.StatementInputs]:
-    """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries."""
+    """Load the inputs of ``month``'s statements for every account (or ``only``), in a few batch queries.
+
+    Of the finalized months a statement carries, only those whose usage revision moved since the
+    previous statement recorded it are read and compared (``ledger.months_to_recheck``): the
+    others cannot have a prior-period line, so a year of history costs a few small reads.
+    """
     accounts = store.account_ids(conn) if only is None else list(only)
+    statuses = store.statuses_before(conn, month, only)
+    carried = {account: ledger.carried_months(statuses.get(account, {}), month) for account in accounts}
+    carried_months = sorted({m for months in carried.values() for m in months})
+    # Revisions before usage: a write committed in between moves the revision past the one recorded,
+    # so the next draft reads that month again (never the other way round).
+    revisions = metering_service.usage_revisions(conn, [month, *carried_months], only)
     usage = metering_service.usage_reports(conn, [month], only)
     versions: dict[str | None, list[CardVersion]] = defaultdict(list)
     for version in store.card_versions(conn, only):
         versions[version.account_id].append(version)
-    statuses = store.statuses_before(conn, month, only)
-    carried = {account: ledger.carried_months(statuses.get(account, {}), month) for account in accounts}
-    needed = sorted({m for months in carried.values() for m in months})
-    snapshots = store.finalized_snapshots(conn, needed[0], month, only) if needed else {}
-    current = metering_service.usage_reports(conn, needed, only)
+    checked = store.checked_revisions(conn, ledger.previous_month(month), only) if carried_months else {}
+    recheck = {}
+    for account in accounts:
+        mine = {m: revisions[(account, m)] for m in carried[account] if (account, m) in revisions}
+        recheck[account] = ledger.months_to_recheck(carried[account], checked.get(account), mine)
+    needed = sorted({m for months in recheck.values() for m in months})
+    rechecked = [account for account, months in recheck.items() if months]
+    narrow = rechecked if len(rechecked) <= 1000 else only  # no huge IN list: then read every account
+    snapshots = store.finalized_snapshots(conn, needed[0], month, narrow) if needed else {}
+    current = metering_service.usage_reports(conn, needed, narrow)
     adjustments = store.adjustments(conn, month, only)
     inputs = {}
     for account in accounts:
@@ -58,13 +74,14 @@ def load_inputs(conn: Connection, month: Month, only: store.Accounts = None) -> 
                 current.get((account, m)) or UsageReport(account, m),
                 card_in_force([*versions[None], *versions.get(account, ())], account, m),
             )
-            for m in carried[account]
+            for m in recheck[account]
         )
         inputs[account] = ledger.StatementInputs(
             usage.get((account, month)) or UsageReport(account, month),
             card_in_force([*versions[None], *versions.get(account, ())], account, month),
             prior,
             tuple(adjustments.get(account, ())),
+            {str(m): revisions.get((account, m), 0) for m in [month, *carried[account]]},
         )
     return inputs
 
@@ -119,15 +136,16 @@ def build_drafts(
         statement, billed = account_inputs.build("draft")
         body = statement.to_json()
         if existing is None:
-            new_rows.append(_draft_row(account, month, body, billed, now))
+            new_rows.append(_draft_row(account, month, body, billed, dict(account_inputs.revisions), now))
             entries.append(_audit_entry(actor, account, month, "statement.draft", None, body, now))
             notices.append(_drafted(account, body, regenerated=False))
         elif existing.status == ledger.FINALIZED:
             counts["finalized"] += 1
         elif existing.body == body and existing.billed_usage == billed:
-            counts["unchanged"] += 1
+            counts["unchanged"] += 1  # its revisions may be older: a later draft then re-reads, never skips wrongly
         else:
-            changed.append({"id": existing.id, "body": body, "billed_usage": billed})
+            revisions = dict(account_inputs.revisions)
+            changed.append({"id": existing.id, "body": body, "billed_usage": billed, "usage_revisions": revisions})
             entries.append(_audit_entry(actor, account, month, "statement.regenerate", existing.body, body, now))
             notices.append(_drafted(account, body, regenerated=True))
     store.insert_statements(conn, new_rows)
@@ -149,13 +167,16 @@ def _drafted(account: str, body: dict[str, Any], *, regenerated: bool) -> outbox
     return outbox.NewEvent(webhook_events.STATEMENT_DRAFTED, account, data)
 
 
-def _draft_row(account: str, month: Month, body: Any, billed: Any, now: datetime) -> dict[str, Any]:
+def _draft_row(
+    account: str, month: Month, body: Any, billed: Any, revisions: dict[str, int], now: datetime
+) -> dict[str, Any]:
     return {
         "account_id": account,
         "month": str(month),
         "status": "draft",
         "body": body,
         "billed_usage": billed,
+        "usage_revisions": revisions,
         "generated_at": now,
     }
 

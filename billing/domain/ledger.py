@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -98,6 +98,26 @@ def carried_months(statuses: Mapping[Month, str], month: Month) -> list[Month]:
         carried.append(candidate)
         candidate = previous_month(candidate)
     return carried[::-1]
+
+
+def months_to_recheck(
+    carried: Sequence[Month], checked: Mapping[str, int] | None, revisions: Mapping[Month, int]
+) -> list[Month]:
+    """The carried months whose usage may differ from what was last billed of them, oldest first.
+
+    ``checked`` is what the previous month's finalized statement recorded: the usage revision
+    it read each month at (None: built before revisions were recorded). A month whose revision
+    is still the one recorded has not been written since that statement compared it with its
+    latest billed snapshot (or billed it): it equals that snapshot and gets no line. Any other
+    month (moved, never recorded) is read and compared in full. ``revisions`` lacks months never
+    written (revision 0).
+
+    Example: carried [2026-01, 2026-02], checked {"2026-01": 3, "2026-02": 1} and revisions
+    {2026-01: 4, 2026-02: 1} give [2026-01]: a late event moved January.
+    """
+    if checked is None:
+        return list(carried)
+    return [month for month in carried if checked.get(str(month)) != revisions.get(month, 0)]
 
 
 def snapshot_json(reports: Iterable[UsageReport]) -> dict[str, Any]:
@@ -251,6 +271,9 @@ class StatementInputs:
     card: RateCard
     prior: tuple[PriorPeriod, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
+    # The usage revision ("YYYY-MM" -> n) of its own month and of every carried month, as read
+    # before their usage; stored with the statement for ``months_to_recheck`` of later drafts.
+    revisions: Mapping[str, int] = field(default_factory=dict)
 
     def build(self, status: str) -> tuple[Statement, dict[str, Any]]:
         """The statement, and the usage it bills as JSON: its own month and each carried month that changed.

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from billing import statements
 from billing.orm import AuditEntry, RateCardVersion, StatementRecord
 from kernel.instants import Month
-from metering.orm import UsageDaily
+from metering import repository
 from tests.admin_world import OTHER, OWN, World, build_world
 from tests.stack import run_cli
 
@@ -37,9 +37,10 @@ def world(engine: Engine) -> Iterator[World]:
 
 
 def add_usage(engine: Engine, account: str, day: date, service: str = "svc-a", **values: int) -> None:
+    """Add a day's usage through the rollup's own writer (it also moves the month's usage revision)."""
     row = {"connection_minutes": 0, "messages_published": 0, "messages_delivered": 0, "bytes_out": 0, **values}
     with engine.begin() as conn:
-        conn.execute(insert(UsageDaily), [{"account_id": account, "service_id": service, "day": day, **row}])
+        repository.add_usage(conn, [{"account_id": account, "service_id": service, "day": day, **row}])
 
 
 def card(name: str = "contract", minutes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
