@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
 from broker.grip import filters
-from broker.grip.publish import TRANSPORT_FORMAT, Item
+from broker.grip.publish import TRANSPORT_FORMAT, Item, WsMessageFormat
 from broker.grip.reliability import ChannelKey, LastIds, Sequencer
 from broker.transports.connection import Connection, Delivery
 
@@ -176,7 +176,8 @@ class Hub:
                            deliveries: dict[str, Delivery]) -> int:  # fmt: skip
         """``_dispatch`` for a channel some subscribers of which carry filters: a delivery a filter drops is
         never sent nor metered (queued only as ``skipped`` for a hold that follows the channel's prev-ids);
-        one a content filter rewrote is this subscriber's own."""
+        one a content filter rewrote is this subscriber's own; one it cannot render is dropped for a
+        WebSocket and queued as ``unrenderable`` for an HTTP hold, which ends on it (Pushpin 1.36)."""
         queued, to_wake, meta, prev_ids = 0, self._to_wake, self._meta, self._prev_ids
         for conn in subs:
             delivery = deliveries.get(TRANSPORT_FORMAT[conn.transport])
@@ -187,7 +188,11 @@ class Hub:
                 ids = prev_ids.get(conn)
                 at_item = filters.ids_at_item(ids, item.channel, item.id) if ids else filters.NO_IDS
                 fmt = filters.apply(names, delivery.format, item.meta, meta.get(conn), conn.channels, at_item)
-                if fmt is None:
+                if isinstance(fmt, filters.Unrenderable):
+                    if isinstance(delivery.format, WsMessageFormat):
+                        continue  # a WebSocket drops it (Pushpin 1.36 logs it and sends nothing)
+                    delivery = Delivery(item, delivery.format, delivery.item_key, unrenderable=fmt.filter)
+                elif fmt is None:
                     if not (ids and ids.get(item.channel) is not None):
                         continue
                     delivery = Delivery(item, delivery.format, delivery.item_key, skipped=True)

@@ -9,9 +9,13 @@ names filters; each judges the item's ``meta`` (from the publisher) against the 
 - ``require-sub``: not sent unless the subscriber also holds the item's ``require_sub`` channel;
 - ``build-id``: ``%I`` in the content replaced by an id rendered from the subscriber's meta
   ``id_format`` (``%(channel)s`` names a channel's current prev-id), ``%(text)I`` by ``text``,
-  both hex-encoded with meta ``id_encoding=hex``; content it cannot render is not sent;
+  both hex-encoded with meta ``id_encoding=hex``;
 - ``var-subst``: ``%(name)s`` in the content replaced by the subscriber's meta ``name`` (``%%`` is
-  ``%``); content that names a meta the subscriber does not have is not sent.
+  ``%``).
+
+Content a content filter (build-id, var-subst) cannot render is ``Unrenderable``: as in Pushpin 1.36,
+a WebSocket drops that item, an HTTP hold ends ("filter error": a stream ends, a long-poll is answered
+502).
 
 Every format directive is Pushpin's ``Format::process``: ``%%``, ``%x`` and ``%(arg)x`` (``\\``
 escapes a character of ``arg``), anything else an error. Pure rules; the hub calls ``apply`` only
@@ -33,14 +37,23 @@ NO_META: Mapping[str, str] = {}
 NO_IDS: Mapping[str, str | None] = {}
 PERCENT, OPEN, CLOSE, BACKSLASH = 0x25, 0x28, 0x29, 0x5C
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unrenderable:
+    """A content filter could not render the item's content (Pushpin's "filter error")."""
+
+    filter: str
+
+
 # A directive's handler: (its letter, its argument or None) -> the text it stands for, None when invalid.
 Handler = Callable[[int, bytes | None], bytes | None]
 
 
 def apply(filters: tuple[str, ...], fmt: Format, item_meta: Mapping[str, str] | None,
           sub_meta: Mapping[str, str] | None, channels: Set[str],
-          prev_ids: Mapping[str, str | None] = NO_IDS) -> Format | None:  # fmt: skip
-    """The format this subscriber gets (``fmt`` or a rewritten copy), or None when a filter drops it.
+          prev_ids: Mapping[str, str | None] = NO_IDS) -> Format | Unrenderable | None:  # fmt: skip
+    """The format this subscriber gets (``fmt`` or a rewritten copy), None when a filter drops it, or
+    ``Unrenderable`` when a content filter cannot render it.
 
     ``prev_ids`` are the subscriber's channels and their prev-ids as of this item (build-id's
     variables; a WebSocket has none in Pushpin 1.36)."""
@@ -67,7 +80,7 @@ def apply(filters: tuple[str, ...], fmt: Format, item_meta: Mapping[str, str] | 
         else:
             continue
         if rewritten is None:
-            return None
+            return Unrenderable(name)
         fmt = rewritten
     return fmt
 
@@ -86,9 +99,11 @@ def ids_at_item(prev_ids: Mapping[str, str | None], channel: str, item_id: str |
 
 def _rewrite_format(fmt: Format, rewrite: Callable[[bytes], bytes | None]) -> Format | None:
     if isinstance(fmt, HttpResponseFormat):
+        if fmt.hint:
+            return fmt
         body = rewrite(fmt.body)
         return None if body is None else dataclasses.replace(fmt, body=body)
-    if fmt.close:
+    if fmt.close or fmt.hint:  # a close or hint has no content to render (Pushpin renders only a send)
         return fmt
     content = rewrite(fmt.content)
     return None if content is None else dataclasses.replace(fmt, content=content)

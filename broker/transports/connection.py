@@ -21,6 +21,9 @@ class Delivery:
     # A filter dropped it for a hold that follows prev-ids: not sent, not billed, but the hold moves its
     # expected prev-id past it, as Pushpin does before its filters run (else the next item is a gap).
     skipped: bool = False
+    # The content filter that could not render it (Pushpin's "filter error"): an HTTP hold ends on it, as
+    # Pushpin's does (a stream ends, a long-poll is answered 502); never sent, never billed as delivered.
+    unrenderable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,11 @@ async def _hold_once(ctx: HoldContext, conn: Connection, hold: Hold, timeout_rep
         name = delivery.item.channel
         if not follows(expected.get(name), delivery.item):
             return _retry(ctx, conn, (name,), expected)
+        if delivery.unrenderable is not None:  # Pushpin 1.36 answers 502 ("filter error")
+            text = f"Bad gateway: filter error: {delivery.unrenderable} cannot render the published response\n"
+            await respond_text(send, 502, text)
+            conn.bytes_out += len(text.encode())
+            return f"filter error: {delivery.unrenderable} cannot render the item"
         if not delivery.skipped:
             await _answer(ctx, conn, delivery, send, disconnect, exposed(hold, timeout_reply))
             return "published"

@@ -213,6 +213,9 @@ class _Stream:
                 self.channels[channel] = delivery.item.id
             if delivery.skipped:
                 continue  # a filter dropped it: only the prev-id moves on
+            if delivery.unrenderable is not None:  # Pushpin 1.36 ends the stream (what came before it is sent)
+                await self._send_counted(taken)
+                raise StreamEnd(f"filter error: {delivery.unrenderable} cannot render the item")
             assert isinstance(delivery.format, HttpStreamFormat)
             if delivery.format.close:
                 await self._send_counted(taken)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from broker.fanout.hub import Hub
-from broker.grip.filters import apply, build_id, ids_at_item, proxy_content, substitute
+from broker.grip.filters import Unrenderable, apply, build_id, ids_at_item, proxy_content, substitute
 from broker.grip.instructions import Channel, instruction_from_body, instruction_from_headers, parse_channels
 from broker.grip.publish import HttpResponseFormat, HttpStreamFormat, WsMessageFormat, parse_publish_body
 from broker.grip.wsevents import Control, parse_control
@@ -36,14 +36,16 @@ def test_drop_filters_judge_the_items_meta_against_the_subscribers(filters, item
         assert apply(filters, TEXT, item_meta, sub_meta, channels) is None
 
 
-def test_var_subst_rewrites_each_formats_content_and_drops_what_it_cannot_render():
+def test_var_subst_rewrites_each_formats_content_and_flags_what_it_cannot_render():
     meta = {"user": "bob"}
     assert apply(("var-subst",), TEXT, None, meta, set()) == WsMessageFormat(b"hi bob")
     assert apply(("var-subst",), HttpStreamFormat(b"%(user)s\n"), None, meta, set()) == HttpStreamFormat(b"bob\n")
     response = apply(("var-subst",), HttpResponseFormat(body=b"to %(user)s"), None, meta, set())
     assert isinstance(response, HttpResponseFormat) and response.body == b"to bob"
-    assert apply(("var-subst",), TEXT, None, {}, set()) is None
+    assert apply(("var-subst",), TEXT, None, {}, set()) == Unrenderable("var-subst")
     assert apply(("var-subst",), WsMessageFormat(close=True), None, {}, set()) == WsMessageFormat(close=True)
+    hint = HttpStreamFormat(hint=True)  # a hint has no content to render, as in Pushpin
+    assert apply(("var-subst", "build-id"), hint, None, {}, set()) is hint
 
 
 @pytest.mark.parametrize(
@@ -118,14 +120,14 @@ def test_build_id_renders_the_id_as_pushpins_build_id_filter(content, meta, ids,
     assert build_id(content, meta, ids) == out
 
 
-def test_build_id_sees_the_items_own_channel_at_the_items_id_and_drops_what_it_cannot_render():
+def test_build_id_sees_the_items_own_channel_at_the_items_id_and_flags_what_it_cannot_render():
     meta = {"id_format": "%(c)s/%(d)s"}
     ids = ids_at_item({"c": "1", "d": "5", "e": None}, "c", "2")
     assert ids == {"c": "2", "d": "5", "e": None} and ids_at_item({"c": None}, "c", "2") == {"c": None}
     sent = apply(("build-id",), HttpStreamFormat(b"at %I\n"), None, meta, {"c", "d"}, {"c": "2", "d": "5"})
     assert sent == HttpStreamFormat(b"at 2/5\n")
-    assert apply(("build-id",), HttpStreamFormat(b"at %I\n"), None, meta, {"c"}) is None
-    assert apply(("skip-self", "build-id"), TEXT, {"sender": "bob"}, {"user": "bob"}, set()) is None
+    assert apply(("build-id",), HttpStreamFormat(b"at %I\n"), None, meta, {"c"}) == Unrenderable("build-id")
+    assert apply(("skip-self", "build-id"), TEXT, {"sender": "bob"}, {"user": "bob"}, set()) is None  # dropped first
 
 
 def test_proxy_content_applies_build_id_to_the_origins_own_body_without_prev_ids():
@@ -145,8 +147,10 @@ def test_the_hub_renders_build_id_with_each_holds_prev_ids_and_forgets_them_on_l
         hub.subscribe(conn, "c", ("build-id",))
     items = parse_publish_body(json.dumps({"items": [
         {"channel": "c", "id": "2", "prev-id": "1", "http-stream": {"content": "id %I"}}]}).encode())  # fmt: skip
-    assert hub.deliver("s1", items) == 1  # ``two`` tracks no prev-id: nothing to render, not queued
-    assert [d.format.content for d in one.drain()] == [b"id 2"] and two.drain() == []  # type: ignore[union-attr]
+    assert hub.deliver("s1", items) == 2  # ``two`` tracks no prev-id: build-id cannot render, its hold ends on it
+    assert [d.format.content for d in one.drain()] == [b"id 2"]  # type: ignore[union-attr]
+    [failed] = two.drain()
+    assert failed.unrenderable == "build-id" and failed.item.id == "2" and not failed.skipped
     for conn in (one, two):
         hub.leave(conn)
     assert hub._prev_ids == {}
@@ -164,3 +168,16 @@ def test_an_item_a_filter_drops_reaches_a_hold_that_follows_prev_ids_only_as_ski
     assert hub.deliver("s1", items) == 1
     [skipped] = follows_ids.drain()
     assert skipped.skipped and skipped.item.id == "2" and plain.drain() == []
+
+
+def test_content_a_filter_cannot_render_ends_an_http_hold_but_is_dropped_for_a_websocket():
+    """Pushpin 1.36: a stream or long-poll gets a "filter error" (the hold ends), a WebSocket nothing."""
+    hub = Hub()
+    conns = [Connection(t, SVC, t, 10) for t in ("http-stream", "long-poll", "websocket")]
+    for conn in conns:
+        hub.subscribe(conn, "c", ("var-subst",))
+    item = {"channel": "c", "formats": {f: {"content": "%(x)s"} for f in ("http-stream", "ws-message")}
+            | {"http-response": {"body": "%(x)s"}}}  # fmt: skip
+    assert hub.deliver("s1", parse_publish_body(json.dumps({"items": [item]}).encode())) == 2
+    stream, poll, socket = (conn.drain() for conn in conns)
+    assert [d.unrenderable for d in stream + poll] == ["var-subst", "var-subst"] and socket == []
