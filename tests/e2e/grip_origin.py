@@ -162,6 +162,12 @@ def route(path: str, query: dict[str, str], headers: dict[str, str]):
         if "user" in query:
             grip.append(("Grip-Set-Meta", f"user={query['user']}"))
         return 200, [("Content-Type", "text/plain"), *grip], b"stream open\n"
+    if path == "/fpoll":  # a long-poll on ``ch`` with ``; filter=`` for each of ``filters``, Grip-Set-Meta user
+        filters = "".join(f"; filter={f}" for f in query.get("filters", "").split(",") if f)
+        grip = [("Grip-Hold", "response"), ("Grip-Channel", f"{channel}{filters}"), ("Grip-Timeout", "20")]
+        if "user" in query:
+            grip.append(("Grip-Set-Meta", f"user={query['user']}"))
+        return 200, [("Content-Type", "text/plain"), *grip], b"timed out\n"
     if path == "/bstream":  # build-id: a stream on ``ch`` with prev-id ``prev``, its id_format the channel's prev-id
         return build_id_stream(query, channel)
     if path == "/rpoll":
