@@ -3,7 +3,7 @@
 import asyncio
 
 from broker.origin.client import Origins
-from broker.origin.http11 import Endpoint, RawReply
+from broker.origin.http11 import Endpoint, RawReply, StreamIf
 from broker.services.model import ServiceConfig
 
 SVC = ServiceConfig("s1", "a1", "http://origin.test", ("t",), "a-grip-key-of-32-bytes-or-more-!!", True)
@@ -18,7 +18,7 @@ class SlowOrigin:
         self.answer = asyncio.Event()
 
     async def request(self, _endpoint: Endpoint, _method: str, target: str, headers: list[tuple[str, str]],
-                      _body: bytes) -> RawReply:  # fmt: skip
+                      _body: bytes, _stream_if: StreamIf | None = None) -> RawReply:  # fmt: skip
         self.asked.append((target, headers))
         await self.answer.wait()
         return RawReply(200, "OK", (), f"answer to {target}".encode())

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from broker.app import check_publish_token
 from broker.exceptions import ConfigError
 from broker.origin.client import Origins
-from broker.origin.http11 import Endpoint, RawReply
+from broker.origin.http11 import Endpoint, RawReply, StreamIf
 from broker.services.model import BrokerConfig, ServiceConfig
 from broker.services.refresh import keep_fresh
 from broker.services.rows import BackendRow, ServiceRow, TokenRow, grip_key, origin_url, service_configs
@@ -141,8 +141,9 @@ class RecordingClient:
         self.seen: list[tuple[Endpoint, str, str, list[tuple[str, str]], bytes]] = []
 
     async def request(
-        self, endpoint: Endpoint, method: str, target: str, headers: list[tuple[str, str]], body: bytes
-    ) -> RawReply:
+        self, endpoint: Endpoint, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+        _stream_if: StreamIf | None = None,
+    ) -> RawReply:  # fmt: skip
         self.seen.append((endpoint, method, target, headers, body))
         return RawReply(200, "OK", (), b"ok")
 
