@@ -101,7 +101,7 @@ def live_traffic(now: datetime, per_node: int = 40) -> list[dict[str, Any]]:
 
 def _ingest(env: dict[str, str], path: Path, events: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    ingest = start_ingest(env, path, 40)
+    ingest = start_ingest(env, path, 200)
     out, err = ingest.communicate(timeout=150)
     assert ingest.returncode == 0, err[-3000:]
     assert "Traceback" not in err
@@ -110,9 +110,9 @@ def _ingest(env: dict[str, str], path: Path, events: list[dict[str, Any]]) -> No
 def test_clock_skew_between_nodes_bills_each_event_by_its_own_time_across_a_month_boundary_and_into_the_future(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    boundary = skewed(generate_trace(seed=61, n_events=2_500, duplicate_rate=0.02),
+    boundary = skewed(generate_trace(seed=61, n_events=1_500, duplicate_rate=0.02),
                       datetime(2026, 12, 1, tzinfo=UTC) - TRACE_BOUNDARY)  # fmt: skip
-    recent = generate_trace(seed=62, n_events=1_500, duplicate_rate=0.02)
+    recent = generate_trace(seed=62, n_events=800, duplicate_rate=0.02)
     latest = max(_at(e["time"]) for e in recent)
     # The newest event of the recent part lands 20 s ahead of now, before its node's own skew.
     now_part = skewed(recent, datetime.now(UTC) + timedelta(seconds=20) - latest)
@@ -135,7 +135,7 @@ def test_events_weeks_late_into_a_finalized_month_become_a_prior_period_line_on_
     stack: dict[str, str], tmp_path: Path
 ) -> None:
     trace = [_moved(e, NOVEMBER_STARTS - TRACE_BOUNDARY) for e in
-             generate_trace(seed=63, n_events=3_000, duplicate_rate=0.02)]  # fmt: skip
+             generate_trace(seed=63, n_events=2_000, duplicate_rate=0.02)]  # fmt: skip
     rng = random.Random(63)
     held = {(e["source"], e["id"]) for e in trace if _at(e["time"]) < NOVEMBER_STARTS and rng.random() < 0.15}
     on_time = [e for e in trace if (e["source"], e["id"]) not in held]
