@@ -208,6 +208,15 @@ async def read_until(chunks: AsyncIterator[bytes], expected: bytes, timeout_s: f
     return got
 
 
+async def read_to_end(chunks: AsyncIterator[bytes], timeout_s: float = 15) -> bytes:
+    """What is left of the stream until its body ends (a stream that does not end fails the wait)."""
+    got = b""
+    async with asyncio.timeout(timeout_s):
+        async for chunk in chunks:
+            got += chunk
+    return got
+
+
 async def held_stream(stack: AsyncExitStack, target: Target, path: str, first: bytes) -> AsyncGenerator[bytes]:
     client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
     response = await stack.enter_async_context(client.stream("GET", f"{target.url}{path}"))
@@ -613,6 +622,28 @@ async def test_build_id_renders_the_streams_prev_id_into_its_content(target: Tar
         await asyncio.to_thread(publish_raw, target, *items)
         expected = b"id " + ids[0] + b"\nthen " + ids[1] + b", 100%\n"
         assert await read_until(chunks, expected) == expected
+
+
+async def test_content_build_id_cannot_render_ends_the_stream(target: Target) -> None:
+    """Pushpin 1.36 ends an HTTP stream on a filter error: what came before is sent, then the body ends."""
+    async with AsyncExitStack() as stack:
+        await subscribed(stack, target, "bi-end")  # the channel is not new: no refresh fetches the next link
+        chunks = await held_stream(stack, target, "/bstream?ch=bi-end&prev=1", b"stream open first\n")
+        items = [stream_item("bi-end", content, str(n), str(n - 1))
+                 for n, content in ((2, "id %I\n"), (3, "bad %(x)s\n"), (4, "after %I\n"))]  # fmt: skip
+        await asyncio.to_thread(publish_raw, target, *items)
+        assert await read_until(chunks, b"id 2\n") == b"id 2\n"
+        assert await read_to_end(chunks) == b""  # the stream is over: nothing after the item it could not render
+
+
+async def test_content_var_subst_cannot_render_answers_a_long_poll_502(target: Target) -> None:
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as client:
+        await subscribed(stack, target, "fp1")
+        request = asyncio.ensure_future(client.get(f"{target.url}/fpoll?ch=fp1&filters=var-subst&user=alice"))
+        await asyncio.sleep(1)  # the hold is in place
+        await asyncio.to_thread(publish_raw, target, {"channel": "fp1", "http-response": {"body": "to %(x)s\n"}})
+        response = await request
+    assert response.status_code == 502 and response.headers["content-type"].startswith("text/plain")
 
 
 # Publish actions (hint, refresh, close with a code and reason) and ws-message types.
