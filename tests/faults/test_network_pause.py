@@ -2,7 +2,7 @@
 
 The node reaches PostgreSQL and RabbitMQ only through pausable TCP proxies (tests/faults/
 pausable_proxy.py: the shared servers are never touched); the worker reaches them directly.
-Traffic: six clients held on a channel with a publisher on it, and two publishers of 500-item
+Traffic: six clients held on a channel with a publisher on it, and two publishers of 2,000-item
 requests on another. The proxies are paused: the shipper hangs mid-call, the outbox grows past
 100,000 events to its cap (FANMETER_BROKER_OUTBOX_MAX_EVENTS), and from there new held
 connections (HTTP and WebSocket) and publishes get 503 with Retry-After while the held clients
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.faults
 NODE = "paused"
 GROWTH = 100_000  # what the issue asks the outbox to reach during the pause
 CAP = 105_000
-LOAD_ITEMS, LOAD_THREADS = 500, 2
+LOAD_ITEMS, LOAD_THREADS = 2000, 2
 KINDS = ("stream", "stream", "stream", "stream", "socket", "socket")
 FAULT = "network pause between a broker node and the pipeline (outbox past 100,000 events, to its cap)"
 
