@@ -68,6 +68,12 @@ class StreamClient:
         while len(self.lines) < count:
             self._take(await anext(self._chunks))
 
+    async def receive_to_end(self, timeout_s: float = 15) -> None:
+        """Read until the broker ends the response's body (a stream that does not end fails the wait)."""
+        async with asyncio.timeout(timeout_s):
+            async for chunk in self._chunks:
+                self._take(chunk)
+
 
 class SocketClient:
     """A websockets client that counts the published messages it receives."""

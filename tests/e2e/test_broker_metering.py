@@ -233,12 +233,13 @@ async def test_deliveries_a_subscription_filter_skips_are_neither_delivered_nor_
     assert wait_for_usage(broker_stack_env, account, expected) == expected
 
 
-async def test_a_delivery_build_id_cannot_render_is_neither_delivered_nor_billed(
+async def test_content_a_filter_cannot_render_ends_the_http_hold_and_is_not_billed_as_delivered(
     broker_stack_env: dict[str, str], origin_url: str, tmp_path: Path
 ) -> None:
-    """A build-id stream (prev-id 1) gets item 2 with its id rendered and not item 3, which names a variable
-    build-id has no value for; a plain stream on the channel gets both as published. Billed: 3 deliveries
-    and the bytes each client received (the rendered ones for the build-id stream)."""
+    """As Pushpin 1.36: a build-id stream (prev-id 1) gets item 2 rendered, then item 3 names a variable
+    build-id has no value for and the stream ends (item 4 never comes); a var-subst long-poll on the channel
+    whose item names a meta it lacks is answered 502; a plain stream gets every stream item as published.
+    Billed: the 4 deliveries received (3 plain, 1 build-id), 3 connections, and every byte each client got."""
     account = fresh_account()
     config = services_file(tmp_path / "services.json", origin_url, account=account)
     with broker_node(broker_stack_env, config, f"build-id-{account}") as node:
@@ -249,16 +250,23 @@ async def test_a_delivery_build_id_cannot_render_is_neither_delivered_nor_billed
             await asyncio.sleep(1.5)  # the channel is not new any more: no refresh fetches the next link
             built = StreamClient(client, f"{node.url}/s/svc-a/bstream?ch=mb&prev=1", b"stream open first\n")
             await built.open(stack)
-            items = [{"channel": "mb", "id": i, "prev-id": p, "http-stream": {"content": c}}
-                     for i, p, c in (("2", "1", "id %I\n"), ("3", "2", "bad %(x)s\n"))]  # fmt: skip
+            poll = asyncio.ensure_future(client.get(f"{node.url}/s/svc-a/fpoll?ch=mb&filters=var-subst&user=al"))
+            await asyncio.sleep(1)  # the long-poll is held
+            stream = (("2", "1", "id %I\n"), ("3", "2", "bad %(x)s\n"), ("4", "3", "after %I\n"))
+            items: list[dict[str, object]] = [
+                {"channel": "mb", "id": i, "prev-id": p, "http-stream": {"content": c}} for i, p, c in stream
+            ]
+            items.append({"channel": "mb", "http-response": {"body": "to %(x)s\n"}})
             response = await client.post(f"{node.url}/service/svc-a/publish/", json={"items": items},
                                          headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
             assert response.status_code == 200
-            await asyncio.wait_for(asyncio.gather(plain.receive(2), built.receive(1)), 30)
-            await built.receive_until_idle(1.0)  # nothing more comes
-    assert (built.lines, plain.lines) == (["id 2"], ["id %I", "bad %(x)s"])
-    expected = {"messages_published": 2, "messages_delivered": 3, "connection_minutes": 2,
-                "bytes_out": plain.bytes + built.bytes}  # fmt: skip
+            await asyncio.wait_for(plain.receive(3), 30)
+            await built.receive_to_end()  # the broker ended it
+            answered = await asyncio.wait_for(poll, 30)
+    assert (built.lines, plain.lines) == (["id 2"], ["id %I", "bad %(x)s", "after %I"])
+    assert answered.status_code == 502
+    expected = {"messages_published": 4, "messages_delivered": 4, "connection_minutes": 3,
+                "bytes_out": plain.bytes + built.bytes + len(answered.content)}  # fmt: skip
     assert wait_for_usage(broker_stack_env, account, expected) == expected
 
 
