@@ -85,7 +85,7 @@ def days_of(month: Month) -> list[date]:
 
 def seed(engine: Any, accounts: int, rng: random.Random) -> int:
     days = days_of(MONTH)
-    account_rows = [
+    account_rows: list[dict[str, Any]] = [
         {"id": f"acc_{n:06d}", "name": f"bench {n}", "plan": "paid", "currency": "USD", "created_at": NOW}
         for n in range(accounts)
     ]
