@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ SYSTEM = "system"
 USER_AGENT = "fanmeter-webhooks/1"
 MAX_ERROR_LENGTH = 500
 MAX_ANSWER_BYTES = 65536
+Clock = Callable[[], datetime]  # the instant now: the system clock, or a test's
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Outcome(NamedTuple):
     duration_ms: int
 
 
-def deliver_due(engine: Engine, config: DeliveryConfig, clock: Any = None) -> DeliveryRun:
+def deliver_due(engine: Engine, config: DeliveryConfig, clock: Clock | None = None) -> DeliveryRun:
     """Deliver every endpoint's due events, each endpoint in its own thread (the beat task's service)."""
     now = _clock(clock)
     endpoint_ids = _due_endpoints(engine, now())
@@ -100,7 +102,7 @@ def deliver_due(engine: Engine, config: DeliveryConfig, clock: Any = None) -> De
     )
 
 
-def _clock(clock: Any) -> Any:
+def _clock(clock: Clock | None) -> Clock:
     return clock or (lambda: datetime.now(UTC))
 
 
@@ -119,7 +121,9 @@ def _due_endpoints(engine: Engine, now: datetime) -> list[str]:
         return sorted(conn.scalars(query))
 
 
-def deliver_endpoint(engine: Engine, endpoint_id: str, config: DeliveryConfig, clock: Any = None) -> DeliveryRun:
+def deliver_endpoint(
+    engine: Engine, endpoint_id: str, config: DeliveryConfig, clock: Clock | None = None
+) -> DeliveryRun:
     """Send one endpoint's due events in order until none is due, one fails, or the run's share is done."""
     now = _clock(clock)
     held = _take_lease(engine, endpoint_id, now(), config.lease_s)
@@ -148,7 +152,8 @@ def deliver_endpoint(engine: Engine, endpoint_id: str, config: DeliveryConfig, c
                 disabled += state.status == rules.FAILED
                 break  # a failure: the later events wait behind this one
     finally:
-        _release_lease(engine, endpoint_id)
+        if held is not None:  # a lease lost to another run is theirs now: left alone
+            _release_lease(engine, endpoint_id, held)
     return DeliveryRun(1, delivered, failed, disabled)
 
 
@@ -185,9 +190,10 @@ def _renew_lease(engine: Engine, endpoint_id: str, held: datetime, now: datetime
         return until if conn.execute(statement).rowcount == 1 else None
 
 
-def _release_lease(engine: Engine, endpoint_id: str) -> None:
+def _release_lease(engine: Engine, endpoint_id: str, held: datetime) -> None:
+    mine = (WebhookEndpoint.id == endpoint_id, WebhookEndpoint.lease_until == held)
     with engine.begin() as conn:
-        conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(lease_until=None))
+        conn.execute(update(WebhookEndpoint).where(*mine).values(lease_until=None))
 
 
 class _Target(NamedTuple):

@@ -355,4 +355,9 @@ def test_an_endpoint_held_by_another_run_is_left_to_it_until_its_lease_lapses(db
 
     assert held is not None and stolen_back is None  # a lapsed lease cannot be renewed
     assert (skipped.delivered, sent.delivered) == (0, 2) and len(receiver.received) == 2
-    assert delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s) is not None  # released after the pass
+    mine = delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s)
+    assert mine is not None  # the pass released it
+    clock.advance(timedelta(seconds=CONFIG.lease_s))  # this run stalls; another takes the endpoint
+    theirs = delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s)
+    delivery._release_lease(db, endpoint.id, mine)  # the stalled run ends: it must not free theirs
+    assert theirs is not None and delivery._take_lease(db, endpoint.id, clock(), CONFIG.lease_s) is None
