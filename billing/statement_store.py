@@ -51,8 +51,9 @@ def statuses_before(conn: Connection, month: Month, only: Accounts = None) -> di
     if only is not None:
         query = query.where(StatementRecord.account_id.in_(only))
     result: dict[str, dict[Month, str]] = defaultdict(dict)
+    months: dict[str, Month] = {}  # a few months, each on every account's rows: parsed once
     for account_id, text, status in conn.execute(query):
-        result[account_id][Month.parse(text)] = status
+        result[account_id][months.get(text) or months.setdefault(text, Month.parse(text))] = status
     return result
 
 

@@ -50,8 +50,12 @@ NOT_HASHED = ("credit_notes", "credited", "remaining")  # shown beside a finaliz
 _USAGE_FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
 
 
+@lru_cache(maxsize=4096)
 def previous_month(month: Month) -> Month:
-    """The month before: ``previous_month(Month(2026, 1)) == Month(2025, 12)``."""
+    """The month before: ``previous_month(Month(2026, 1)) == Month(2025, 12)``.
+
+    Cached: a batch of drafts walks the same few months back for every account.
+    """
     return Month(month.year - 1, 12) if month.month == 1 else Month(month.year, month.month - 1)
 
 
