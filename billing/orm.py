@@ -167,7 +167,11 @@ class StatementRecord(Base):
     """
 
     __tablename__ = "statement"
-    __table_args__ = (UniqueConstraint("account_id", "month"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "month"),
+        # The draft build's month-wide reads for every account (migration 0017).
+        Index("ix_statement_month_status_account", "month", "status", "account_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("account.id"))
