@@ -63,8 +63,9 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 @contextmanager
-def grip_origin(tmp: Path, tls: bool = False, key: str = GRIP_KEY) -> Iterator[str]:
-    """The gripcontrol origin (tests/e2e/grip_origin.py), validating Grip-Sig with ``key``; yields its base URL."""
+def grip_origin(tmp: Path, tls: bool = False, key: str = GRIP_KEY, keys_file: Path | None = None) -> Iterator[str]:
+    """The gripcontrol origin (tests/e2e/grip_origin.py), validating Grip-Sig with ``key`` (or one of
+    the keys in ``keys_file``, read on each request); yields its base URL."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "tests.e2e.grip_origin:app", "--port", str(port), "--log-level", "warning"]
     if tls:
@@ -75,7 +76,8 @@ def grip_origin(tmp: Path, tls: bool = False, key: str = GRIP_KEY) -> Iterator[s
             check=True, capture_output=True,
         )  # fmt: skip
         args += ["--ssl-keyfile", str(key), "--ssl-certfile", str(cert)]
-    with running(args, {"GRIP_ORIGIN_KEY": key}, port, tmp / f"origin-{port}.log"):
+    env = {"GRIP_ORIGIN_KEY": key, **({"GRIP_ORIGIN_KEYS_FILE": str(keys_file)} if keys_file else {})}
+    with running(args, env, port, tmp / f"origin-{port}.log"):
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 

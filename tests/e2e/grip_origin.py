@@ -17,6 +17,7 @@ import base64
 import contextlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,9 +38,19 @@ ISSUERS = tuple(os.environ.get("GRIP_ORIGIN_ISSUERS", "fanmeter,pushpin").split(
 REFUSED = b"Grip-Sig refused: this origin answers only its GRIP proxy\n"
 
 
+# More services' keys, one a line, read on each request: a test that adds services in front of this
+# origin after it started (tests/e2e/test_broker_database_services.py) writes their keys here.
+KEYS_FILE = os.environ.get("GRIP_ORIGIN_KEYS_FILE")
+
+
+def grip_keys() -> list[str]:
+    extra = Path(KEYS_FILE).read_text().split() if KEYS_FILE and Path(KEYS_FILE).exists() else []
+    return [GRIP_KEY, *extra]
+
+
 def signed_by_proxy(token: str) -> bool:
     """Pushpin's advice to origins: validate ``Grip-Sig`` (signature with the key, ``exp``, ``iss``)."""
-    return any(validate_sig(token, GRIP_KEY, iss=issuer) for issuer in ISSUERS)
+    return any(validate_sig(token, key, iss=issuer) for key in grip_keys() for issuer in ISSUERS)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -77,6 +77,7 @@ class Deployment:
     service_id: str
     token: str
     outbox: Path
+    origin_keys: Path
 
     def engineer(self) -> dict[str, str]:
         return self.world.as_role("engineer")
@@ -89,7 +90,12 @@ class Deployment:
         return httpx.get(f"{self.broker.url}/s/{service_id}{path}")
 
     def new_fanout_service(self) -> str:
+        """A further Fanout service in front of the same origin, which is told its Grip-Sig key."""
         service_id = create_service(self.world, "another")
+        printed = run_cli(self.env, "grip-key", service_id)
+        assert printed.returncode == 0, printed.stderr
+        with self.origin_keys.open("a") as keys:
+            keys.write(printed.stdout.strip() + "\n")
         serve_with_fanout(self.world, service_id, self.origin_port)
         return service_id
 
@@ -121,7 +127,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             service_id = create_service(world, "first")
             printed = run_cli(env, "grip-key", service_id)
             assert printed.returncode == 0, printed.stderr
-            with grip_origin(data_dir, key=printed.stdout.strip()) as origin:
+            origin_keys = data_dir / "origin-keys"
+            with grip_origin(data_dir, key=printed.stdout.strip(), keys_file=origin_keys) as origin:
                 port = urlsplit(origin).port or 80
                 serve_with_fanout(world, service_id, port)
                 _, token = issue_token(world, service_id)
@@ -132,7 +139,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 }
                 with broker_node(env, None, "brokerdb", extra) as broker:
                     outbox = BrokerSettings(data_dir=data_dir, broker_node="brokerdb").outbox_path
-                    yield Deployment(world, env, broker, port, service_id, token, outbox)
+                    yield Deployment(world, env, broker, port, service_id, token, outbox, origin_keys)
         engine.dispose()
 
 
