@@ -49,6 +49,7 @@ ACCOUNT_PAGES = {
     },
     "/console/accounts/{a}/products": {"superuser": OWN_ONLY},
     "/console/accounts/{a}/people": {"admin": ALL, "superuser": OWN_ONLY},
+    "/console/accounts/{a}/webhooks": {"superuser": OWN_ONLY},
 }  # fmt: skip
 PLATFORM_PAGES = {
     "/console/statements": {"admin": ALL, "finance": ALL},
@@ -56,6 +57,7 @@ PLATFORM_PAGES = {
     "/console/rate-cards": {"admin": ALL, "finance": ALL},
     "/console/platform/people": {"admin": ALL},
     "/console/audit": {"admin": ALL, "finance": ALL, "superuser": OWN_ONLY},
+    "/console/platform/webhooks": {"admin": ALL, "finance": ALL},
 }
 
 
