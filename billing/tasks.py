@@ -31,6 +31,10 @@ from metering.bootstrap import bootstrap
 from metering.celery_app import app
 
 TRANSIENT = (DBAPIError,)
+# The beat's sweeps over every account ride out a database restart: retried with backoff up to 30 s.
+SWEEP_RETRIES: dict[str, Any] = {
+    "autoretry_for": TRANSIENT, "retry_backoff": 1, "retry_backoff_max": 30, "max_retries": 10,
+}  # fmt: skip
 
 # Statement drafts are built by the first sweep after a month closes plus the grace period
 # (FANMETER_STATEMENT_GRACE_HOURS); rebuilding is idempotent.
@@ -66,13 +70,7 @@ def build_due_drafts_inner(now: datetime | None = None) -> statements.DraftRun:
     return statements.build_due_drafts(runtime.engine, now or datetime.now(UTC), grace)
 
 
-@app.task(
-    name="billing.tasks.build_due_drafts",
-    autoretry_for=TRANSIENT,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=10,
-)
+@app.task(name="billing.tasks.build_due_drafts", **SWEEP_RETRIES)
 def build_due_drafts(now: str | None = None) -> dict[str, Any]:
     """``now`` (RFC 3339, with a zone) lets tests and operators build as of a given instant."""
     run = build_due_drafts_inner(_instant(now))
@@ -86,13 +84,7 @@ def check_usage_alerts_inner(now: datetime | None = None) -> checker.CheckRun:
     return checker.check(runtime.engine, now or datetime.now(UTC), grace)
 
 
-@app.task(
-    name="billing.tasks.check_usage_alerts",
-    autoretry_for=TRANSIENT,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=10,
-)
+@app.task(name="billing.tasks.check_usage_alerts", **SWEEP_RETRIES)
 def check_usage_alerts(now: str | None = None) -> dict[str, Any]:
     """``now`` (RFC 3339, with a zone) lets tests, benchmarks and operators check as of a given instant."""
     run = check_usage_alerts_inner(_instant(now))
