@@ -19,18 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
-from sqlalchemy import Engine
 
-from kernel.instants import Month
-from metering import service
 from metering.domain.events import MAX_BYTES, MAX_COUNT, MAX_ID_LENGTH, MeteringEvent, decode_event
-from tests.integration.independent_usage import monthly_usage
 from tests.strategies import NODES, TRANSPORTS, cloud_event
 
 HOSTILE_ACCOUNT = "acct-hostile"
 HOSTILE_SOURCE = "broker/hostile"
 FIGURES = Path(os.environ.get("FANMETER_HOSTILE_FIGURES", "/tmp/fanmeter-hostile-figures.jsonl"))
-USAGE_FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
 
 # Values on or past the contract's edges, of every JSON type.
 ODD_VALUES = st.one_of(
@@ -152,25 +147,6 @@ def well_formed(text: str) -> bool:
 def rejected_by_contract(text: str) -> bool:
     """Whether the public decoder refuses ``text`` (so the pipeline must store a rejected-event row)."""
     return not isinstance(decode_event(text), MeteringEvent)
-
-
-def usage_differences(engine: Engine, good: list[dict[str, Any]]) -> list[str]:
-    """Usage cells of the good events' accounts (every month they touch) unequal to ``monthly_usage(good)``."""
-    expected = monthly_usage(good)
-    accounts = {e["data"]["account_id"] for e in good}
-    months = {month for _, month in expected}
-    differences: list[str] = []
-    for account in sorted(accounts):
-        for month in sorted(months):
-            report = service.usage_for_month(engine, account, Month.parse(month)).to_json()
-            actual = {s["service_id"]: s for s in report["services"]}
-            want = expected.get((account, month), {})
-            for sid in sorted(set(actual) | set(want)):
-                for name in USAGE_FIELDS:
-                    got, exp = actual.get(sid, {}).get(name, 0), want.get(sid, {}).get(name, 0)
-                    if got != exp:
-                        differences.append(f"{account} {month} {sid} {name}: billed {got}, sent {exp}")
-    return differences
 
 
 def record_figures(suite: str, inputs: int, statuses: Counter[str], crashes: int, **extra: Any) -> None:

@@ -27,9 +27,9 @@ from tests.hostile_events import (
     hostile_lines,
     record_figures,
     rejected_by_contract,
-    usage_differences,
     well_formed,
 )
+from tests.integration.independent_usage import usage_differences
 from tests.stack import run_cli, settings_for
 from tests.strategies import generate_trace
 

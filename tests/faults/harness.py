@@ -24,9 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from kernel.instants import Month
-from metering import service
-from tests.integration.independent_usage import monthly_usage
+from tests.integration.independent_usage import usage_differences
 from tests.stack import start_fanmeter, wait_until_ready, worker_args, worker_log
 
 NEEDS = (
@@ -223,9 +221,6 @@ def rollup_in_flight(engine: Engine) -> bool:
 # ---------------------------------------------------------------- the check
 
 
-FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
-
-
 @dataclass
 class Outcome:
     """A fault's figures: events sent (distinct), billed (stored once), and usage cells that differ."""
@@ -245,22 +240,9 @@ class Outcome:
 
 def compare(engine: Engine, fault: str, injected: int, trace: list[dict[str, Any]]) -> Outcome:
     """Every account-month's usage, per service and field, against ``monthly_usage`` over the events sent."""
-    expected = monthly_usage(trace)
-    accounts = {e["data"]["account_id"] for e in trace}
-    months = {month for _, month in expected} | {"2026-01", "2026-02"}
     with engine.connect() as conn:
         billed = int(conn.execute(text("SELECT count(*) FROM raw_event")).scalar_one())
-    differences: list[str] = []
-    for account in sorted(accounts):
-        for month in sorted(months):
-            report = service.usage_for_month(engine, account, Month.parse(month)).to_json()
-            actual = {s["service_id"]: s for s in report["services"]}
-            want = expected.get((account, month), {})
-            for sid in sorted(set(actual) | set(want)):
-                for name in FIELDS:
-                    got, exp = actual.get(sid, {}).get(name, 0), want.get(sid, {}).get(name, 0)
-                    if got != exp:
-                        differences.append(f"{account} {month} {sid} {name}: billed {got}, sent {exp}")
+    differences = usage_differences(engine, trace, months={"2026-01", "2026-02"})
     distinct = len({(e["source"], e["id"]) for e in trace})
     return Outcome(fault, injected, distinct, billed, differences)
 

@@ -7,8 +7,14 @@ with ``datetime.fromisoformat`` and walks each connection minute by minute.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Engine
+
+from kernel.instants import Month
+from metering import service as metering_service
 
 MINUTE = timedelta(minutes=1)
 
@@ -61,3 +67,26 @@ def _connection(usage: Any, account: str, service: str, events: list[dict[str, A
     for at, _, value in reports:
         usage[(account, _month(at))][service]["bytes_out"] += value - previous if value >= previous else value
         previous = value
+
+
+USAGE_FIELDS = ("connection_minutes", "messages_published", "messages_delivered", "bytes_out")
+
+
+def usage_differences(engine: Engine, sent: list[dict[str, Any]], months: Iterable[str] = ()) -> list[str]:
+    """Usage cells (account, month, service, field) the pipeline billed unequal to ``monthly_usage(sent)``,
+    over every month the events touch and ``months`` besides."""
+    expected = monthly_usage(sent)
+    accounts = {e["data"]["account_id"] for e in sent}
+    every_month = {month for _, month in expected} | set(months)
+    differences: list[str] = []
+    for account in sorted(accounts):
+        for month in sorted(every_month):
+            report = metering_service.usage_for_month(engine, account, Month.parse(month)).to_json()
+            actual = {s["service_id"]: s for s in report["services"]}
+            want = expected.get((account, month), {})
+            for sid in sorted(set(actual) | set(want)):
+                for name in USAGE_FIELDS:
+                    got, exp = actual.get(sid, {}).get(name, 0), want.get(sid, {}).get(name, 0)
+                    if got != exp:
+                        differences.append(f"{account} {month} {sid} {name}: billed {got}, sent {exp}")
+    return differences

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.admin_world import World
-from tests.hostile_events import hostile_json_texts, record_figures, rejected_by_contract, usage_differences
+from tests.hostile_events import hostile_json_texts, record_figures, rejected_by_contract
 from tests.integration.admin_setup import ingest_headers_for, served_world
+from tests.integration.independent_usage import usage_differences
 from tests.strategies import generate_trace
 
 world = served_world
