@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,13 +33,19 @@ class RecordingPipeline(PipelineClient):
 
 
 @pytest.fixture
-def world(engine: Engine) -> Iterator[World]:
+def world(engine: Engine, worker: Any) -> Iterator[World]:  # noqa: ARG001
     world = build_world(engine)
     pipeline = RecordingPipeline(engine)
     world.client = TestClient(create_app(engine, BillingSettings(), clock=world.clock, pipeline=pipeline))
     world.pipeline = pipeline  # type: ignore[attr-defined]
     with world.client:
         yield world
+        # Every batch a test handed on is done before the next world starts: one left queued was
+        # recorded into whichever test (of this module or the next) ran when the worker got to it.
+        deadline = time.monotonic() + 60
+        while pipeline.recorded(pipeline.sent) != set(pipeline.sent):
+            assert time.monotonic() < deadline, f"batches not recorded in time: {pipeline.sent}"
+            time.sleep(0.1)
 
 
 def event(**data: Any) -> dict[str, Any]:
